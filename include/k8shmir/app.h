@@ -1,0 +1,47 @@
+// The local app replica, as seen by its proxy: a deterministic HTTP service that applies
+// replicated requests and reports the index of the last one it applied (design brief, section 2).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <variant>
+
+#include "k8shmir/http_message.h"
+#include "k8shmir/result.h"
+
+namespace k8shmir {
+
+// The app's index differs from the one the caller believes it has applied: it restarted, or
+// something else reached it. Nothing was sent.
+struct AppIndexMismatch {
+  int64_t app_index = 0;
+};
+
+// Outcome of forwarding one entry. An Error always means "unknown": the entry may or may not have
+// been applied, and the caller must re-validate the app with LastIndex before anything else.
+using ForwardResult = std::variant<HttpResponse, AppIndexMismatch, Error>;
+
+class App {
+ public:
+  using IndexCallback = std::function<void(Result<int64_t>)>;
+  using ForwardCallback = std::function<void(ForwardResult)>;
+
+  virtual ~App() = default;
+
+  // Reads the app's last applied index (GET <last-index path>) on its own short-lived connection.
+  // kProtocol when the answer is not a valid index document. Callback runs exactly once, never
+  // inside this call.
+  virtual void LastIndex(IndexCallback done) = 0;
+
+  // Sends `request` with the index header set to `index`. It is sent only on a connection whose
+  // app answered LastIndex == expected_applied when the connection was opened; otherwise the result
+  // is AppIndexMismatch and nothing is sent. At most one Forward is in flight at a time (the caller
+  // guarantees it). Callback runs exactly once, never inside this call.
+  virtual void Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
+                       ForwardCallback done) = 0;
+
+  // Closes the forwarding connection, so the next Forward validates a fresh one.
+  virtual void Reset() = 0;
+};
+
+}  // namespace k8shmir

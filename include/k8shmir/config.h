@@ -1,0 +1,60 @@
+// The proxy's configuration: command-line flags, each also settable as a K8SHMIR_* environment
+// variable (flags win). See `k8shmir-proxy --help`.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "k8shmir/result.h"
+
+namespace k8shmir {
+
+struct Config {
+  std::string listen_address = "0.0.0.0";
+  uint16_t listen_port = 8080;
+  std::string app_host = "127.0.0.1";
+  uint16_t app_port = 3000;
+  std::string admin_address = "0.0.0.0";
+  uint16_t admin_port = 9901;
+  std::vector<std::string> etcd_endpoints = {"127.0.0.1:2379"};
+  std::string group = "default";
+  std::string last_index_path = "/last-index";
+  std::string index_header = "Log-Index";
+  std::string replica_id;  // default: hostname
+  std::chrono::milliseconds request_timeout{10000};
+  std::chrono::milliseconds app_timeout{5000};
+  std::chrono::milliseconds etcd_timeout{3000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::size_t body_limit = 1024 * 1024;
+  std::size_t header_limit = 64 * 1024;
+  std::size_t response_limit = 16 * 1024 * 1024;
+  std::size_t max_pending_requests = 4096;
+  std::size_t max_queued_entries = 4096;
+  std::size_t max_connections = 4096;
+  std::string log_level = "info";
+  std::string log_format = "text";  // text | json
+  int io_threads = 1;
+
+  // The etcd key prefix of this group's log: /k8shmir/<group>/log/
+  std::string LogPrefix() const { return "/k8shmir/" + group + "/log/"; }
+};
+
+// The largest encoded entry etcd accepts by default (--max-request-bytes 1.5 MiB) less room for
+// the Txn envelope and key.
+inline constexpr std::size_t kMaxEntryBytes = 1536 * 1024 - 8 * 1024;
+
+// What ParseConfig decided.
+struct ParsedConfig {
+  Config config;
+  bool show_help = false;
+};
+
+// Parses argv and the environment (`env` as from `environ`). Errors name the flag and the reason.
+Result<ParsedConfig> ParseConfig(int argc, const char* const* argv, const char* const* env);
+
+// The --help text: every flag, its variable, its default.
+std::string ConfigUsage();
+
+}  // namespace k8shmir

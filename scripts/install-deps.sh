@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Installs everything k8shmir needs to build, test and run its demo, from Debian bookworm packages.
+#
+# Idempotent: when every package is already installed it does not touch apt at all. Must run as root
+# (or find nothing to install). Used by `make build`, so `make demo` and `make test` work on a fresh
+# machine.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake pkg-config clang-format
+  # libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  # tests
+  libgtest-dev libgmock-dev googletest
+  # the log service (tests and demo start their own members on free loopback ports)
+  etcd-server etcd-client
+  # scripts
+  curl ca-certificates jq iproute2 iptables procps
+)
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+is_installed() {
+  [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  is_installed "$pkg" || missing+=("$pkg")
+done
+
+# Debian's etcd-server ships an init script and a systemd unit that start a default member on
+# 127.0.0.1:2379. Our tests and demo never use it (they start their own members on free ports), so
+# make sure it is neither started by the install nor left running / enabled afterwards.
+disable_system_etcd() {
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    if systemctl is-active --quiet etcd.service 2>/dev/null ||
+      systemctl is-enabled --quiet etcd.service 2>/dev/null; then
+      log "disabling the distribution's etcd.service"
+      systemctl disable --now etcd.service >/dev/null 2>&1 || true
+    fi
+  fi
+  if [[ -x /etc/init.d/etcd ]]; then
+    if /etc/init.d/etcd status >/dev/null 2>&1; then
+      log "stopping the distribution's etcd init service"
+      /etc/init.d/etcd stop >/dev/null 2>&1 || true
+    fi
+    if command -v update-rc.d >/dev/null 2>&1 && compgen -G '/etc/rc[2-5].d/S*etcd' >/dev/null; then
+      update-rc.d etcd disable >/dev/null 2>&1 || true
+    fi
+  fi
+}
+
+if ((${#missing[@]} == 0)); then
+  log "all ${#PACKAGES[@]} packages already installed"
+  disable_system_etcd
+  exit 0
+fi
+
+if ((EUID != 0)); then
+  log "missing packages: ${missing[*]}"
+  log "run this script as root (or: sudo $0)"
+  exit 1
+fi
+
+log "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+
+# Keep maintainer scripts from starting services (the etcd package would start a member on :2379).
+# Only add a policy-rc.d when there is none, and remove only the one we added.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+cleanup() {
+  if ((added_policy)); then rm -f "$policy"; fi
+}
+trap cleanup EXIT
+if [[ ! -e "$policy" ]]; then
+  printf '#!/bin/sh\n# added by k8shmir scripts/install-deps.sh\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  added_policy=1
+fi
+
+apt_opts=(-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${apt_opts[@]}" "${missing[@]}"
+
+disable_system_etcd
+
+still_missing=()
+for pkg in "${missing[@]}"; do
+  is_installed "$pkg" || still_missing+=("$pkg")
+done
+if ((${#still_missing[@]})); then
+  log "ERROR: still missing after apt-get install: ${still_missing[*]}"
+  exit 1
+fi
+log "done"

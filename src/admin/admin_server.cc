@@ -1,0 +1,144 @@
+#include "admin/admin_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "admin/status_render.h"
+#include "common/async_callback.h"
+
+namespace k8shmir {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
+  asio::io_context& ioc;
+  std::string address;
+  uint16_t port;
+  std::shared_ptr<Replica> replica;
+  tcp::acceptor acceptor;
+
+  State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<Replica> r)
+      : ioc(io), address(std::move(a)), port(p), replica(std::move(r)),
+        acceptor(asio::make_strand(io)) {}
+
+  asio::awaitable<void> Accept() {
+    for (;;) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor.async_accept(
+          asio::make_strand(ioc), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      if (ec) continue;
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, Session(std::move(socket)), asio::detached);
+    }
+  }
+
+  asio::awaitable<http::response<http::string_body>> Handle(
+      const http::request<http::string_body>& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    std::string path(req.target().substr(0, req.target().find('?')));
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      res.result(http::status::method_not_allowed);
+      res.body() = "only GET\n";
+      co_return res;
+    }
+    if (path == "/healthz") {
+      res.body() = "ok\n";
+      co_return res;
+    }
+    if (path != "/readyz" && path != "/status" && path != "/metrics") {
+      res.result(http::status::not_found);
+      res.body() = "unknown path; try /healthz /readyz /status /metrics\n";
+      co_return res;
+    }
+    ReplicaStatus status = co_await AsyncFromCallback<ReplicaStatus>(
+        [r = replica](std::function<void(ReplicaStatus)> done) { r->GetStatus(std::move(done)); },
+        asio::use_awaitable);
+    if (path == "/readyz") {
+      if (!status.Ready()) res.result(http::status::service_unavailable);
+      res.body() = std::string(ReplicaStateName(status.state)) + ": " + status.state_reason + "\n";
+    } else if (path == "/status") {
+      res.set(http::field::content_type, "application/json");
+      res.body() = RenderStatusJson(status);
+    } else {
+      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      res.body() = RenderPrometheus(status);
+    }
+    co_return res;
+  }
+
+  asio::awaitable<void> Session(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    for (;;) {
+      beast::error_code ec;
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(16 * 1024);
+      parser.body_limit(16 * 1024);
+      stream.expires_after(std::chrono::seconds(30));
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      auto req = parser.release();
+      auto res = co_await Handle(req);
+      res.keep_alive(req.keep_alive());
+      res.prepare_payload();
+      if (req.method() == http::verb::head) res.body().clear();
+      stream.expires_after(std::chrono::seconds(10));
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || !req.keep_alive()) break;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.close();
+  }
+};
+
+AdminServer::AdminServer(asio::io_context& ioc, std::string address, uint16_t port,
+                         std::shared_ptr<Replica> replica)
+    : state_(std::make_shared<State>(ioc, std::move(address), port, std::move(replica))) {}
+
+AdminServer::~AdminServer() = default;
+
+Status AdminServer::Listen() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(state_->address, ec);
+  if (ec) return Error{ErrorCode::kInvalid, "bad admin address '" + state_->address + "'"};
+  tcp::endpoint endpoint(address, state_->port);
+  auto& a = state_->acceptor;
+  a.open(endpoint.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(endpoint, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error{ErrorCode::kUnavailable, "cannot listen on admin " + state_->address + ":" +
+                                              std::to_string(state_->port) + ": " + ec.message()};
+  }
+  return OkStatus();
+}
+
+void AdminServer::Start() {
+  asio::co_spawn(state_->acceptor.get_executor(),
+                 [s = state_]() -> asio::awaitable<void> { co_await s->Accept(); },
+                 asio::detached);
+}
+
+void AdminServer::Stop() {
+  asio::post(state_->acceptor.get_executor(), [s = state_] {
+    beast::error_code ignored;
+    s->acceptor.close(ignored);
+  });
+}
+
+}  // namespace k8shmir

@@ -1,0 +1,101 @@
+#include "admin/status_render.h"
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace k8shmir {
+
+std::string RenderStatusJson(const ReplicaStatus& s) {
+  nlohmann::json j = {
+      {"replica_id", s.replica_id},
+      {"group", s.group},
+      {"state", ReplicaStateName(s.state)},
+      {"state_reason", s.state_reason},
+      {"ready", s.Ready()},
+      {"applied_index", s.applied_index},
+      {"log_head", s.log_head},
+      {"log_last_index", s.log_last_index},
+      {"lag", s.Lag()},
+      {"last_error", s.last_error},
+      {"last_error_unix_ms", s.last_error_unix_ms},
+      {"pending_requests", s.pending_requests},
+      {"queued_entries", s.queued_entries},
+      {"entries_applied", s.entries_applied},
+      {"entries_dropped", s.entries_dropped},
+      {"recoveries", s.recoveries},
+      {"last_recovery_ms", s.last_recovery_ms},
+      {"watch_restarts", s.watch_restarts},
+      {"requests",
+       {{"committed", s.requests_committed},
+        {"not_committed", s.requests_not_committed},
+        {"unknown", s.requests_unknown}}},
+  };
+  return j.dump() + "\n";
+}
+
+namespace {
+
+void WriteHistogram(std::ostringstream& out, const std::string& name, const std::string& help,
+                    const std::string& labels, const Histogram& h) {
+  out << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+  uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i) {
+    cumulative += h.counts[i];
+    out << name << "_bucket{" << labels << ",le=\"" << Histogram::kBounds[i] << "\"} "
+        << cumulative << "\n";
+  }
+  cumulative += h.counts.back();
+  out << name << "_bucket{" << labels << ",le=\"+Inf\"} " << cumulative << "\n";
+  out << name << "_sum{" << labels << "} " << h.sum << "\n";
+  out << name << "_count{" << labels << "} " << h.count << "\n";
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const ReplicaStatus& s) {
+  std::ostringstream out;
+  const std::string labels = "group=\"" + s.group + "\",replica=\"" + s.replica_id + "\"";
+  auto gauge = [&](const std::string& name, const std::string& help, auto value) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n"
+        << name << "{" << labels << "} " << value << "\n";
+  };
+  auto counter = [&](const std::string& name, const std::string& help, auto value) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n"
+        << name << "{" << labels << "} " << value << "\n";
+  };
+  out << "# HELP k8shmir_requests_total Client requests by outcome.\n"
+      << "# TYPE k8shmir_requests_total counter\n"
+      << "k8shmir_requests_total{" << labels << ",outcome=\"committed\"} "
+      << s.requests_committed << "\n"
+      << "k8shmir_requests_total{" << labels << ",outcome=\"not-committed\"} "
+      << s.requests_not_committed << "\n"
+      << "k8shmir_requests_total{" << labels << ",outcome=\"unknown\"} " << s.requests_unknown
+      << "\n";
+  gauge("k8shmir_applied_index", "Log index of the last entry the app applied.", s.applied_index);
+  gauge("k8shmir_log_head", "Newest log service revision seen.", s.log_head);
+  gauge("k8shmir_log_last_index", "Newest entry index of the group seen.", s.log_last_index);
+  gauge("k8shmir_lag", "Index distance between the newest entry and the app.", s.Lag());
+  gauge("k8shmir_pending_requests", "Client requests waiting for their entry.",
+        s.pending_requests);
+  gauge("k8shmir_queued_entries", "Committed entries waiting to be applied.", s.queued_entries);
+  out << "# HELP k8shmir_state Replica state (1 for the current one).\n"
+      << "# TYPE k8shmir_state gauge\n";
+  for (auto st : {ReplicaState::kStarting, ReplicaState::kCatchingUp, ReplicaState::kServing,
+                  ReplicaState::kRecovering, ReplicaState::kNeedsStateTransfer}) {
+    out << "k8shmir_state{" << labels << ",state=\"" << ReplicaStateName(st) << "\"} "
+        << (s.state == st ? 1 : 0) << "\n";
+  }
+  counter("k8shmir_entries_applied_total", "Entries applied to the app.", s.entries_applied);
+  counter("k8shmir_entries_dropped_total", "Duplicate, out-of-order or undecodable entries.",
+          s.entries_dropped);
+  counter("k8shmir_recoveries_total", "Recoveries from an app or forwarding failure.",
+          s.recoveries);
+  counter("k8shmir_watch_restarts_total", "Log watch streams re-created.", s.watch_restarts);
+  WriteHistogram(out, "k8shmir_append_latency_seconds", "Time to append an entry to the log.",
+                 labels, s.append_latency);
+  WriteHistogram(out, "k8shmir_apply_latency_seconds", "Time the app took to apply an entry.",
+                 labels, s.apply_latency);
+  return out.str();
+}
+
+}  // namespace k8shmir

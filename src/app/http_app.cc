@@ -1,0 +1,262 @@
+#include "app/http_app.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+namespace k8shmir {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+Result<int64_t> ParseLastIndex(unsigned status, const std::string& body, bool* lenient) {
+  *lenient = false;
+  if (status != 200) {
+    return Error{ErrorCode::kProtocol, "last-index answered HTTP " + std::to_string(status)};
+  }
+  auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return Error{ErrorCode::kProtocol,
+                 "last-index answer is not a JSON object: '" + body.substr(0, 80) + "'"};
+  }
+  auto it = doc.find("index");
+  if (it == doc.end() || it->is_null()) {
+    *lenient = true;
+    return int64_t{0};
+  }
+  if (it->is_number_unsigned()) {
+    auto v = it->get<uint64_t>();
+    if (v > static_cast<uint64_t>(INT64_MAX)) {
+      return Error{ErrorCode::kProtocol, "last-index out of range"};
+    }
+    return static_cast<int64_t>(v);
+  }
+  if (it->is_number_integer()) {
+    return Error{ErrorCode::kProtocol, "last-index is negative: " + it->dump()};
+  }
+  return Error{ErrorCode::kProtocol, "last-index is not an integer: " + it->dump()};
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using RequestMessage = http::request<http::string_body>;
+using ResponseParser = http::response_parser<http::string_body>;
+
+struct Exchange {
+  beast::error_code ec;
+  std::optional<http::response<http::string_body>> response;
+};
+
+}  // namespace
+
+// All connection state lives on one strand; every public call posts into it.
+struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
+  asio::strand<asio::any_io_executor> strand;
+  HttpAppOptions options;
+  // The validated forwarding connection. Shared so that a coroutine using it stays safe when
+  // Reset() drops it meanwhile: closing the socket makes that coroutine's operation fail.
+  struct Connection {
+    explicit Connection(asio::strand<asio::any_io_executor>& s) : stream(s) {}
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    Clock::time_point last_used = Clock::now();
+  };
+  std::shared_ptr<Connection> conn;
+  bool warned_lenient = false;
+
+  Impl(asio::any_io_executor ex, HttpAppOptions o)
+      : strand(asio::make_strand(ex)), options(std::move(o)) {}
+
+  asio::awaitable<beast::error_code> Connect(beast::tcp_stream& stream) {
+    beast::error_code ec;
+    tcp::resolver resolver(strand);
+    stream.expires_after(options.timeout);
+    auto results = co_await resolver.async_resolve(options.host, std::to_string(options.port),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return ec;
+    co_await stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) stream.socket().set_option(tcp::no_delay(true), ec);
+    co_return ec;
+  }
+
+  // One request/response on `stream`, bounded by the timeout and the response limit.
+  asio::awaitable<Exchange> RoundTrip(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                      RequestMessage& req) {
+    Exchange x;
+    stream.expires_after(options.timeout);
+    co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, x.ec));
+    if (x.ec) co_return x;
+    ResponseParser parser;
+    parser.body_limit(options.response_limit);
+    parser.header_limit(64 * 1024);
+    if (req.method() == http::verb::head) parser.skip(true);
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, x.ec));
+    if (x.ec) co_return x;
+    x.response = parser.release();
+    co_return x;
+  }
+
+  RequestMessage LastIndexRequest() const {
+    RequestMessage req{http::verb::get, options.last_index_path, 11};
+    req.set(http::field::host, options.host + ":" + std::to_string(options.port));
+    req.set(http::field::user_agent, "k8shmir-proxy");
+    req.keep_alive(true);
+    return req;
+  }
+
+  asio::awaitable<Result<int64_t>> QueryIndex(beast::tcp_stream& stream,
+                                              beast::flat_buffer& buffer) {
+    auto req = LastIndexRequest();
+    Exchange x = co_await RoundTrip(stream, buffer, req);
+    if (x.ec) {
+      co_return Error{ErrorCode::kUnavailable, "app last-index: " + x.ec.message()};
+    }
+    bool lenient = false;
+    auto r = ParseLastIndex(x.response->result_int(), x.response->body(), &lenient);
+    if (r && lenient && !warned_lenient) {
+      warned_lenient = true;
+      spdlog::warn("app answered {} without an index ({}); treating it as 0",
+                   options.last_index_path, x.response->body().substr(0, 80));
+    }
+    if (r && !x.response->keep_alive()) {
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream.close();
+    }
+    co_return r;
+  }
+
+  asio::awaitable<void> DoLastIndex(IndexCallback done) {
+    beast::tcp_stream stream(strand);
+    beast::flat_buffer buffer;
+    Result<int64_t> result = int64_t{0};
+    if (auto ec = co_await Connect(stream)) {
+      result = Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
+    } else {
+      result = co_await QueryIndex(stream, buffer);
+    }
+    beast::error_code ignored;
+    stream.socket().close(ignored);
+    done(std::move(result));
+  }
+
+  void CloseConnection() {
+    if (conn) {
+      beast::error_code ignored;
+      conn->stream.socket().close(ignored);
+      conn.reset();
+    }
+  }
+
+  RequestMessage BuildForward(const HttpRequest& request, int64_t index) const {
+    RequestMessage req;
+    http::verb verb = http::string_to_verb(request.method);
+    if (verb == http::verb::unknown) {
+      req.method_string(request.method);
+    } else {
+      req.method(verb);
+    }
+    req.target(request.target);
+    req.version(request.version);
+    for (const auto& h : request.headers) req.insert(h.name, h.value);
+    req.set(options.index_header, std::to_string(index));
+    req.keep_alive(true);
+    req.body() = request.body;
+    // Content-Length: 0 only where a body is meaningful, as a client would send it.
+    if (!request.body.empty() || verb == http::verb::post || verb == http::verb::put ||
+        verb == http::verb::patch) {
+      req.prepare_payload();
+    }
+    return req;
+  }
+
+  asio::awaitable<void> DoForward(HttpRequest request, int64_t index, int64_t expected,
+                                  ForwardCallback done) {
+    if (conn && Clock::now() - conn->last_used > options.max_idle) CloseConnection();
+    if (!conn) {
+      auto fresh = std::make_shared<Connection>(strand);
+      if (auto ec = co_await Connect(fresh->stream)) {
+        done(Error{ErrorCode::kUnavailable, "app connect: " + ec.message()});
+        co_return;
+      }
+      auto app_index = co_await QueryIndex(fresh->stream, fresh->buffer);
+      if (!app_index) {
+        done(app_index.error());
+        co_return;
+      }
+      if (*app_index != expected) {
+        done(AppIndexMismatch{*app_index});
+        co_return;
+      }
+      if (!fresh->stream.socket().is_open()) {
+        // The app closed after answering; validate a new connection next time.
+        done(Error{ErrorCode::kUnavailable, "app closed the validated connection"});
+        co_return;
+      }
+      conn = fresh;
+    }
+    std::shared_ptr<Connection> c = conn;
+    auto req = BuildForward(request, index);
+    Exchange x = co_await RoundTrip(c->stream, c->buffer, req);
+    c->last_used = Clock::now();
+    if (x.ec) {
+      if (conn == c) CloseConnection();
+      done(Error{ErrorCode::kUnknown, "forward of index " + std::to_string(index) +
+                                          " failed: " + x.ec.message()});
+      co_return;
+    }
+    HttpResponse out;
+    out.status = x.response->result_int();
+    out.version = x.response->version();
+    for (const auto& f : *x.response) {
+      out.headers.push_back({std::string(f.name_string()), std::string(f.value())});
+    }
+    out.body = std::move(x.response->body());
+    if (!x.response->keep_alive() && conn == c) CloseConnection();
+    done(std::move(out));
+  }
+};
+
+HttpApp::HttpApp(asio::any_io_executor executor, HttpAppOptions options)
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {}
+
+HttpApp::~HttpApp() {
+  // Outstanding coroutines hold their own reference to impl_; closing the socket ends them.
+  asio::post(impl_->strand, [impl = impl_] { impl->CloseConnection(); });
+}
+
+void HttpApp::LastIndex(IndexCallback done) {
+  asio::co_spawn(
+      impl_->strand,
+      [impl = impl_, done = std::move(done)]() mutable { return impl->DoLastIndex(std::move(done)); },
+      asio::detached);
+}
+
+void HttpApp::Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
+                      ForwardCallback done) {
+  asio::co_spawn(
+      impl_->strand,
+      [impl = impl_, request, index, expected_applied, done = std::move(done)]() mutable {
+        return impl->DoForward(std::move(request), index, expected_applied, std::move(done));
+      },
+      asio::detached);
+}
+
+void HttpApp::Reset() {
+  asio::post(impl_->strand, [impl = impl_] { impl->CloseConnection(); });
+}
+
+}  // namespace k8shmir

@@ -1,0 +1,308 @@
+#include "k8shmir/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace k8shmir {
+namespace {
+
+// One configurable setting: its flag, its environment variable, how to parse it.
+struct Option {
+  std::string flag;  // without the leading "--"
+  std::string help;
+  std::string default_text;
+  std::function<Status(Config&, const std::string&)> apply;
+};
+
+std::string EnvName(const std::string& flag) {
+  std::string env = "K8SHMIR_";
+  for (char c : flag) env += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return env;
+}
+
+Error Invalid(const std::string& flag, const std::string& value, const std::string& why) {
+  return Error{ErrorCode::kInvalid, "--" + flag + "=" + value + ": " + why};
+}
+
+template <class Int>
+Result<Int> ParseInt(const std::string& flag, const std::string& s, Int min, Int max) {
+  Int v{};
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) {
+    return Invalid(flag, s, "not an integer");
+  }
+  if (v < min || v > max) {
+    return Invalid(flag, s,
+                   "out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return v;
+}
+
+Option PortOption(std::string flag, std::string help, uint16_t Config::*field, uint16_t def) {
+  return {flag, std::move(help), std::to_string(def),
+          [flag, field](Config& c, const std::string& v) -> Status {
+            auto r = ParseInt<int>(flag, v, 1, 65535);
+            if (!r) return r.error();
+            c.*field = static_cast<uint16_t>(*r);
+            return OkStatus();
+          }};
+}
+
+Option MillisOption(std::string flag, std::string help, std::chrono::milliseconds Config::*field,
+                    std::chrono::milliseconds def) {
+  return {flag, std::move(help), std::to_string(def.count()),
+          [flag, field](Config& c, const std::string& v) -> Status {
+            auto r = ParseInt<int64_t>(flag, v, 1, 24LL * 3600 * 1000);
+            if (!r) return r.error();
+            c.*field = std::chrono::milliseconds(*r);
+            return OkStatus();
+          }};
+}
+
+Option SizeOption(std::string flag, std::string help, std::size_t Config::*field, std::size_t def,
+                  std::size_t min, std::size_t max) {
+  return {flag, std::move(help), std::to_string(def),
+          [flag, field, min, max](Config& c, const std::string& v) -> Status {
+            auto r = ParseInt<std::size_t>(flag, v, min, max);
+            if (!r) return r.error();
+            c.*field = *r;
+            return OkStatus();
+          }};
+}
+
+Option StringOption(std::string flag, std::string help, std::string Config::*field,
+                    std::string def, std::function<Status(const std::string&)> check = nullptr) {
+  return {flag, std::move(help), def.empty() ? "\"\"" : def,
+          [field, check](Config& c, const std::string& v) -> Status {
+            if (check) {
+              Status s = check(v);
+              if (!s) return s;
+            }
+            c.*field = v;
+            return OkStatus();
+          }};
+}
+
+bool IsToken(const std::string& s) {
+  // RFC 9110 token characters: what a header name may contain.
+  static const char* kExtra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr(kExtra, c) != nullptr;
+  });
+}
+
+const std::vector<Option>& Options() {
+  static const std::vector<Option> options = [] {
+    Config d;
+    std::vector<Option> o;
+    o.push_back(StringOption("listen-address", "address the proxy listens on for client traffic",
+                             &Config::listen_address, d.listen_address));
+    o.push_back(PortOption("listen-port", "client traffic port (the iptables redirect target)",
+                           &Config::listen_port, d.listen_port));
+    o.push_back(StringOption("app-host", "host of the local app", &Config::app_host, d.app_host));
+    o.push_back(PortOption("app-port", "port of the local app", &Config::app_port, d.app_port));
+    o.push_back(StringOption("admin-address", "address of the admin server",
+                             &Config::admin_address, d.admin_address));
+    o.push_back(PortOption("admin-port", "admin port: /healthz /readyz /status /metrics",
+                           &Config::admin_port, d.admin_port));
+    o.push_back({"etcd-endpoints", "comma-separated etcd client endpoints host:port",
+                 "127.0.0.1:2379", [](Config& c, const std::string& v) -> Status {
+                   std::vector<std::string> eps;
+                   std::stringstream ss(v);
+                   std::string item;
+                   while (std::getline(ss, item, ',')) {
+                     // Accept and drop an http:// scheme: etcdctl users type it out of habit.
+                     if (item.rfind("http://", 0) == 0) item = item.substr(7);
+                     if (item.empty()) continue;
+                     auto colon = item.rfind(':');
+                     if (colon == std::string::npos || colon == 0 || colon + 1 == item.size()) {
+                       return Invalid("etcd-endpoints", v, "each endpoint must be host:port");
+                     }
+                     auto port = ParseInt<int>("etcd-endpoints", item.substr(colon + 1), 1, 65535);
+                     if (!port) return port.error();
+                     eps.push_back(item);
+                   }
+                   if (eps.empty()) return Invalid("etcd-endpoints", v, "no endpoint given");
+                   c.etcd_endpoints = std::move(eps);
+                   return OkStatus();
+                 }});
+    o.push_back(StringOption("group", "replication group name (etcd key prefix /k8shmir/<group>/)",
+                             &Config::group, d.group, [](const std::string& v) -> Status {
+                               bool ok = !v.empty() && v.size() <= 128 &&
+                                         std::all_of(v.begin(), v.end(), [](char ch) {
+                                           return std::isalnum(static_cast<unsigned char>(ch)) ||
+                                                  ch == '-' || ch == '_' || ch == '.';
+                                         });
+                               if (!ok) {
+                                 return Invalid("group", v,
+                                                "use 1-128 characters of [A-Za-z0-9._-]");
+                               }
+                               return OkStatus();
+                             }));
+    o.push_back(StringOption("last-index-path", "app path answering {\"index\": N}",
+                             &Config::last_index_path, d.last_index_path,
+                             [](const std::string& v) -> Status {
+                               if (v.empty() || v[0] != '/') {
+                                 return Invalid("last-index-path", v, "must start with /");
+                               }
+                               return OkStatus();
+                             }));
+    o.push_back(StringOption("index-header", "header carrying the log index to the app",
+                             &Config::index_header, d.index_header,
+                             [](const std::string& v) -> Status {
+                               if (!IsToken(v)) {
+                                 return Invalid("index-header", v, "not a valid header name");
+                               }
+                               return OkStatus();
+                             }));
+    o.push_back(StringOption("replica-id", "this replica's name (default: hostname)",
+                             &Config::replica_id, ""));
+    o.push_back(MillisOption("request-timeout-ms", "deadline of a client request, append to answer",
+                             &Config::request_timeout, d.request_timeout));
+    o.push_back(MillisOption("app-timeout-ms", "timeout of one call to the app",
+                             &Config::app_timeout, d.app_timeout));
+    o.push_back(MillisOption("etcd-timeout-ms", "timeout of one call to etcd",
+                             &Config::etcd_timeout, d.etcd_timeout));
+    o.push_back(MillisOption("idle-timeout-ms", "close idle client connections after this",
+                             &Config::idle_timeout, d.idle_timeout));
+    o.push_back(SizeOption("body-limit", "largest client request body in bytes (else 413)",
+                           &Config::body_limit, d.body_limit, 0, kMaxEntryBytes));
+    o.push_back(SizeOption("header-limit", "largest client request head in bytes (else 431)",
+                           &Config::header_limit, d.header_limit, 1024, 1024 * 1024));
+    o.push_back(SizeOption("response-limit", "largest app response in bytes",
+                           &Config::response_limit, d.response_limit, 1024,
+                           std::size_t{1} << 30));
+    o.push_back(SizeOption("max-pending-requests",
+                           "client requests waiting for their entry at once (else 503)",
+                           &Config::max_pending_requests, d.max_pending_requests, 1, 1 << 20));
+    o.push_back(SizeOption("max-queued-entries",
+                           "committed entries buffered before the watch is paused",
+                           &Config::max_queued_entries, d.max_queued_entries, 16, 1 << 20));
+    o.push_back(SizeOption("max-connections", "client connections at once (else refused)",
+                           &Config::max_connections, d.max_connections, 1, 1 << 20));
+    o.push_back(StringOption("log-level", "trace|debug|info|warn|error", &Config::log_level,
+                             d.log_level, [](const std::string& v) -> Status {
+                               static const char* kLevels[] = {"trace", "debug", "info", "warn",
+                                                               "error", "critical", "off"};
+                               for (const char* l : kLevels) {
+                                 if (v == l) return OkStatus();
+                               }
+                               return Invalid("log-level", v, "unknown level");
+                             }));
+    o.push_back(StringOption("log-format", "text|json", &Config::log_format, d.log_format,
+                             [](const std::string& v) -> Status {
+                               if (v != "text" && v != "json") {
+                                 return Invalid("log-format", v, "must be text or json");
+                               }
+                               return OkStatus();
+                             }));
+    o.push_back({"io-threads", "threads serving HTTP", "1",
+                 [](Config& c, const std::string& v) -> Status {
+                   auto r = ParseInt<int>("io-threads", v, 1, 64);
+                   if (!r) return r.error();
+                   c.io_threads = *r;
+                   return OkStatus();
+                 }});
+    return o;
+  }();
+  return options;
+}
+
+const Option* FindOption(const std::string& flag) {
+  for (const auto& o : Options()) {
+    if (o.flag == flag) return &o;
+  }
+  return nullptr;
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "replica";
+  return buf;
+}
+
+Status Validate(const Config& c) {
+  if (c.body_limit + c.header_limit > kMaxEntryBytes) {
+    return Error{ErrorCode::kInvalid,
+                 "--body-limit + --header-limit = " + std::to_string(c.body_limit + c.header_limit) +
+                     " bytes exceeds what one etcd request may carry (" +
+                     std::to_string(kMaxEntryBytes) + ")"};
+  }
+  if (c.listen_port == c.admin_port && c.listen_address == c.admin_address) {
+    return Error{ErrorCode::kInvalid, "--listen-port and --admin-port must differ"};
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<ParsedConfig> ParseConfig(int argc, const char* const* argv, const char* const* env) {
+  ParsedConfig parsed;
+  Config& config = parsed.config;
+
+  // Environment first, so that flags override it.
+  std::map<std::string, std::string> environment;
+  for (const char* const* e = env; e != nullptr && *e != nullptr; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) environment[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& o : Options()) {
+    auto it = environment.find(EnvName(o.flag));
+    if (it == environment.end()) continue;
+    Status s = o.apply(config, it->second);
+    if (!s) return Error{ErrorCode::kInvalid, EnvName(o.flag) + ": " + s.error().message};
+  }
+
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      parsed.show_help = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      return Error{ErrorCode::kInvalid, "unexpected argument '" + arg + "' (see --help)"};
+    }
+    std::string name = arg.substr(2), value;
+    auto eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return Error{ErrorCode::kInvalid, "--" + name + " needs a value"};
+    }
+    const Option* o = FindOption(name);
+    if (o == nullptr) return Error{ErrorCode::kInvalid, "unknown flag --" + name + " (see --help)"};
+    Status s = o->apply(config, value);
+    if (!s) return s.error();
+  }
+  if (config.replica_id.empty()) config.replica_id = Hostname();
+  Status s = Validate(config);
+  if (!s) return s.error();
+  return parsed;
+}
+
+std::string ConfigUsage() {
+  std::ostringstream out;
+  out << "Usage: k8shmir-proxy [--flag value | --flag=value]...\n\n"
+         "State Machine Replication sidecar: appends every client request to an etcd log and\n"
+         "replays the committed log, in order, to the local app.\n\n"
+         "Every flag can also be set by its environment variable; flags win.\n\n";
+  for (const auto& o : Options()) {
+    std::string left = "  --" + o.flag;
+    out << left << std::string(left.size() < 26 ? 26 - left.size() : 1, ' ') << o.help
+        << "\n                            env " << EnvName(o.flag) << ", default "
+        << o.default_text << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace k8shmir

@@ -1,0 +1,113 @@
+// k8shmir-proxy: the State Machine Replication sidecar. Wires the configuration, the etcd log,
+// the local app, the replica and the two HTTP servers together, and runs them until a signal.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "admin/admin_server.h"
+#include "app/http_app.h"
+#include "common/logging.h"
+#include "http/front_server.h"
+#include "k8shmir/config.h"
+#include "log/etcd_log.h"
+#include "replica/replica.h"
+
+extern char** environ;
+
+int main(int argc, char** argv) {
+  using namespace k8shmir;
+  auto parsed = ParseConfig(argc, argv, environ);
+  if (!parsed) {
+    std::cerr << "k8shmir-proxy: " << parsed.error().message << "\n";
+    return 2;
+  }
+  if (parsed->show_help) {
+    std::cout << ConfigUsage();
+    return 0;
+  }
+  const Config& config = parsed->config;
+  SetUpLogging(config.log_level, config.log_format);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  boost::asio::io_context ioc(config.io_threads);
+
+  EtcdLogOptions log_options;
+  log_options.endpoints = config.etcd_endpoints;
+  log_options.prefix = config.LogPrefix();
+  log_options.rpc_timeout = config.etcd_timeout;
+  auto log = std::make_unique<EtcdLog>(log_options);
+
+  HttpAppOptions app_options;
+  app_options.host = config.app_host;
+  app_options.port = config.app_port;
+  app_options.last_index_path = config.last_index_path;
+  app_options.index_header = config.index_header;
+  app_options.timeout = config.app_timeout;
+  app_options.response_limit = config.response_limit;
+  auto app = std::make_unique<HttpApp>(ioc.get_executor(), app_options);
+
+  ReplicaOptions replica_options;
+  replica_options.replica_id = config.replica_id;
+  replica_options.group = config.group;
+  replica_options.request_timeout = config.request_timeout;
+  replica_options.etcd_timeout = config.etcd_timeout;
+  replica_options.max_pending_requests = config.max_pending_requests;
+  replica_options.max_queued_entries = config.max_queued_entries;
+  auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options);
+
+  FrontServerOptions front_options;
+  front_options.address = config.listen_address;
+  front_options.port = config.listen_port;
+  front_options.index_header = config.index_header;
+  front_options.body_limit = config.body_limit;
+  front_options.header_limit = config.header_limit;
+  front_options.max_connections = config.max_connections;
+  front_options.idle_timeout = config.idle_timeout;
+  FrontServer front(ioc, front_options, replica);
+  AdminServer admin(ioc, config.admin_address, config.admin_port, replica);
+
+  for (Status s : {front.Listen(), admin.Listen()}) {
+    if (!s) {
+      spdlog::critical("{}", s.error().message);
+      return 1;
+    }
+  }
+  spdlog::info(
+      "k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {}",
+      config.replica_id, config.group, config.listen_address, config.listen_port,
+      config.app_host, config.app_port, config.admin_address, config.admin_port,
+      fmt::join(config.etcd_endpoints, ","));
+
+  replica->Start();
+  front.Start();
+  admin.Start();
+
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  boost::asio::steady_timer drain(ioc);
+  signals.async_wait([&](auto ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", sig);
+    front.Stop();
+    admin.Stop();
+    replica->Stop();
+    drain.expires_after(std::chrono::milliseconds(200));
+    drain.async_wait([&](auto) { ioc.stop(); });
+  });
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < config.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  // The log goes first: its destructor waits for gRPC callbacks, which only post to the stopped
+  // io_context and release their references to the replica.
+  log.reset();
+  spdlog::info("k8shmir-proxy stopped");
+  return 0;
+}

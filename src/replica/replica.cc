@@ -1,0 +1,593 @@
+#include "replica/replica.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <variant>
+
+#include "k8shmir/config.h"
+
+namespace k8shmir {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+ClientReply ErrorReply(unsigned status, Outcome outcome, int64_t index, const std::string& why,
+                       int retry_after = 0) {
+  ClientReply r;
+  r.response.status = status;
+  r.response.headers.push_back({"Content-Type", "text/plain; charset=utf-8"});
+  r.response.body = "k8shmir: " + why + "\n";
+  r.outcome = outcome;
+  r.index = index;
+  r.retry_after = retry_after;
+  return r;
+}
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+}  // namespace
+
+const char* OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kCommitted:
+      return "committed";
+    case Outcome::kNotCommitted:
+      return "not-committed";
+    case Outcome::kUnknown:
+      return "unknown";
+  }
+  return "unknown";
+}
+
+Replica::Replica(asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options)
+    : strand_(asio::make_strand(executor)), log_(log), app_(app), options_(std::move(options)) {
+  status_.replica_id = options_.replica_id;
+  status_.group = options_.group;
+  status_.state_reason = "waiting for the app";
+}
+
+Replica::~Replica() = default;
+
+void Replica::Start() {
+  asio::post(strand_, [self = shared_from_this()] {
+    self->Recover(ReplicaState::kStarting, "waiting for the app's last index");
+    self->ScheduleHeartbeat();
+  });
+}
+
+void Replica::Stop() {
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->stopped_) return;
+    self->stopped_ = true;
+    ++self->watch_gen_;
+    ++self->app_gen_;
+    self->subscription_.reset();
+    if (self->heartbeat_timer_) self->heartbeat_timer_->cancel();
+    std::vector<std::string> ids;
+    for (const auto& [id, p] : self->pending_) ids.push_back(id);
+    for (const auto& id : ids) {
+      const Pending& p = self->pending_.at(id);
+      if (p.index != 0) {
+        self->Reply(id, ErrorReply(502, Outcome::kCommitted, p.index,
+                                   "the proxy is shutting down; the request was committed"));
+      } else {
+        self->Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
+                                   "the proxy is shutting down before the log answered"));
+      }
+    }
+  });
+}
+
+void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
+  asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
+    ReplicaStatus s = self->status_;
+    s.pending_requests = self->pending_.size();
+    s.queued_entries = self->queue_.size();
+    done(std::move(s));
+  });
+}
+
+void Replica::SetState(ReplicaState state, const std::string& why) {
+  if (status_.state != state) {
+    spdlog::info("replica {} state {} -> {}: {}", options_.replica_id,
+                 ReplicaStateName(status_.state), ReplicaStateName(state), why);
+  }
+  status_.state = state;
+  status_.state_reason = why;
+}
+
+void Replica::RecordError(const std::string& message) {
+  if (message != status_.last_error) spdlog::warn("replica {}: {}", options_.replica_id, message);
+  status_.last_error = message;
+  status_.last_error_unix_ms = UnixMillis();
+}
+
+std::chrono::milliseconds Replica::NextBackoff() {
+  backoff_ = backoff_.count() == 0 ? options_.min_backoff
+                                   : std::min(backoff_ * 2, options_.max_backoff);
+  return backoff_;
+}
+
+void Replica::ScheduleRetry(std::function<void()> fn) {
+  auto timer = std::make_shared<asio::steady_timer>(strand_, NextBackoff());
+  timer->async_wait([self = shared_from_this(), timer, fn = std::move(fn)](auto ec) {
+    if (!ec && !self->stopped_) fn();
+  });
+}
+
+// ---- Pipeline (re)start ------------------------------------------------------------------------
+
+void Replica::Recover(ReplicaState state, const std::string& why) {
+  if (stopped_) return;
+  if (state == ReplicaState::kRecovering) {
+    ++status_.recoveries;
+    RecordError(why);
+  }
+  recovery_started_ = Clock::now();
+  SetState(state, why);
+  ++app_gen_;
+  ++watch_gen_;
+  subscription_.reset();
+  watch_paused_ = false;
+  queue_.clear();
+  forward_failures_ = 0;
+  app_.Reset();
+  if (forwarding_) {
+    // Validate only once the app has answered the entry in flight, so its index is stable.
+    recover_pending_ = true;
+    return;
+  }
+  BeginValidation();
+}
+
+void Replica::BeginValidation() { ValidateApp(app_gen_); }
+
+void Replica::ValidateApp(uint64_t gen) {
+  app_.LastIndex([self = shared_from_this(), gen](Result<int64_t> r) {
+    asio::post(self->strand_, [self, gen, r = std::move(r)]() mutable {
+      if (self->stopped_ || gen != self->app_gen_) return;
+      if (!r) {
+        self->RecordError("app not ready: " + r.error().message);
+        self->status_.state_reason = "waiting for the app: " + r.error().message;
+        self->ScheduleRetry([self, gen] {
+          if (gen == self->app_gen_) self->ValidateApp(gen);
+        });
+        return;
+      }
+      int64_t app_index = *r;
+      spdlog::info("replica {}: app reports last index {}", self->options_.replica_id, app_index);
+      self->status_.applied_index = app_index;
+      self->processed_ = app_index;
+      self->position_ = app_index;
+      self->ResolveSkipped();
+      self->FetchHeadAndSubscribe(self->watch_gen_);
+    });
+  });
+}
+
+void Replica::FetchHeadAndSubscribe(uint64_t gen) {
+  auto deadline = Clock::now() + options_.etcd_timeout;
+  log_.Head(deadline, [self = shared_from_this(), gen](Result<LogHead> r) {
+    asio::post(self->strand_, [self, gen, r = std::move(r)]() mutable {
+      if (self->stopped_ || gen != self->watch_gen_) return;
+      auto retry = [self, gen] {
+        self->ScheduleRetry([self, gen] {
+          if (gen == self->watch_gen_) self->FetchHeadAndSubscribe(gen);
+        });
+      };
+      if (!r) {
+        self->RecordError("log unavailable: " + r.error().message);
+        self->status_.state_reason = "waiting for the log: " + r.error().message;
+        retry();
+        return;
+      }
+      self->status_.log_head = std::max(self->status_.log_head, r->revision);
+      if (self->status_.applied_index > r->revision) {
+        // The app holds state this log never had (another log, or a wiped etcd). Applying new
+        // entries on top would silently diverge, so refuse to serve and say why.
+        std::string why = "app is at index " + std::to_string(self->status_.applied_index) +
+                          " but the log's head is revision " + std::to_string(r->revision) +
+                          ": the app's state does not come from this log";
+        self->RecordError(why);
+        self->SetState(ReplicaState::kRecovering, why);
+        retry();
+        return;
+      }
+      self->target_ = r->last_index;
+      self->status_.log_last_index = std::max(self->status_.log_last_index, r->last_index);
+      self->backoff_ = std::chrono::milliseconds(0);
+      if (self->status_.state != ReplicaState::kServing) {
+        self->SetState(ReplicaState::kCatchingUp,
+                       "replaying the log from index " + std::to_string(self->position_ + 1) +
+                           " up to " + std::to_string(self->target_));
+      }
+      self->Subscribe(self->position_ + 1);
+      self->MaybeServing();
+    });
+  });
+}
+
+void Replica::Subscribe(int64_t from_index) {
+  uint64_t gen = watch_gen_;
+  watch_paused_ = false;
+  subscription_ = log_.Subscribe(from_index, [self = shared_from_this(), gen](LogEvent event) {
+    asio::post(self->strand_, [self, gen, event = std::move(event)]() mutable {
+      self->OnLogEvent(gen, std::move(event));
+    });
+  });
+}
+
+void Replica::MaybeServing() {
+  if (status_.state != ReplicaState::kCatchingUp) return;
+  if (!subscription_ && !watch_paused_) return;
+  if (processed_ < target_) return;
+  status_.last_recovery_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 Clock::now() - recovery_started_)
+                                 .count();
+  SetState(ReplicaState::kServing, "caught up with the log at index " + std::to_string(processed_));
+}
+
+// ---- Log events --------------------------------------------------------------------------------
+
+void Replica::OnLogEvent(uint64_t gen, LogEvent event) {
+  if (stopped_ || gen != watch_gen_) return;
+  std::visit(Overloaded{
+                 [this](LogBatch& b) { OnBatch(b); },
+                 [this](LogProgress& p) {
+                   status_.log_head = std::max(status_.log_head, p.revision);
+                 },
+                 [this](LogClosed& c) { OnClosed(c); },
+             },
+             event);
+}
+
+void Replica::OnBatch(LogBatch& batch) {
+  backoff_ = std::chrono::milliseconds(0);
+  status_.log_head = std::max(status_.log_head, batch.revision);
+  for (auto& record : batch.records) {
+    if (record.index <= position_) {
+      // etcd 3.4.23 can repeat or rewind watch events; applying them again would corrupt the app.
+      ++status_.entries_dropped;
+      if (record.index == position_) {
+        spdlog::warn("replica {}: log delivered index {} twice; dropped", options_.replica_id,
+                     record.index);
+      } else {
+        spdlog::error("replica {}: log went back in time: index {} after {}; dropped",
+                      options_.replica_id, record.index, position_);
+      }
+      continue;
+    }
+    position_ = record.index;
+    status_.log_last_index = std::max(status_.log_last_index, record.index);
+    queue_.push_back(std::move(record));
+  }
+  if (queue_.size() >= options_.max_queued_entries && subscription_) {
+    // Bound memory: stop the watch and resume from position_ + 1 once the app has caught up.
+    ++watch_gen_;
+    subscription_.reset();
+    watch_paused_ = true;
+  }
+  TryForward();
+}
+
+void Replica::OnClosed(const LogClosed& closed) {
+  ++watch_gen_;
+  subscription_.reset();
+  if (closed.error.code == ErrorCode::kCompacted) {
+    std::string why = "the log was compacted up to revision " +
+                      std::to_string(closed.compact_revision) + " but the app is at index " +
+                      std::to_string(status_.applied_index) +
+                      ": the entries it needs are gone; a state transfer is needed";
+    RecordError(why);
+    SetState(ReplicaState::kNeedsStateTransfer, why);
+    return;
+  }
+  ++status_.watch_restarts;
+  RecordError("log watch closed: " + closed.error.message);
+  if (status_.state == ReplicaState::kServing) {
+    SetState(ReplicaState::kCatchingUp, "log watch lost: " + closed.error.message);
+  }
+  ResubscribeLater();
+}
+
+void Replica::ResubscribeLater() {
+  uint64_t gen = watch_gen_;
+  ScheduleRetry([self = shared_from_this(), gen] {
+    if (gen == self->watch_gen_) self->FetchHeadAndSubscribe(gen);
+  });
+}
+
+// ---- Applying ----------------------------------------------------------------------------------
+
+void Replica::TryForward() {
+  while (!stopped_ && !forwarding_ && !recover_pending_ && !queue_.empty()) {
+    const LogRecord& record = queue_.front();
+    auto entry = DecodeEntry(record.value);
+    if (!entry) {
+      // Every replica decodes the same bytes, so every replica skips this entry alike.
+      spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id,
+                    record.id, record.index, entry.error().message);
+      processed_ = record.index;
+      ++status_.entries_dropped;
+      std::string id = record.id;
+      queue_.pop_front();
+      if (pending_.count(id)) {
+        Reply(id, ErrorReply(500, Outcome::kCommitted, processed_, "entry could not be decoded"));
+      }
+      continue;
+    }
+    forwarding_ = true;
+    ++forwards_started_;
+    forward_started_ = Clock::now();
+    int64_t index = record.index;
+    app_.Forward(entry->request, index, status_.applied_index,
+                 [self = shared_from_this(), gen = app_gen_, index](ForwardResult r) {
+                   asio::post(self->strand_, [self, gen, index, r = std::move(r)]() mutable {
+                     self->OnForwarded(gen, index, std::move(r));
+                   });
+                 });
+  }
+  MaybeServing();
+}
+
+void Replica::OnForwarded(uint64_t gen, int64_t index, ForwardResult result) {
+  forwarding_ = false;
+  if (stopped_) return;
+  if (recover_pending_) {
+    recover_pending_ = false;
+    BeginValidation();
+    return;
+  }
+  if (gen != app_gen_ || queue_.empty() || queue_.front().index != index) return;
+  std::visit(
+      Overloaded{
+          [&](HttpResponse& response) {
+            forward_failures_ = 0;
+            status_.apply_latency.Observe(SecondsSince(forward_started_));
+            MarkApplied(queue_.front(), &response);
+          },
+          [&](AppIndexMismatch& m) {
+            if (m.app_index == index) {
+              // An earlier attempt reached the app but its response was lost.
+              forward_failures_ = 0;
+              MarkApplied(queue_.front(), nullptr);
+              return;
+            }
+            Recover(ReplicaState::kRecovering,
+                    "app reports index " + std::to_string(m.app_index) + " but " +
+                        std::to_string(status_.applied_index) +
+                        " was applied: the app restarted or was changed behind the proxy");
+          },
+          [&](Error& e) {
+            ++forward_failures_;
+            RecordError(e.message);
+            if (forward_failures_ > options_.forward_retries) {
+              Recover(ReplicaState::kRecovering,
+                      "forwarding index " + std::to_string(index) + " failed " +
+                          std::to_string(forward_failures_) + " times: " + e.message);
+              return;
+            }
+            // Unknown outcome: the retry re-validates the app on a fresh connection first.
+            uint64_t app_gen = app_gen_;
+            ScheduleRetry([self = shared_from_this(), app_gen] {
+              if (app_gen == self->app_gen_) self->TryForward();
+            });
+          },
+      },
+      result);
+  if (std::holds_alternative<HttpResponse>(result) ||
+      std::holds_alternative<AppIndexMismatch>(result)) {
+    TryForward();
+  }
+}
+
+void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
+  status_.applied_index = record.index;
+  processed_ = record.index;
+  ++status_.entries_applied;
+  std::string id = record.id;
+  int64_t index = record.index;
+  queue_.pop_front();
+  if (pending_.count(id)) {
+    if (response != nullptr) {
+      ClientReply reply;
+      reply.response = std::move(*response);
+      reply.outcome = Outcome::kCommitted;
+      reply.index = index;
+      Reply(id, std::move(reply));
+    } else {
+      Reply(id, ErrorReply(502, Outcome::kCommitted, index,
+                           "the request was applied but the app's response was lost"));
+    }
+  }
+  ResolveSkipped();
+  if (watch_paused_ && queue_.size() <= options_.max_queued_entries / 2) {
+    Subscribe(position_ + 1);
+  }
+}
+
+void Replica::ResolveSkipped() {
+  while (!pending_by_index_.empty() && pending_by_index_.begin()->first <= processed_) {
+    auto [index, id] = *pending_by_index_.begin();
+    pending_by_index_.erase(pending_by_index_.begin());
+    if (pending_.count(id)) {
+      Reply(id, ErrorReply(502, Outcome::kCommitted, index,
+                           "the request was committed and applied, but this replica's app had "
+                           "applied it before the proxy could read the response"));
+    }
+  }
+}
+
+// ---- Heartbeat ---------------------------------------------------------------------------------
+
+void Replica::ScheduleHeartbeat() {
+  if (stopped_) return;
+  if (!heartbeat_timer_) heartbeat_timer_ = std::make_unique<asio::steady_timer>(strand_);
+  heartbeat_timer_->expires_after(options_.heartbeat_interval);
+  heartbeat_timer_->async_wait([self = shared_from_this()](auto ec) {
+    if (ec || self->stopped_) return;
+    self->Heartbeat();
+    self->ScheduleHeartbeat();
+  });
+}
+
+void Replica::Heartbeat() {
+  if (heartbeat_in_flight_ || status_.state != ReplicaState::kServing || forwarding_) return;
+  heartbeat_in_flight_ = true;
+  uint64_t gen = app_gen_;
+  uint64_t forwards = forwards_started_;
+  int64_t expected = status_.applied_index;
+  app_.LastIndex([self = shared_from_this(), gen, forwards, expected](Result<int64_t> r) {
+    asio::post(self->strand_, [self, gen, forwards, expected, r = std::move(r)] {
+      self->heartbeat_in_flight_ = false;
+      // A forward since the heartbeat began makes the answer ambiguous: the next one decides.
+      if (self->stopped_ || gen != self->app_gen_ || forwards != self->forwards_started_) return;
+      if (self->status_.state != ReplicaState::kServing) return;
+      if (!r) {
+        self->Recover(ReplicaState::kRecovering, "heartbeat: " + r.error().message);
+      } else if (*r != expected) {
+        self->Recover(ReplicaState::kRecovering,
+                      "heartbeat: app reports index " + std::to_string(*r) + " but " +
+                          std::to_string(expected) + " was applied: the app restarted");
+      }
+    });
+  });
+}
+
+// ---- Client requests ---------------------------------------------------------------------------
+
+void Replica::Submit(HttpRequest request, ReplyCallback done) {
+  asio::post(strand_, [self = shared_from_this(), request = std::move(request),
+                       done = std::move(done)]() mutable {
+    if (self->stopped_ || self->status_.state != ReplicaState::kServing) {
+      ++self->status_.requests_not_committed;
+      done(ErrorReply(503, Outcome::kNotCommitted, 0,
+                      std::string("replica is ") + ReplicaStateName(self->status_.state) + ": " +
+                          self->status_.state_reason,
+                      1));
+      return;
+    }
+    if (self->pending_.size() >= self->options_.max_pending_requests) {
+      ++self->status_.requests_not_committed;
+      done(ErrorReply(503, Outcome::kNotCommitted, 0,
+                      "too many requests are waiting for the log on this replica", 1));
+      return;
+    }
+    Entry entry;
+    entry.request_id = NewRequestId();
+    entry.origin = self->options_.replica_id;
+    entry.appended_unix_ms = UnixMillis();
+    entry.request = std::move(request);
+    std::string value = EncodeEntry(entry);
+    if (value.size() > kMaxEntryBytes) {
+      ++self->status_.requests_not_committed;
+      done(ErrorReply(413, Outcome::kNotCommitted, 0,
+                      "request is too large for one log entry (" + std::to_string(value.size()) +
+                          " bytes encoded, limit " + std::to_string(kMaxEntryBytes) + ")"));
+      return;
+    }
+    const std::string& id = entry.request_id;
+    auto now = Clock::now();
+    auto deadline = now + self->options_.request_timeout;
+    Pending& p = self->pending_[id];
+    p.done = std::move(done);
+    p.appended_at = now;
+    p.timer = std::make_unique<asio::steady_timer>(self->strand_, deadline);
+    p.timer->async_wait([self, id](auto ec) {
+      if (!ec) self->OnDeadline(id);
+    });
+    // Leave a quarter of the budget (at most 1 s) to apply the entry once it is committed.
+    auto margin = std::min<std::chrono::milliseconds>(self->options_.request_timeout / 4,
+                                                      std::chrono::milliseconds(1000));
+    self->log_.Append(id, std::move(value), deadline - margin,
+                      [self, id](Result<AppendResult> r) {
+                        asio::post(self->strand_, [self, id, r = std::move(r)]() mutable {
+                          self->OnAppended(id, std::move(r));
+                        });
+                      });
+  });
+}
+
+void Replica::OnAppended(const std::string& id, Result<AppendResult> result) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;  // already answered: applied first, or past its deadline
+  status_.append_latency.Observe(SecondsSince(it->second.appended_at));
+  if (!result) {
+    const Error& e = result.error();
+    if (e.code == ErrorCode::kUnavailable) {
+      Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0, "log unavailable: " + e.message, 1));
+    } else {
+      Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
+                           "the log did not confirm the append (" + e.message +
+                               "); the request may still be applied"));
+    }
+    return;
+  }
+  int64_t index = result->index;
+  it->second.index = index;
+  status_.log_last_index = std::max(status_.log_last_index, index);
+  if (index <= processed_) {
+    ResolveSkipped();  // no-op unless the entry was skipped; reply below covers that case
+    Reply(id, ErrorReply(502, Outcome::kCommitted, index,
+                         "the request was committed, but this replica's app had applied it "
+                         "before the proxy could read the response"));
+    return;
+  }
+  pending_by_index_[index] = id;
+}
+
+void Replica::OnDeadline(const std::string& id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  int64_t index = it->second.index;
+  if (index != 0) {
+    Reply(id, ErrorReply(504, Outcome::kCommitted, index,
+                         "the request was committed at index " + std::to_string(index) +
+                             " but this replica did not apply it within the request timeout"));
+  } else {
+    Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
+                         "the log did not confirm the append within the request timeout; the "
+                         "request may still be applied"));
+  }
+}
+
+void Replica::Reply(const std::string& id, ClientReply reply) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  if (p.index != 0) pending_by_index_.erase(p.index);
+  if (p.timer) p.timer->cancel();
+  switch (reply.outcome) {
+    case Outcome::kCommitted:
+      ++status_.requests_committed;
+      break;
+    case Outcome::kNotCommitted:
+      ++status_.requests_not_committed;
+      break;
+    case Outcome::kUnknown:
+      ++status_.requests_unknown;
+      break;
+  }
+  p.done(std::move(reply));
+}
+
+}  // namespace k8shmir

@@ -1,0 +1,145 @@
+// The replica: owns the replication state of one proxy. It appends client requests to the log,
+// applies committed entries to the local app strictly one at a time in log order, and answers
+// each client with its own app's response (design brief, section 4).
+//
+// Every member is touched only on `strand_`; the log's and the app's callbacks post into it.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "codec/entry_codec.h"
+#include "k8shmir/app.h"
+#include "k8shmir/log.h"
+#include "replica/replica_status.h"
+
+namespace k8shmir {
+
+struct ReplicaOptions {
+  std::string replica_id = "replica";
+  std::string group = "default";
+  std::chrono::milliseconds request_timeout{10000};
+  std::chrono::milliseconds etcd_timeout{3000};
+  std::size_t max_pending_requests = 4096;
+  std::size_t max_queued_entries = 4096;
+  std::chrono::milliseconds min_backoff{100};
+  std::chrono::milliseconds max_backoff{2000};
+  // Forward retries on a fresh, re-validated connection before a full recovery.
+  int forward_retries = 2;
+  // How often an idle serving replica checks that its app still reports the applied index.
+  std::chrono::milliseconds heartbeat_interval{1000};
+};
+
+// What the client is told. `outcome` is the K8shmir-Outcome header; `index` (0 = unknown) is
+// K8shmir-Log-Index.
+enum class Outcome { kCommitted, kNotCommitted, kUnknown };
+const char* OutcomeName(Outcome outcome);
+
+struct ClientReply {
+  HttpResponse response;
+  Outcome outcome = Outcome::kNotCommitted;
+  int64_t index = 0;
+  // Seconds for Retry-After, 0 for none.
+  int retry_after = 0;
+};
+
+class Replica : public std::enable_shared_from_this<Replica> {
+ public:
+  using ReplyCallback = std::function<void(ClientReply)>;
+
+  Replica(boost::asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options);
+  ~Replica();
+
+  // Begins: validate the app, catch up with the log, then serve.
+  void Start();
+  // Stops applying and watching; pending clients get their answer at their deadline at the latest.
+  void Stop();
+
+  // Replicates `request`. `done` runs exactly once, on the replica's strand, never inside this
+  // call.
+  void Submit(HttpRequest request, ReplyCallback done);
+
+  // A consistent snapshot, delivered on the replica's strand.
+  void GetStatus(std::function<void(ReplicaStatus)> done);
+
+ private:
+  struct Pending {
+    ReplyCallback done;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    int64_t index = 0;  // known once the append answered
+    std::chrono::steady_clock::time_point appended_at;
+  };
+
+  void SetState(ReplicaState state, const std::string& why);
+  void RecordError(const std::string& message);
+
+  // Full (re)start of the pipeline from the app's own index.
+  void Recover(ReplicaState state, const std::string& why);
+  void BeginValidation();
+  void ValidateApp(uint64_t gen);
+  void FetchHeadAndSubscribe(uint64_t gen);
+  void Subscribe(int64_t from_index);
+  void OnLogEvent(uint64_t watch_gen, LogEvent event);
+  void OnBatch(LogBatch& batch);
+  void OnClosed(const LogClosed& closed);
+  void ResubscribeLater();
+  void MaybeServing();
+
+  void TryForward();
+  void OnForwarded(uint64_t app_gen, int64_t index, ForwardResult result);
+  void MarkApplied(const LogRecord& record, HttpResponse* response);
+  void ResolveSkipped();
+
+  void OnAppended(const std::string& id, Result<AppendResult> result);
+  void OnDeadline(const std::string& id);
+  void Reply(const std::string& id, ClientReply reply);
+
+  void ScheduleHeartbeat();
+  void Heartbeat();
+
+  std::chrono::milliseconds NextBackoff();
+  void ScheduleRetry(std::function<void()> fn);
+
+  boost::asio::strand<boost::asio::any_io_executor> strand_;
+  Log& log_;
+  App& app_;
+  ReplicaOptions options_;
+
+  ReplicaStatus status_;  // state, indices, counters, errors
+  bool stopped_ = false;
+
+  // Generations: callbacks of a superseded app pipeline or subscription are ignored.
+  uint64_t app_gen_ = 0;
+  uint64_t watch_gen_ = 0;
+
+  // Entries received from the log and not yet applied, in index order.
+  std::deque<LogRecord> queue_;
+  int64_t position_ = 0;  // highest index received (queued or applied)
+  int64_t target_ = 0;    // catch-up target: the log's last index when catching up began
+  std::unique_ptr<Subscription> subscription_;
+  bool watch_paused_ = false;   // paused because queue_ is full
+  bool forwarding_ = false;     // one Forward in flight (possibly of a superseded generation)
+  bool recover_pending_ = false;  // a recovery waits for the in-flight Forward to return
+  int forward_failures_ = 0;
+  uint64_t forwards_started_ = 0;
+  int64_t processed_ = 0;  // highest index taken off the queue (applied, or skipped as invalid)
+  bool heartbeat_in_flight_ = false;
+  std::unique_ptr<boost::asio::steady_timer> heartbeat_timer_;
+  std::chrono::steady_clock::time_point forward_started_;
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point recovery_started_;
+
+  std::unordered_map<std::string, Pending> pending_;
+  std::map<int64_t, std::string> pending_by_index_;
+};
+
+}  // namespace k8shmir

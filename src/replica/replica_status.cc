@@ -1,0 +1,29 @@
+#include "replica/replica_status.h"
+
+namespace k8shmir {
+
+const char* ReplicaStateName(ReplicaState state) {
+  switch (state) {
+    case ReplicaState::kStarting:
+      return "starting";
+    case ReplicaState::kCatchingUp:
+      return "catching-up";
+    case ReplicaState::kServing:
+      return "serving";
+    case ReplicaState::kRecovering:
+      return "recovering";
+    case ReplicaState::kNeedsStateTransfer:
+      return "needs-state-transfer";
+  }
+  return "?";
+}
+
+void Histogram::Observe(double seconds) {
+  std::size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  ++counts[i];
+  sum += seconds;
+  ++count;
+}
+
+}  // namespace k8shmir

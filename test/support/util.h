@@ -1,0 +1,41 @@
+// Small helpers shared by the test harness: temporary directories, log tails, polling, base64.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace k8shmir::testing {
+
+// Creates a new directory `<base>/<prefix>XXXXXX` (base: $TMPDIR or /tmp when empty).
+std::filesystem::path MakeTempDir(std::string_view prefix, std::filesystem::path base = {});
+
+// A directory for large scratch data that benefits from RAM (etcd's WAL fsyncs): /dev/shm when
+// it is writable, else $TMPDIR or /tmp.
+std::filesystem::path ScratchBase();
+
+// The last `lines` lines of a text file ("" when it cannot be read).
+std::string TailFile(const std::filesystem::path& file, size_t lines);
+
+// Removes a directory tree, ignoring errors.
+void RemoveTree(const std::filesystem::path& dir);
+
+// A name usable in paths for the running GoogleTest test ("Suite.Name" sanitized), or "test".
+std::string CurrentTestName();
+
+// True when the running test (if any) has failed so far, or when K8SHMIR_KEEP_TEST_LOGS is set:
+// then logs are kept and printed.
+bool ShouldKeepLogs();
+
+// Calls `pred` every `interval` until it returns true or `timeout` passes; the last call happens
+// at or after the deadline. True when `pred` returned true.
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds interval = std::chrono::milliseconds(50));
+
+std::string Base64Encode(std::string_view in);
+std::string Base64Decode(std::string_view in);
+
+}  // namespace k8shmir::testing
