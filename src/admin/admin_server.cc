@@ -28,7 +28,10 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
   tcp::acceptor acceptor;
 
   State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<Replica> r)
-      : ioc(io), address(std::move(a)), port(p), replica(std::move(r)),
+      : ioc(io),
+        address(std::move(a)),
+        port(p),
+        replica(std::move(r)),
         acceptor(asio::make_strand(io)) {}
 
   asio::awaitable<void> Accept() {
@@ -129,9 +132,9 @@ Status AdminServer::Listen() {
 }
 
 void AdminServer::Start() {
-  asio::co_spawn(state_->acceptor.get_executor(),
-                 [s = state_]() -> asio::awaitable<void> { co_await s->Accept(); },
-                 asio::detached);
+  asio::co_spawn(
+      state_->acceptor.get_executor(),
+      [s = state_]() -> asio::awaitable<void> { co_await s->Accept(); }, asio::detached);
 }
 
 void AdminServer::Stop() {

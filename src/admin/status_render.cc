@@ -41,8 +41,8 @@ void WriteHistogram(std::ostringstream& out, const std::string& name, const std:
   uint64_t cumulative = 0;
   for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i) {
     cumulative += h.counts[i];
-    out << name << "_bucket{" << labels << ",le=\"" << Histogram::kBounds[i] << "\"} "
-        << cumulative << "\n";
+    out << name << "_bucket{" << labels << ",le=\"" << Histogram::kBounds[i] << "\"} " << cumulative
+        << "\n";
   }
   cumulative += h.counts.back();
   out << name << "_bucket{" << labels << ",le=\"+Inf\"} " << cumulative << "\n";
@@ -65,8 +65,8 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   };
   out << "# HELP k8shmir_requests_total Client requests by outcome.\n"
       << "# TYPE k8shmir_requests_total counter\n"
-      << "k8shmir_requests_total{" << labels << ",outcome=\"committed\"} "
-      << s.requests_committed << "\n"
+      << "k8shmir_requests_total{" << labels << ",outcome=\"committed\"} " << s.requests_committed
+      << "\n"
       << "k8shmir_requests_total{" << labels << ",outcome=\"not-committed\"} "
       << s.requests_not_committed << "\n"
       << "k8shmir_requests_total{" << labels << ",outcome=\"unknown\"} " << s.requests_unknown
@@ -75,8 +75,7 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   gauge("k8shmir_log_head", "Newest log service revision seen.", s.log_head);
   gauge("k8shmir_log_last_index", "Newest entry index of the group seen.", s.log_last_index);
   gauge("k8shmir_lag", "Index distance between the newest entry and the app.", s.Lag());
-  gauge("k8shmir_pending_requests", "Client requests waiting for their entry.",
-        s.pending_requests);
+  gauge("k8shmir_pending_requests", "Client requests waiting for their entry.", s.pending_requests);
   gauge("k8shmir_queued_entries", "Committed entries waiting to be applied.", s.queued_entries);
   out << "# HELP k8shmir_state Replica state (1 for the current one).\n"
       << "# TYPE k8shmir_state gauge\n";

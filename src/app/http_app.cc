@@ -214,8 +214,8 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     c->last_used = Clock::now();
     if (x.ec) {
       if (conn == c) CloseConnection();
-      done(Error{ErrorCode::kUnknown, "forward of index " + std::to_string(index) +
-                                          " failed: " + x.ec.message()});
+      done(Error{ErrorCode::kUnknown,
+                 "forward of index " + std::to_string(index) + " failed: " + x.ec.message()});
       co_return;
     }
     HttpResponse out;
@@ -241,7 +241,9 @@ HttpApp::~HttpApp() {
 void HttpApp::LastIndex(IndexCallback done) {
   asio::co_spawn(
       impl_->strand,
-      [impl = impl_, done = std::move(done)]() mutable { return impl->DoLastIndex(std::move(done)); },
+      [impl = impl_, done = std::move(done)]() mutable {
+        return impl->DoLastIndex(std::move(done));
+      },
       asio::detached);
 }
 

@@ -7,10 +7,17 @@
 namespace k8shmir {
 namespace {
 
-constexpr std::array<std::string_view, 11> kDropped = {
-    "connection",          "keep-alive", "proxy-connection", "te",
-    "trailer",             "transfer-encoding", "upgrade",   "proxy-authorization",
-    "proxy-authenticate",  "expect",     "content-length"};
+constexpr std::array<std::string_view, 11> kDropped = {"connection",
+                                                       "keep-alive",
+                                                       "proxy-connection",
+                                                       "te",
+                                                       "trailer",
+                                                       "transfer-encoding",
+                                                       "upgrade",
+                                                       "proxy-authorization",
+                                                       "proxy-authenticate",
+                                                       "expect",
+                                                       "content-length"};
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

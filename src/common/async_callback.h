@@ -18,8 +18,8 @@ auto AsyncFromCallback(Start start, Token&& token) {
         using Handler = decltype(handler);
         // std::function needs a copyable target; the handler is move-only.
         auto shared = std::make_shared<Handler>(std::move(handler));
-        auto work = std::make_shared<boost::asio::executor_work_guard<
-            boost::asio::associated_executor_t<Handler>>>(
+        auto work = std::make_shared<
+            boost::asio::executor_work_guard<boost::asio::associated_executor_t<Handler>>>(
             boost::asio::get_associated_executor(*shared));
         start(std::function<void(Value)>([shared, work](Value v) {
           auto ex = work->get_executor();

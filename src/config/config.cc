@@ -76,8 +76,8 @@ Option SizeOption(std::string flag, std::string help, std::size_t Config::*field
           }};
 }
 
-Option StringOption(std::string flag, std::string help, std::string Config::*field,
-                    std::string def, std::function<Status(const std::string&)> check = nullptr) {
+Option StringOption(std::string flag, std::string help, std::string Config::*field, std::string def,
+                    std::function<Status(const std::string&)> check = nullptr) {
   return {flag, std::move(help), def.empty() ? "\"\"" : def,
           [field, check](Config& c, const std::string& v) -> Status {
             if (check) {
@@ -107,8 +107,8 @@ const std::vector<Option>& Options() {
                            &Config::listen_port, d.listen_port));
     o.push_back(StringOption("app-host", "host of the local app", &Config::app_host, d.app_host));
     o.push_back(PortOption("app-port", "port of the local app", &Config::app_port, d.app_port));
-    o.push_back(StringOption("admin-address", "address of the admin server",
-                             &Config::admin_address, d.admin_address));
+    o.push_back(StringOption("admin-address", "address of the admin server", &Config::admin_address,
+                             d.admin_address));
     o.push_back(PortOption("admin-port", "admin port: /healthz /readyz /status /metrics",
                            &Config::admin_port, d.admin_port));
     o.push_back({"etcd-endpoints", "comma-separated etcd client endpoints host:port",
@@ -132,19 +132,18 @@ const std::vector<Option>& Options() {
                    c.etcd_endpoints = std::move(eps);
                    return OkStatus();
                  }});
-    o.push_back(StringOption("group", "replication group name (etcd key prefix /k8shmir/<group>/)",
-                             &Config::group, d.group, [](const std::string& v) -> Status {
-                               bool ok = !v.empty() && v.size() <= 128 &&
-                                         std::all_of(v.begin(), v.end(), [](char ch) {
-                                           return std::isalnum(static_cast<unsigned char>(ch)) ||
-                                                  ch == '-' || ch == '_' || ch == '.';
-                                         });
-                               if (!ok) {
-                                 return Invalid("group", v,
-                                                "use 1-128 characters of [A-Za-z0-9._-]");
-                               }
-                               return OkStatus();
-                             }));
+    o.push_back(StringOption(
+        "group", "replication group name (etcd key prefix /k8shmir/<group>/)", &Config::group,
+        d.group, [](const std::string& v) -> Status {
+          bool ok = !v.empty() && v.size() <= 128 && std::all_of(v.begin(), v.end(), [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+                   ch == '.';
+          });
+          if (!ok) {
+            return Invalid("group", v, "use 1-128 characters of [A-Za-z0-9._-]");
+          }
+          return OkStatus();
+        }));
     o.push_back(StringOption("last-index-path", "app path answering {\"index\": N}",
                              &Config::last_index_path, d.last_index_path,
                              [](const std::string& v) -> Status {
@@ -176,8 +175,7 @@ const std::vector<Option>& Options() {
     o.push_back(SizeOption("header-limit", "largest client request head in bytes (else 431)",
                            &Config::header_limit, d.header_limit, 1024, 1024 * 1024));
     o.push_back(SizeOption("response-limit", "largest app response in bytes",
-                           &Config::response_limit, d.response_limit, 1024,
-                           std::size_t{1} << 30));
+                           &Config::response_limit, d.response_limit, 1024, std::size_t{1} << 30));
     o.push_back(SizeOption("max-pending-requests",
                            "client requests waiting for their entry at once (else 503)",
                            &Config::max_pending_requests, d.max_pending_requests, 1, 1 << 20));
@@ -188,7 +186,7 @@ const std::vector<Option>& Options() {
                            &Config::max_connections, d.max_connections, 1, 1 << 20));
     o.push_back(StringOption("log-level", "trace|debug|info|warn|error", &Config::log_level,
                              d.log_level, [](const std::string& v) -> Status {
-                               static const char* kLevels[] = {"trace", "debug", "info", "warn",
+                               static const char* kLevels[] = {"trace", "debug",    "info", "warn",
                                                                "error", "critical", "off"};
                                for (const char* l : kLevels) {
                                  if (v == l) return OkStatus();
@@ -202,13 +200,13 @@ const std::vector<Option>& Options() {
                                }
                                return OkStatus();
                              }));
-    o.push_back({"io-threads", "threads serving HTTP", "1",
-                 [](Config& c, const std::string& v) -> Status {
-                   auto r = ParseInt<int>("io-threads", v, 1, 64);
-                   if (!r) return r.error();
-                   c.io_threads = *r;
-                   return OkStatus();
-                 }});
+    o.push_back(
+        {"io-threads", "threads serving HTTP", "1", [](Config& c, const std::string& v) -> Status {
+           auto r = ParseInt<int>("io-threads", v, 1, 64);
+           if (!r) return r.error();
+           c.io_threads = *r;
+           return OkStatus();
+         }});
     return o;
   }();
   return options;
@@ -229,10 +227,10 @@ std::string Hostname() {
 
 Status Validate(const Config& c) {
   if (c.body_limit + c.header_limit > kMaxEntryBytes) {
-    return Error{ErrorCode::kInvalid,
-                 "--body-limit + --header-limit = " + std::to_string(c.body_limit + c.header_limit) +
-                     " bytes exceeds what one etcd request may carry (" +
-                     std::to_string(kMaxEntryBytes) + ")"};
+    return Error{ErrorCode::kInvalid, "--body-limit + --header-limit = " +
+                                          std::to_string(c.body_limit + c.header_limit) +
+                                          " bytes exceeds what one etcd request may carry (" +
+                                          std::to_string(kMaxEntryBytes) + ")"};
   }
   if (c.listen_port == c.admin_port && c.listen_address == c.admin_address) {
     return Error{ErrorCode::kInvalid, "--listen-port and --admin-port must differ"};
@@ -299,8 +297,8 @@ std::string ConfigUsage() {
   for (const auto& o : Options()) {
     std::string left = "  --" + o.flag;
     out << left << std::string(left.size() < 26 ? 26 - left.size() : 1, ' ') << o.help
-        << "\n                            env " << EnvName(o.flag) << ", default "
-        << o.default_text << "\n";
+        << "\n                            env " << EnvName(o.flag) << ", default " << o.default_text
+        << "\n";
   }
   return out.str();
 }

@@ -159,7 +159,7 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       }
       auto expect = head.find(http::field::expect);
       if (expect != head.end()) {
-        if (!IEquals(expect->value(), "100-continue")) {
+        if (!beast::iequals(expect->value(), "100-continue")) {
           co_await WriteAndClose(stream, ProxyError(417, version, "unsupported Expect"));
           co_return;
         }
@@ -178,8 +178,8 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
         }
         if (ec == beast::error::timeout) break;
         if (ec) {
-          co_await WriteAndClose(stream,
-                                 ProxyError(400, version, "malformed request body: " + ec.message()));
+          co_await WriteAndClose(
+              stream, ProxyError(400, version, "malformed request body: " + ec.message()));
           co_return;
         }
       }
@@ -191,13 +191,14 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       request.target = std::string(message.target());
       request.version = version;
       std::vector<HttpHeader> all;
-      for (const auto& f : message) all.push_back({std::string(f.name_string()), std::string(f.value())});
+      for (const auto& f : message)
+        all.push_back({std::string(f.name_string()), std::string(f.value())});
       request.headers = EndToEndHeaders(all, options.index_header);
       request.body = std::move(message.body());
 
       ClientReply reply = co_await AsyncFromCallback<ClientReply>(
-          [replica = replica, request = std::move(request)](
-              std::function<void(ClientReply)> done) mutable {
+          [replica = replica,
+           request = std::move(request)](std::function<void(ClientReply)> done) mutable {
             replica->Submit(std::move(request), std::move(done));
           },
           asio::use_awaitable);
@@ -244,9 +245,9 @@ Status FrontServer::Listen() {
 }
 
 void FrontServer::Start() {
-  asio::co_spawn(state_->acceptor.get_executor(),
-                 [s = state_]() -> asio::awaitable<void> { co_await s->Accept(); },
-                 asio::detached);
+  asio::co_spawn(
+      state_->acceptor.get_executor(),
+      [s = state_]() -> asio::awaitable<void> { co_await s->Accept(); }, asio::detached);
 }
 
 void FrontServer::Stop() {

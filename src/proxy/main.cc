@@ -79,11 +79,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  spdlog::info(
-      "k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {}",
-      config.replica_id, config.group, config.listen_address, config.listen_port,
-      config.app_host, config.app_port, config.admin_address, config.admin_port,
-      fmt::join(config.etcd_endpoints, ","));
+  spdlog::info("k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {}",
+               config.replica_id, config.group, config.listen_address, config.listen_port,
+               config.app_host, config.app_port, config.admin_address, config.admin_port,
+               fmt::join(config.etcd_endpoints, ","));
 
   replica->Start();
   front.Start();

@@ -121,8 +121,8 @@ void Replica::RecordError(const std::string& message) {
 }
 
 std::chrono::milliseconds Replica::NextBackoff() {
-  backoff_ = backoff_.count() == 0 ? options_.min_backoff
-                                   : std::min(backoff_ * 2, options_.max_backoff);
+  backoff_ =
+      backoff_.count() == 0 ? options_.min_backoff : std::min(backoff_ * 2, options_.max_backoff);
   return backoff_;
 }
 
@@ -215,9 +215,9 @@ void Replica::FetchHeadAndSubscribe(uint64_t gen) {
       self->status_.log_last_index = std::max(self->status_.log_last_index, r->last_index);
       self->backoff_ = std::chrono::milliseconds(0);
       if (self->status_.state != ReplicaState::kServing) {
-        self->SetState(ReplicaState::kCatchingUp,
-                       "replaying the log from index " + std::to_string(self->position_ + 1) +
-                           " up to " + std::to_string(self->target_));
+        self->SetState(ReplicaState::kCatchingUp, "replaying the log from index " +
+                                                      std::to_string(self->position_ + 1) +
+                                                      " up to " + std::to_string(self->target_));
       }
       self->Subscribe(self->position_ + 1);
       self->MaybeServing();
@@ -239,9 +239,9 @@ void Replica::MaybeServing() {
   if (status_.state != ReplicaState::kCatchingUp) return;
   if (!subscription_ && !watch_paused_) return;
   if (processed_ < target_) return;
-  status_.last_recovery_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 Clock::now() - recovery_started_)
-                                 .count();
+  status_.last_recovery_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - recovery_started_)
+          .count();
   SetState(ReplicaState::kServing, "caught up with the log at index " + std::to_string(processed_));
 }
 
@@ -249,14 +249,13 @@ void Replica::MaybeServing() {
 
 void Replica::OnLogEvent(uint64_t gen, LogEvent event) {
   if (stopped_ || gen != watch_gen_) return;
-  std::visit(Overloaded{
-                 [this](LogBatch& b) { OnBatch(b); },
-                 [this](LogProgress& p) {
-                   status_.log_head = std::max(status_.log_head, p.revision);
-                 },
-                 [this](LogClosed& c) { OnClosed(c); },
-             },
-             event);
+  std::visit(
+      Overloaded{
+          [this](LogBatch& b) { OnBatch(b); },
+          [this](LogProgress& p) { status_.log_head = std::max(status_.log_head, p.revision); },
+          [this](LogClosed& c) { OnClosed(c); },
+      },
+      event);
 }
 
 void Replica::OnBatch(LogBatch& batch) {
@@ -323,8 +322,8 @@ void Replica::TryForward() {
     auto entry = DecodeEntry(record.value);
     if (!entry) {
       // Every replica decodes the same bytes, so every replica skips this entry alike.
-      spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id,
-                    record.id, record.index, entry.error().message);
+      spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id, record.id,
+                    record.index, entry.error().message);
       processed_ = record.index;
       ++status_.entries_dropped;
       std::string id = record.id;
@@ -357,42 +356,41 @@ void Replica::OnForwarded(uint64_t gen, int64_t index, ForwardResult result) {
     return;
   }
   if (gen != app_gen_ || queue_.empty() || queue_.front().index != index) return;
-  std::visit(
-      Overloaded{
-          [&](HttpResponse& response) {
-            forward_failures_ = 0;
-            status_.apply_latency.Observe(SecondsSince(forward_started_));
-            MarkApplied(queue_.front(), &response);
-          },
-          [&](AppIndexMismatch& m) {
-            if (m.app_index == index) {
-              // An earlier attempt reached the app but its response was lost.
-              forward_failures_ = 0;
-              MarkApplied(queue_.front(), nullptr);
-              return;
-            }
-            Recover(ReplicaState::kRecovering,
-                    "app reports index " + std::to_string(m.app_index) + " but " +
-                        std::to_string(status_.applied_index) +
-                        " was applied: the app restarted or was changed behind the proxy");
-          },
-          [&](Error& e) {
-            ++forward_failures_;
-            RecordError(e.message);
-            if (forward_failures_ > options_.forward_retries) {
-              Recover(ReplicaState::kRecovering,
-                      "forwarding index " + std::to_string(index) + " failed " +
-                          std::to_string(forward_failures_) + " times: " + e.message);
-              return;
-            }
-            // Unknown outcome: the retry re-validates the app on a fresh connection first.
-            uint64_t app_gen = app_gen_;
-            ScheduleRetry([self = shared_from_this(), app_gen] {
-              if (app_gen == self->app_gen_) self->TryForward();
-            });
-          },
-      },
-      result);
+  std::visit(Overloaded{
+                 [&](HttpResponse& response) {
+                   forward_failures_ = 0;
+                   status_.apply_latency.Observe(SecondsSince(forward_started_));
+                   MarkApplied(queue_.front(), &response);
+                 },
+                 [&](AppIndexMismatch& m) {
+                   if (m.app_index == index) {
+                     // An earlier attempt reached the app but its response was lost.
+                     forward_failures_ = 0;
+                     MarkApplied(queue_.front(), nullptr);
+                     return;
+                   }
+                   Recover(ReplicaState::kRecovering,
+                           "app reports index " + std::to_string(m.app_index) + " but " +
+                               std::to_string(status_.applied_index) +
+                               " was applied: the app restarted or was changed behind the proxy");
+                 },
+                 [&](Error& e) {
+                   ++forward_failures_;
+                   RecordError(e.message);
+                   if (forward_failures_ > options_.forward_retries) {
+                     Recover(ReplicaState::kRecovering,
+                             "forwarding index " + std::to_string(index) + " failed " +
+                                 std::to_string(forward_failures_) + " times: " + e.message);
+                     return;
+                   }
+                   // Unknown outcome: the retry re-validates the app on a fresh connection first.
+                   uint64_t app_gen = app_gen_;
+                   ScheduleRetry([self = shared_from_this(), app_gen] {
+                     if (app_gen == self->app_gen_) self->TryForward();
+                   });
+                 },
+             },
+             result);
   if (std::holds_alternative<HttpResponse>(result) ||
       std::holds_alternative<AppIndexMismatch>(result)) {
     TryForward();
@@ -517,12 +515,10 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
     // Leave a quarter of the budget (at most 1 s) to apply the entry once it is committed.
     auto margin = std::min<std::chrono::milliseconds>(self->options_.request_timeout / 4,
                                                       std::chrono::milliseconds(1000));
-    self->log_.Append(id, std::move(value), deadline - margin,
-                      [self, id](Result<AppendResult> r) {
-                        asio::post(self->strand_, [self, id, r = std::move(r)]() mutable {
-                          self->OnAppended(id, std::move(r));
-                        });
-                      });
+    self->log_.Append(id, std::move(value), deadline - margin, [self, id](Result<AppendResult> r) {
+      asio::post(self->strand_,
+                 [self, id, r = std::move(r)]() mutable { self->OnAppended(id, std::move(r)); });
+    });
   });
 }
 

@@ -126,8 +126,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   int64_t position_ = 0;  // highest index received (queued or applied)
   int64_t target_ = 0;    // catch-up target: the log's last index when catching up began
   std::unique_ptr<Subscription> subscription_;
-  bool watch_paused_ = false;   // paused because queue_ is full
-  bool forwarding_ = false;     // one Forward in flight (possibly of a superseded generation)
+  bool watch_paused_ = false;     // paused because queue_ is full
+  bool forwarding_ = false;       // one Forward in flight (possibly of a superseded generation)
   bool recover_pending_ = false;  // a recovery waits for the in-flight Forward to return
   int forward_failures_ = 0;
   uint64_t forwards_started_ = 0;

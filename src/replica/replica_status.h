@@ -12,9 +12,8 @@ const char* ReplicaStateName(ReplicaState state);
 
 // Latency histogram with fixed Prometheus buckets (seconds).
 struct Histogram {
-  static constexpr std::array<double, 14> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                     0.025,  0.05,  0.1,    0.25,  0.5,
-                                                     1,      2.5,   5,      10};
+  static constexpr std::array<double, 14> kBounds = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   std::array<uint64_t, kBounds.size() + 1> counts{};
   double sum = 0;
   uint64_t count = 0;
@@ -26,8 +25,8 @@ struct ReplicaStatus {
   std::string group;
   ReplicaState state = ReplicaState::kStarting;
   std::string state_reason;
-  int64_t applied_index = 0;  // index of the last entry the app applied
-  int64_t log_head = 0;       // newest log service revision seen (all groups)
+  int64_t applied_index = 0;   // index of the last entry the app applied
+  int64_t log_head = 0;        // newest log service revision seen (all groups)
   int64_t log_last_index = 0;  // newest entry index of this group known to this replica
   std::string last_error;
   int64_t last_error_unix_ms = 0;
@@ -47,7 +46,9 @@ struct ReplicaStatus {
   Histogram apply_latency;
 
   // Index distance between the newest known entry of the group and the app's state.
-  int64_t Lag() const { return log_last_index > applied_index ? log_last_index - applied_index : 0; }
+  int64_t Lag() const {
+    return log_last_index > applied_index ? log_last_index - applied_index : 0;
+  }
   bool Ready() const { return state == ReplicaState::kServing; }
 };
 

@@ -1,0 +1,78 @@
+// The replicated log on etcd 3.4 over gRPC (design brief, section 3).
+//
+// One replication group = one key prefix; each entry is the key prefix + id, created once by a
+// conditional transaction; an entry's index is the etcd revision that created its key. All calls
+// are asynchronous: gRPC's callback API plus one small timer thread of our own (retry backoff,
+// watch liveness checks). Nothing blocks the caller except the destructor.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "k8shmir/log.h"
+#include "k8shmir/result.h"
+
+namespace k8shmir {
+
+struct EtcdLogOptions {
+  // etcd client URLs as "host:port" (or "http://host:port"). One gRPC channel per endpoint; an
+  // operation that fails on one member is retried on the next, so any single member may be down.
+  std::vector<std::string> endpoints;
+  // Key prefix of the group's log, e.g. "/k8shmir/<group>/log/". Must not be empty.
+  std::string prefix;
+  // Upper bound of a single RPC attempt (an operation's own deadline may cut it shorter).
+  std::chrono::milliseconds rpc_timeout{3000};
+  // How often a subscription sends a WatchProgressRequest to check that its stream is alive.
+  std::chrono::milliseconds progress_interval{2000};
+  // No response at all within this time after a progress request => the stream is dead
+  // (a killed or partitioned member): LogClosed{kUnavailable}.
+  std::chrono::milliseconds liveness_timeout{5000};
+};
+
+// kInvalid with the reason if `options` cannot be used.
+Status ValidateEtcdLogOptions(const EtcdLogOptions& options);
+
+class EtcdLog : public Log {
+ public:
+  // Throws std::invalid_argument if ValidateEtcdLogOptions fails. Connects lazily.
+  explicit EtcdLog(EtcdLogOptions options);
+  // Cancels every subscription (they deliver nothing more) and every RPC in flight (their
+  // callbacks run with an error), then waits until all callbacks have returned. Must not run
+  // inside one of this log's callbacks.
+  ~EtcdLog() override;
+
+  EtcdLog(const EtcdLog&) = delete;
+  EtcdLog& operator=(const EtcdLog&) = delete;
+
+  // Txn{ if create_revision(key) == 0 then Put(key, value) else Range(key) }, retried until the
+  // deadline while the outcome is not definitive. Errors: kUnavailable = certainly not committed,
+  // kUnknown = may have committed (a later Append of the same id tells), kInvalid = refused as
+  // malformed (e.g. too large), kProtocol = etcd's answer made no sense.
+  void Append(const std::string& id, std::string value, Deadline deadline,
+              AppendCallback done) override;
+
+  // A linearizable read of the newest entry of the prefix. Errors are kUnavailable.
+  void Head(Deadline deadline, HeadCallback done) override;
+
+  // A Watch on the prefix from `from_index`. LogProgress comes from etcd's periodic progress
+  // notifications and, after RequestProgress(), from a linearizable read of the head once every
+  // entry up to it was delivered.
+  std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event) override;
+
+  // Compacts etcd's history up to `revision` (physically). For tests and operators. Errors:
+  // kCompacted if already compacted past it, kInvalid for a future revision, otherwise as Append.
+  // The callback runs exactly once, never inside this call.
+  void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
+
+  const EtcdLogOptions& options() const;
+
+ private:
+  class Core;
+  std::unique_ptr<Core> core_;
+};
+
+}  // namespace k8shmir

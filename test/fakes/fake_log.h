@@ -1,0 +1,139 @@
+// An in-memory Log for unit tests: a vector of records, indices from a revision counter that
+// other "groups" can bump to create gaps, and knobs to inject the failures etcd can produce.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "k8shmir/log.h"
+
+namespace k8shmir::testing {
+
+class FakeLog : public Log {
+ public:
+  explicit FakeLog(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+  // ---- knobs ----
+  std::optional<Error> append_error;       // every Append fails with it (nothing stored)
+  bool append_commits_then_fails = false;  // stores the entry but reports kUnknown
+  std::optional<Error> head_error;
+  int64_t compacted_below = 0;  // Subscribe(from < this) closes with kCompacted
+
+  // Writes by someone else: advances the revision without an entry of ours (an index gap).
+  void BumpRevision(int64_t n) { revision_ += n; }
+
+  // Adds an entry as another replica would, delivering it to subscribers.
+  int64_t AddEntry(const std::string& id, const std::string& value) {
+    LogRecord r{++revision_, id, value};
+    records_.push_back(r);
+    for (auto& s : subs_) s->Deliver({r});
+    return r.index;
+  }
+
+  // Delivers arbitrary records to live subscriptions (duplicates, rewinds...).
+  void DeliverRaw(std::vector<LogRecord> records) {
+    for (auto& s : subs_) s->Deliver(records);
+  }
+
+  // Closes every live subscription with `error`.
+  void CloseSubscriptions(Error error, int64_t compact_revision = 0) {
+    for (auto& s : subs_) s->Close(error, compact_revision);
+  }
+
+  const std::vector<LogRecord>& records() const { return records_; }
+  int subscribe_calls() const { return subscribe_calls_; }
+  int64_t last_subscribe_from() const { return last_from_; }
+  int live_subscriptions() const {
+    int n = 0;
+    for (auto& s : subs_) n += s->live ? 1 : 0;
+    return n;
+  }
+
+  // ---- Log ----
+  void Append(const std::string& id, std::string value, Deadline, AppendCallback done) override {
+    if (append_error) {
+      Post([done, e = *append_error] { done(e); });
+      return;
+    }
+    for (const auto& r : records_) {
+      if (r.id == id) {
+        Post([done, i = r.index] { done(AppendResult{i, false}); });
+        return;
+      }
+    }
+    int64_t index = AddEntry(id, std::move(value));
+    if (append_commits_then_fails) {
+      Post([done] { done(Error{ErrorCode::kUnknown, "fake: deadline exceeded"}); });
+      return;
+    }
+    Post([done, index] { done(AppendResult{index, true}); });
+  }
+
+  void Head(Deadline, HeadCallback done) override {
+    if (head_error) {
+      Post([done, e = *head_error] { done(e); });
+      return;
+    }
+    LogHead h{revision_, records_.empty() ? 0 : records_.back().index};
+    Post([done, h] { done(h); });
+  }
+
+  std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event) override {
+    ++subscribe_calls_;
+    last_from_ = from_index;
+    auto sub = std::make_shared<Sub>(this, std::move(on_event));
+    subs_.push_back(sub);
+    if (from_index < compacted_below) {
+      sub->Close(Error{ErrorCode::kCompacted, "fake: compacted"}, compacted_below);
+    } else {
+      std::vector<LogRecord> backlog;
+      for (const auto& r : records_) {
+        if (r.index >= from_index) backlog.push_back(r);
+      }
+      if (!backlog.empty()) sub->Deliver(backlog);
+    }
+    return std::make_unique<Handle>(sub);
+  }
+
+ private:
+  struct Sub {
+    Sub(FakeLog* l, EventCallback cb) : log(l), on_event(std::move(cb)) {}
+    FakeLog* log;
+    EventCallback on_event;
+    bool live = true;
+    void Deliver(std::vector<LogRecord> records) {
+      if (!live) return;
+      LogBatch b{std::move(records), log->revision_};
+      log->Post([cb = on_event, b] { cb(b); });
+    }
+    void Close(Error e, int64_t compact) {
+      if (!live) return;
+      live = false;
+      log->Post([cb = on_event, e, compact] { cb(LogClosed{e, compact}); });
+    }
+  };
+  struct Handle : Subscription {
+    explicit Handle(std::shared_ptr<Sub> s) : sub(std::move(s)) {}
+    ~Handle() override { Cancel(); }
+    void RequestProgress() override {}
+    void Cancel() override { sub->live = false; }
+    std::shared_ptr<Sub> sub;
+  };
+
+  template <class F>
+  void Post(F f) {
+    boost::asio::post(ex_, std::move(f));
+  }
+
+  boost::asio::any_io_executor ex_;
+  int64_t revision_ = 0;
+  std::vector<LogRecord> records_;
+  std::vector<std::shared_ptr<Sub>> subs_;
+  int subscribe_calls_ = 0;
+  int64_t last_from_ = 0;
+};
+
+}  // namespace k8shmir::testing

@@ -1,0 +1,318 @@
+// The replica's ordering, de-duplication, recovery and client-outcome logic, against an
+// in-memory log and a fake app.
+#include "replica/replica.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <optional>
+
+#include "codec/entry_codec.h"
+#include "fakes/fake_app.h"
+#include "fakes/fake_log.h"
+
+namespace k8shmir {
+namespace {
+
+using testing::FakeApp;
+using testing::FakeLog;
+
+class ReplicaTest : public ::testing::Test {
+ protected:
+  ReplicaTest() : log_(ioc_.get_executor()), app_(ioc_.get_executor()) {
+    options_.replica_id = "r1";
+    options_.min_backoff = std::chrono::milliseconds(1);
+    options_.max_backoff = std::chrono::milliseconds(5);
+    options_.heartbeat_interval = std::chrono::milliseconds(20);
+  }
+
+  void Make() { replica_ = std::make_shared<Replica>(ioc_.get_executor(), log_, app_, options_); }
+
+  ~ReplicaTest() override {
+    if (replica_) replica_->Stop();
+    ioc_.run_for(std::chrono::milliseconds(20));
+  }
+
+  // Runs the io_context until `pred` holds or 5 s pass.
+  template <class Pred>
+  bool RunUntil(Pred pred) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      ioc_.run_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+
+  ReplicaStatus Status() {
+    std::optional<ReplicaStatus> s;
+    replica_->GetStatus([&](ReplicaStatus st) { s = st; });
+    RunUntil([&] { return s.has_value(); });
+    return *s;
+  }
+
+  bool WaitState(ReplicaState state) {
+    return RunUntil([&] {
+      std::optional<ReplicaStatus> s;
+      replica_->GetStatus([&](ReplicaStatus st) { s = st; });
+      ioc_.run_for(std::chrono::milliseconds(1));
+      return s && s->state == state;
+    });
+  }
+
+  static std::string EncodedBody(const std::string& body, const std::string& id) {
+    Entry e;
+    e.request_id = id;
+    e.origin = "other";
+    e.request.method = "POST";
+    e.request.target = "/journal";
+    e.request.body = body;
+    return EncodeEntry(e);
+  }
+
+  std::optional<ClientReply> Send(const std::string& body) {
+    std::optional<ClientReply> reply;
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/journal";
+    req.body = body;
+    replica_->Submit(req, [&](ClientReply r) { reply = std::move(r); });
+    RunUntil([&] { return reply.has_value(); });
+    return reply;
+  }
+
+  std::vector<std::string> Bodies() const {
+    std::vector<std::string> out;
+    for (const auto& a : app_.journal) out.push_back(a.body);
+    return out;
+  }
+
+  boost::asio::io_context ioc_;
+  FakeLog log_;
+  FakeApp app_;
+  ReplicaOptions options_;
+  std::shared_ptr<Replica> replica_;
+};
+
+TEST_F(ReplicaTest, ServesOnEmptyLogAndAnswersWithOwnAppsResponse) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  auto reply = Send("a");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->outcome, Outcome::kCommitted);
+  EXPECT_EQ(reply->index, 1);
+  EXPECT_EQ(reply->response.status, 200u);
+  EXPECT_EQ(reply->response.body, "applied a at 1");
+  EXPECT_EQ(Status().applied_index, 1);
+}
+
+TEST_F(ReplicaTest, CatchesUpInLogOrderAcrossGapsBeforeServing) {
+  log_.AddEntry("e1", EncodedBody("one", "e1"));
+  log_.BumpRevision(3);  // another group wrote meanwhile
+  log_.AddEntry("e2", EncodedBody("two", "e2"));
+  log_.AddEntry("e3", EncodedBody("three", "e3"));
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(app_.journal[1].index, 5);
+  EXPECT_EQ(app_.last_index, 6);
+  EXPECT_EQ(Status().applied_index, 6);
+  EXPECT_EQ(app_.contract_violations, 0);
+}
+
+TEST_F(ReplicaTest, StartsFromTheAppsIndexAndDoesNotReapply) {
+  log_.AddEntry("e1", EncodedBody("one", "e1"));
+  log_.AddEntry("e2", EncodedBody("two", "e2"));
+  log_.AddEntry("e3", EncodedBody("three", "e3"));
+  app_.last_index = 2;  // the app kept its state across a proxy restart
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"three"}));
+  EXPECT_EQ(log_.last_subscribe_from(), 3);
+}
+
+TEST_F(ReplicaTest, DropsDuplicateAndRewoundDeliveries) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.AddEntry("e1", EncodedBody("one", "e1"));
+  log_.AddEntry("e2", EncodedBody("two", "e2"));
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 2; }));
+  // etcd 3.4.23 may repeat events or go back in time after a partition.
+  log_.DeliverRaw({{2, "e2", EncodedBody("two", "e2")}, {1, "e1", EncodedBody("one", "e1")}});
+  log_.AddEntry("e3", EncodedBody("three", "e3"));
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 3; }));
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(Status().entries_dropped, 2u);
+  EXPECT_EQ(app_.contract_violations, 0);
+}
+
+TEST_F(ReplicaTest, LostResponseIsNeverReappliedAndTheClientLearnsItCommitted) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  app_.fail_next_forwards_applied = 1;
+  auto reply = Send("x");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->outcome, Outcome::kCommitted);
+  EXPECT_EQ(reply->response.status, 502u);
+  EXPECT_EQ(reply->index, 1);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"x"}));
+  auto next = Send("y");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->response.status, 200u);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"x", "y"}));
+}
+
+TEST_F(ReplicaTest, FailedForwardThatDidNotApplyIsRetriedOnce) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  app_.fail_next_forwards_not_applied = 2;
+  auto reply = Send("x");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->response.status, 200u);
+  EXPECT_EQ(reply->response.body, "applied x at 1");
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"x"}));
+}
+
+TEST_F(ReplicaTest, AppRestartIsDetectedOnTheNextForwardAndTheLogIsReplayed) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  ASSERT_EQ(Send("a")->response.status, 200u);
+  ASSERT_EQ(Send("b")->response.status, 200u);
+  app_.Restart();  // faster than a heartbeat: only the connection check can see it
+  log_.AddEntry("e3", EncodedBody("c", "e3"));
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 3; }));
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(app_.contract_violations, 0);
+  EXPECT_EQ(Status().recoveries, 1u);
+}
+
+TEST_F(ReplicaTest, HeartbeatDetectsAnIdleAppRestart) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  ASSERT_EQ(Send("a")->response.status, 200u);
+  app_.Restart();
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 1 && Status().recoveries == 1; }));
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(app_.last_index, 1);
+}
+
+TEST_F(ReplicaTest, AppDownMeansNotReadyAndClientsGet503) {
+  app_.down = true;
+  Make();
+  replica_->Start();
+  ioc_.run_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(Status().state, ReplicaState::kStarting);
+  auto reply = Send("a");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->response.status, 503u);
+  EXPECT_EQ(reply->outcome, Outcome::kNotCommitted);
+  EXPECT_EQ(reply->retry_after, 1);
+  EXPECT_TRUE(log_.records().empty());
+  app_.down = false;
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+}
+
+TEST_F(ReplicaTest, AppendRefusedIs503NotCommittedAndAmbiguousIs504Unknown) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.append_error = Error{ErrorCode::kUnavailable, "no leader"};
+  auto refused = Send("a");
+  EXPECT_EQ(refused->response.status, 503u);
+  EXPECT_EQ(refused->outcome, Outcome::kNotCommitted);
+  log_.append_error = Error{ErrorCode::kUnknown, "deadline exceeded"};
+  auto unknown = Send("b");
+  EXPECT_EQ(unknown->response.status, 504u);
+  EXPECT_EQ(unknown->outcome, Outcome::kUnknown);
+  EXPECT_TRUE(app_.journal.empty());
+}
+
+TEST_F(ReplicaTest, AppendThatCommittedDespiteAnErrorIsStillAppliedEverywhere) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.append_commits_then_fails = true;
+  auto reply = Send("a");
+  ASSERT_TRUE(reply);
+  // Either the entry was applied before the append's error arrived (then the client has the
+  // app's answer), or the client is told "unknown"; never "not committed".
+  EXPECT_NE(reply->outcome, Outcome::kNotCommitted);
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 1; }));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a"}));
+}
+
+TEST_F(ReplicaTest, WatchLossMakesItNotReadyThenResumesWithoutDuplicates) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  ASSERT_EQ(Send("a")->response.status, 200u);
+  log_.CloseSubscriptions(Error{ErrorCode::kUnavailable, "stream reset"});
+  log_.AddEntry("e2", EncodedBody("b", "e2"));
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 2; }));
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(log_.last_subscribe_from(), 2);
+  EXPECT_EQ(Status().watch_restarts, 1u);
+}
+
+TEST_F(ReplicaTest, CompactedHistoryNeedsStateTransferAndAppliesNothing) {
+  log_.AddEntry("e1", EncodedBody("one", "e1"));
+  log_.AddEntry("e2", EncodedBody("two", "e2"));
+  log_.compacted_below = 2;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kNeedsStateTransfer));
+  EXPECT_TRUE(app_.journal.empty());
+  auto s = Status();
+  EXPECT_NE(s.last_error.find("state transfer"), std::string::npos);
+  EXPECT_EQ(Send("x")->response.status, 503u);
+}
+
+TEST_F(ReplicaTest, BoundedQueuePausesTheWatchAndLosesNothing) {
+  for (int i = 1; i <= 100; ++i) {
+    log_.AddEntry("e" + std::to_string(i), EncodedBody(std::to_string(i), "e" + std::to_string(i)));
+  }
+  options_.max_queued_entries = 16;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  ASSERT_EQ(app_.journal.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(app_.journal[i].body, std::to_string(i + 1));
+  EXPECT_GT(log_.subscribe_calls(), 1);
+  EXPECT_EQ(app_.contract_violations, 0);
+}
+
+TEST_F(ReplicaTest, TooManyPendingRequestsAre503) {
+  options_.max_pending_requests = 1;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  app_.down = true;  // the first request cannot complete
+  std::optional<ClientReply> first, second;
+  HttpRequest req{"POST", "/journal", 11, {}, "a"};
+  replica_->Submit(req, [&](ClientReply r) { first = r; });
+  replica_->Submit(req, [&](ClientReply r) { second = r; });
+  ASSERT_TRUE(RunUntil([&] { return second.has_value(); }));
+  EXPECT_EQ(second->response.status, 503u);
+  EXPECT_EQ(second->outcome, Outcome::kNotCommitted);
+  EXPECT_FALSE(first.has_value());
+  // Stopping answers the first request while `first` is still in scope.
+  replica_->Stop();
+  ASSERT_TRUE(RunUntil([&] { return first.has_value(); }));
+  EXPECT_EQ(first->outcome, Outcome::kCommitted);
+  EXPECT_EQ(first->index, 1);
+}
+
+}  // namespace
+}  // namespace k8shmir
