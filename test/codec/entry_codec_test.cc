@@ -1,0 +1,91 @@
+#include "codec/entry_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "codec/header_filter.h"
+
+namespace k8shmir {
+namespace {
+
+TEST(EntryCodecTest, RoundTripsEveryField) {
+  Entry e;
+  e.request_id = "abc";
+  e.origin = "replica-1";
+  e.appended_unix_ms = 1234;
+  e.request.method = "PATCH";
+  e.request.target = "/journal?x=1";
+  e.request.version = 10;
+  e.request.headers = {{"Host", "svc"}, {"X-A", "1"}, {"x-a", "2"}};
+  e.request.body = std::string("bin\0ary", 7);
+  auto d = DecodeEntry(EncodeEntry(e));
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->request_id, "abc");
+  EXPECT_EQ(d->origin, "replica-1");
+  EXPECT_EQ(d->appended_unix_ms, 1234);
+  EXPECT_EQ(d->request.method, "PATCH");
+  EXPECT_EQ(d->request.target, "/journal?x=1");
+  EXPECT_EQ(d->request.version, 10u);
+  ASSERT_EQ(d->request.headers.size(), 3u);
+  EXPECT_EQ(d->request.headers[2].name, "x-a");
+  EXPECT_EQ(d->request.headers[2].value, "2");
+  EXPECT_EQ(d->request.body, std::string("bin\0ary", 7));
+}
+
+TEST(EntryCodecTest, RejectsGarbageAndIncompleteEntries) {
+  auto garbage = DecodeEntry("\xff\xff\xff not a protobuf");
+  ASSERT_FALSE(garbage);
+  EXPECT_EQ(garbage.error().code, ErrorCode::kProtocol);
+  Entry no_method;
+  no_method.request.target = "/";
+  EXPECT_FALSE(DecodeEntry(EncodeEntry(no_method)));
+  Entry bad_version;
+  bad_version.request.method = "GET";
+  bad_version.request.target = "/";
+  bad_version.request.version = 20;
+  EXPECT_FALSE(DecodeEntry(EncodeEntry(bad_version)));
+}
+
+TEST(EntryCodecTest, RequestIdsAreUniqueHex) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 10000; ++i) {
+    auto id = NewRequestId();
+    ASSERT_EQ(id.size(), 32u);
+    ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 10000u);
+}
+
+TEST(HeaderFilterTest, DropsHopByHopAndProxyOwnedHeaders) {
+  std::vector<HttpHeader> in = {
+      {"Host", "svc:80"},
+      {"Connection", "keep-alive, X-Hop"},
+      {"X-Hop", "1"},
+      {"Keep-Alive", "timeout=5"},
+      {"Transfer-Encoding", "chunked"},
+      {"Content-Length", "10"},
+      {"Expect", "100-continue"},
+      {"TE", "trailers"},
+      {"Upgrade", "h2c"},
+      {"Proxy-Authorization", "x"},
+      {"log-index", "99"},
+      {"K8shmir-Outcome", "forged"},
+      {"Content-Type", "application/json"},
+      {"X-Request-Id", "7"},
+  };
+  auto out = EndToEndHeaders(in, "Log-Index");
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].name, "Host");
+  EXPECT_EQ(out[1].name, "Content-Type");
+  EXPECT_EQ(out[2].name, "X-Request-Id");
+}
+
+TEST(HeaderFilterTest, CaseInsensitiveEquality) {
+  EXPECT_TRUE(IEquals("Log-Index", "log-index"));
+  EXPECT_FALSE(IEquals("Log-Index", "Log-Indexx"));
+}
+
+}  // namespace
+}  // namespace k8shmir

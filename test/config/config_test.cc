@@ -1,0 +1,85 @@
+#include "k8shmir/config.h"
+
+#include <gtest/gtest.h>
+
+namespace k8shmir {
+namespace {
+
+Result<ParsedConfig> Parse(std::vector<const char*> args, std::vector<const char*> env = {}) {
+  args.insert(args.begin(), "k8shmir-proxy");
+  env.push_back(nullptr);
+  return ParseConfig(static_cast<int>(args.size()), args.data(), env.data());
+}
+
+TEST(ConfigTest, DefaultsAreTheThesisDefaults) {
+  auto r = Parse({"--replica-id", "r0"});
+  ASSERT_TRUE(r) << r.error().message;
+  const Config& c = r->config;
+  EXPECT_EQ(c.listen_port, 8080);
+  EXPECT_EQ(c.app_host, "127.0.0.1");
+  EXPECT_EQ(c.app_port, 3000);
+  EXPECT_EQ(c.admin_port, 9901);
+  EXPECT_EQ(c.last_index_path, "/last-index");
+  EXPECT_EQ(c.index_header, "Log-Index");
+  EXPECT_EQ(c.etcd_endpoints, std::vector<std::string>{"127.0.0.1:2379"});
+  EXPECT_EQ(c.LogPrefix(), "/k8shmir/default/log/");
+  EXPECT_EQ(c.replica_id, "r0");
+}
+
+TEST(ConfigTest, ReplicaIdDefaultsToHostname) {
+  auto r = Parse({});
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->config.replica_id.empty());
+}
+
+TEST(ConfigTest, FlagsOverrideEnvironmentAndBothForms) {
+  auto r = Parse({"--app-port=4000", "--group", "orders", "--etcd-endpoints",
+                  "http://10.0.0.1:2379,10.0.0.2:2379"},
+                 {"K8SHMIR_APP_PORT=5000", "K8SHMIR_REQUEST_TIMEOUT_MS=2500",
+                  "K8SHMIR_INDEX_HEADER=X-Log-Index"});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->config.app_port, 4000);
+  EXPECT_EQ(r->config.request_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(r->config.index_header, "X-Log-Index");
+  EXPECT_EQ(r->config.group, "orders");
+  EXPECT_EQ(r->config.etcd_endpoints, (std::vector<std::string>{"10.0.0.1:2379", "10.0.0.2:2379"}));
+}
+
+TEST(ConfigTest, BadValuesNameTheFlag) {
+  auto port = Parse({"--app-port", "70000"});
+  ASSERT_FALSE(port);
+  EXPECT_NE(port.error().message.find("--app-port"), std::string::npos);
+  auto unknown = Parse({"--no-such-flag", "1"});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("unknown flag --no-such-flag"), std::string::npos);
+  auto env = Parse({}, {"K8SHMIR_LISTEN_PORT=abc"});
+  ASSERT_FALSE(env);
+  EXPECT_NE(env.error().message.find("K8SHMIR_LISTEN_PORT"), std::string::npos);
+  EXPECT_FALSE(Parse({"--group", "a/b"}));
+  EXPECT_FALSE(Parse({"--index-header", "Log Index"}));
+  EXPECT_FALSE(Parse({"--last-index-path", "last-index"}));
+  EXPECT_FALSE(Parse({"--etcd-endpoints", "nohostport"}));
+  EXPECT_FALSE(Parse({"--log-format", "xml"}));
+  EXPECT_FALSE(Parse({"--group"}));
+}
+
+TEST(ConfigTest, BodyLimitMustFitInOneEtcdRequest) {
+  EXPECT_FALSE(Parse({"--body-limit", std::to_string(2 * 1024 * 1024).c_str()}));
+  auto r = Parse({"--body-limit", "1400000", "--header-limit", "200000"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("etcd"), std::string::npos);
+}
+
+TEST(ConfigTest, HelpListsEveryFlagWithItsVariable) {
+  auto r = Parse({"--help"});
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->show_help);
+  std::string usage = ConfigUsage();
+  for (const char* s : {"--listen-port", "K8SHMIR_LISTEN_PORT", "--etcd-endpoints",
+                        "K8SHMIR_ETCD_ENDPOINTS", "--body-limit", "--replica-id"}) {
+    EXPECT_NE(usage.find(s), std::string::npos) << s;
+  }
+}
+
+}  // namespace
+}  // namespace k8shmir
