@@ -120,6 +120,8 @@ if ! [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || ((BASE_PORT < 1024 || LAST_PORT > 65535))
   die "K8SHMIR_DEMO_BASE_PORT must be a number in 1024..$((65535 - 5 * N + 1))"
 fi
 
+[[ "$REQUESTS" =~ ^[1-9][0-9]{0,4}$ ]] || die "K8SHMIR_DEMO_REQUESTS must be a number in 1..99999"
+
 busy=()
 for ((p = BASE_PORT; p <= LAST_PORT; p++)); do
   if [[ -n "$(ss -Htln "sport = :$p" 2>/dev/null)" ]]; then busy+=("$p"); fi
@@ -127,7 +129,7 @@ done
 if ((${#busy[@]})); then
   die "the demo needs loopback ports $BASE_PORT-$LAST_PORT, but these are in use: ${busy[*]}
        (a previous demo still running?) Free them, or choose another block, e.g.:
-       K8SHMIR_DEMO_BASE_PORT=33790 make demo"
+       K8SHMIR_DEMO_BASE_PORT=25790 make demo"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'printf "\n%sinterrupted, stopping everything%s\n" "$Y" "$X" >&2; exit 130' INT
-trap 'exit 143' TERM
+trap 'printf "\n%sterminated, stopping everything%s\n" "$Y" "$X" >&2; exit 143' TERM
 
 # start NAME LOG CMD...: runs CMD in a new session (so its own process group) with output to LOG.
 # A service (anything but a workload client) must stay up: check_alive watches it.
@@ -250,6 +252,7 @@ for ((i = 0; i < N; i++)); do
     --initial-cluster-token "k8shmir-demo-$$" \
     --heartbeat-interval 50 \
     --election-timeout 500 \
+    --experimental-watch-progress-notify-interval 1s \
     --logger zap \
     --log-outputs stderr
 done
