@@ -65,9 +65,11 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
       res.body() = "unknown path; try /healthz /readyz /status /metrics\n";
       co_return res;
     }
-    ReplicaStatus status = co_await AsyncFromCallback<ReplicaStatus>(
-        [r = replica](std::function<void(ReplicaStatus)> done) { r->GetStatus(std::move(done)); },
-        asio::use_awaitable);
+    auto get_status = [&](std::function<void(ReplicaStatus)> done) {
+      replica->GetStatus(std::move(done));
+    };
+    ReplicaStatus status =
+        co_await AsyncFromCallback<ReplicaStatus>(get_status, asio::use_awaitable);
     if (path == "/readyz") {
       if (!status.Ready()) res.result(http::status::service_unavailable);
       res.body() = std::string(ReplicaStateName(status.state)) + ": " + status.state_reason + "\n";

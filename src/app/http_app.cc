@@ -83,7 +83,9 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     beast::error_code ec;
     tcp::resolver resolver(strand);
     stream.expires_after(options.timeout);
-    auto results = co_await resolver.async_resolve(options.host, std::to_string(options.port),
+    // Named locals, not temporaries, inside co_await (g++ 12 coroutine temporaries bug).
+    const std::string port = std::to_string(options.port);
+    auto results = co_await resolver.async_resolve(options.host, port,
                                                    asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return ec;
     co_await stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));

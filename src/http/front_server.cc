@@ -60,8 +60,9 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     return res;
   }
 
+  // Takes a reference to a named local: see AsyncFromCallback on temporaries in co_await.
   asio::awaitable<void> WriteAndClose(beast::tcp_stream& stream,
-                                      http::response<http::string_body> res) {
+                                      http::response<http::string_body>& res) {
     beast::error_code ec;
     stream.expires_after(options.read_timeout);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
@@ -111,7 +112,8 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     } count{connections};
     beast::tcp_stream stream(std::move(socket));
     if (++connections > options.max_connections) {
-      co_await WriteAndClose(stream, ProxyError(503, 11, "too many connections"));
+      auto error_response = ProxyError(503, 11, "too many connections");
+      co_await WriteAndClose(stream, error_response);
       co_return;
     }
     beast::flat_buffer buffer;
@@ -132,11 +134,13 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       co_await http::async_read_header(stream, buffer, parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::header_limit) {
-        co_await WriteAndClose(stream, ProxyError(431, 11, "request header fields too large"));
+        auto error_response = ProxyError(431, 11, "request header fields too large");
+        co_await WriteAndClose(stream, error_response);
         co_return;
       }
       if (ec == http::error::body_limit) {
-        co_await WriteAndClose(stream, ProxyError(413, 11, BodyTooLarge()));
+        auto error_response = ProxyError(413, 11, BodyTooLarge());
+        co_await WriteAndClose(stream, error_response);
         co_return;
       }
       if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
@@ -144,23 +148,27 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
         break;
       }
       if (ec) {
-        co_await WriteAndClose(stream, ProxyError(400, 11, "malformed request: " + ec.message()));
+        auto error_response = ProxyError(400, 11, "malformed request: " + ec.message());
+        co_await WriteAndClose(stream, error_response);
         co_return;
       }
       auto& head = parser.get();
       const unsigned version = head.version();
       if (version != 10 && version != 11) {
-        co_await WriteAndClose(stream, ProxyError(505, 11, "HTTP version not supported"));
+        auto error_response = ProxyError(505, 11, "HTTP version not supported");
+        co_await WriteAndClose(stream, error_response);
         co_return;
       }
       if (version == 11 && head.find(http::field::host) == head.end()) {
-        co_await WriteAndClose(stream, ProxyError(400, version, "HTTP/1.1 request without Host"));
+        auto error_response = ProxyError(400, version, "HTTP/1.1 request without Host");
+        co_await WriteAndClose(stream, error_response);
         co_return;
       }
       auto expect = head.find(http::field::expect);
       if (expect != head.end()) {
         if (!beast::iequals(expect->value(), "100-continue")) {
-          co_await WriteAndClose(stream, ProxyError(417, version, "unsupported Expect"));
+          auto error_response = ProxyError(417, version, "unsupported Expect");
+          co_await WriteAndClose(stream, error_response);
           co_return;
         }
         if (!parser.is_done()) {
@@ -173,13 +181,14 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
         co_await http::async_read(stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
         if (ec == http::error::body_limit) {
-          co_await WriteAndClose(stream, ProxyError(413, version, BodyTooLarge()));
+          auto error_response = ProxyError(413, version, BodyTooLarge());
+          co_await WriteAndClose(stream, error_response);
           co_return;
         }
         if (ec == beast::error::timeout) break;
         if (ec) {
-          co_await WriteAndClose(
-              stream, ProxyError(400, version, "malformed request body: " + ec.message()));
+          auto error_response = ProxyError(400, version, "malformed request body: " + ec.message());
+          co_await WriteAndClose(stream, error_response);
           co_return;
         }
       }
@@ -196,12 +205,10 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       request.headers = EndToEndHeaders(all, options.index_header);
       request.body = std::move(message.body());
 
-      ClientReply reply = co_await AsyncFromCallback<ClientReply>(
-          [replica = replica,
-           request = std::move(request)](std::function<void(ClientReply)> done) mutable {
-            replica->Submit(std::move(request), std::move(done));
-          },
-          asio::use_awaitable);
+      auto submit = [&](std::function<void(ClientReply)> done) {
+        replica->Submit(std::move(request), std::move(done));
+      };
+      ClientReply reply = co_await AsyncFromCallback<ClientReply>(submit, asio::use_awaitable);
 
       auto res = ToResponse(std::move(reply), version, is_head, keep_alive);
       stream.expires_after(options.read_timeout);

@@ -42,6 +42,10 @@ int main(int argc, char** argv) {
   log_options.endpoints = config.etcd_endpoints;
   log_options.prefix = config.LogPrefix();
   log_options.rpc_timeout = config.etcd_timeout;
+  if (Status s = ValidateEtcdLogOptions(log_options); !s) {
+    std::cerr << "k8shmir-proxy: " << s.error().message << "\n";
+    return 2;
+  }
   auto log = std::make_unique<EtcdLog>(log_options);
 
   HttpAppOptions app_options;

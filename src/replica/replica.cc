@@ -530,6 +530,9 @@ void Replica::OnAppended(const std::string& id, Result<AppendResult> result) {
     const Error& e = result.error();
     if (e.code == ErrorCode::kUnavailable) {
       Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0, "log unavailable: " + e.message, 1));
+    } else if (e.code == ErrorCode::kInvalid) {
+      Reply(id,
+            ErrorReply(413, Outcome::kNotCommitted, 0, "the log refused the entry: " + e.message));
     } else {
       Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
                            "the log did not confirm the append (" + e.message +
