@@ -27,6 +27,9 @@ struct Config {
   std::chrono::milliseconds app_timeout{5000};
   std::chrono::milliseconds etcd_timeout{3000};
   std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds read_timeout{10000};
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds shutdown_timeout{10000};
   std::size_t body_limit = 1024 * 1024;
   std::size_t header_limit = 64 * 1024;
   std::size_t response_limit = 16 * 1024 * 1024;

@@ -21,6 +21,7 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"pending_requests", s.pending_requests},
       {"queued_entries", s.queued_entries},
       {"entries_applied", s.entries_applied},
+      {"entries_replayed", s.entries_replayed},
       {"entries_dropped", s.entries_dropped},
       {"recoveries", s.recoveries},
       {"last_recovery_ms", s.last_recovery_ms},
@@ -85,6 +86,8 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
         << (s.state == st ? 1 : 0) << "\n";
   }
   counter("k8shmir_entries_applied_total", "Entries applied to the app.", s.entries_applied);
+  counter("k8shmir_entries_replayed_total", "Entries applied while catching up or recovering.",
+          s.entries_replayed);
   counter("k8shmir_entries_dropped_total", "Duplicate, out-of-order or undecodable entries.",
           s.entries_dropped);
   counter("k8shmir_recoveries_total", "Recoveries from an app or forwarding failure.",

@@ -170,6 +170,15 @@ const std::vector<Option>& Options() {
                              &Config::etcd_timeout, d.etcd_timeout));
     o.push_back(MillisOption("idle-timeout-ms", "close idle client connections after this",
                              &Config::idle_timeout, d.idle_timeout));
+    o.push_back(MillisOption("read-timeout-ms",
+                             "a started request's head and body must arrive within this",
+                             &Config::read_timeout, d.read_timeout));
+    o.push_back(MillisOption("heartbeat-interval-ms",
+                             "how often the app's last index is checked while idle",
+                             &Config::heartbeat_interval, d.heartbeat_interval));
+    o.push_back(MillisOption("shutdown-timeout-ms",
+                             "on SIGTERM, how long in-flight requests may take to finish",
+                             &Config::shutdown_timeout, d.shutdown_timeout));
     o.push_back(SizeOption("body-limit", "largest client request body in bytes (else 413)",
                            &Config::body_limit, d.body_limit, 0, kMaxEntryBytes));
     o.push_back(SizeOption("header-limit", "largest client request head in bytes (else 431)",

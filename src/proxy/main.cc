@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <functional>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
   replica_options.etcd_timeout = config.etcd_timeout;
   replica_options.max_pending_requests = config.max_pending_requests;
   replica_options.max_queued_entries = config.max_queued_entries;
+  replica_options.heartbeat_interval = config.heartbeat_interval;
   auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options);
 
   FrontServerOptions front_options;
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
   front_options.header_limit = config.header_limit;
   front_options.max_connections = config.max_connections;
   front_options.idle_timeout = config.idle_timeout;
+  front_options.read_timeout = config.read_timeout;
   FrontServer front(ioc, front_options, replica);
   AdminServer admin(ioc, config.admin_address, config.admin_port, replica);
 
@@ -92,16 +96,34 @@ int main(int argc, char** argv) {
   front.Start();
   admin.Start();
 
+  // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), then exit 0.
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(ioc);
+  const auto drain_deadline_after = config.shutdown_timeout;
+  std::chrono::steady_clock::time_point drain_deadline;
+  std::function<void()> poll_drain = [&] {
+    replica->GetStatus([&](ReplicaStatus s) {
+      boost::asio::post(ioc, [&, pending = s.pending_requests] {
+        if (pending > 0 && std::chrono::steady_clock::now() < drain_deadline) {
+          drain.expires_after(std::chrono::milliseconds(50));
+          drain.async_wait([&](auto) { poll_drain(); });
+          return;
+        }
+        if (pending > 0) spdlog::warn("shutdown: {} requests still pending; stopping", pending);
+        replica->Stop();
+        admin.Stop();
+        // Let the replies of a stopping replica reach their connections.
+        drain.expires_after(std::chrono::milliseconds(100));
+        drain.async_wait([&](auto) { ioc.stop(); });
+      });
+    });
+  };
   signals.async_wait([&](auto ec, int sig) {
     if (ec) return;
-    spdlog::info("signal {}: stopping", sig);
+    spdlog::info("signal {}: draining (at most {} ms)", sig, drain_deadline_after.count());
+    drain_deadline = std::chrono::steady_clock::now() + drain_deadline_after;
     front.Stop();
-    admin.Stop();
-    replica->Stop();
-    drain.expires_after(std::chrono::milliseconds(200));
-    drain.async_wait([&](auto) { ioc.stop(); });
+    poll_drain();
   });
 
   std::vector<std::thread> threads;

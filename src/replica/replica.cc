@@ -401,6 +401,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   status_.applied_index = record.index;
   processed_ = record.index;
   ++status_.entries_applied;
+  if (status_.state != ReplicaState::kServing) ++status_.entries_replayed;
   std::string id = record.id;
   int64_t index = record.index;
   queue_.pop_front();

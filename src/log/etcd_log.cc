@@ -1,0 +1,879 @@
+#include "log/etcd_log.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <utility>
+
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "log/etcd_errors.h"
+#include "log/timer_queue.h"
+#include "log/watch_decoder.h"
+
+namespace k8shmir {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// With this metadata etcd refuses requests ("etcdserver: no leader") instead of proposing them
+// when the member has no leader, and cancels watch streams when the member loses its leader.
+constexpr char kHasLeaderKey[] = "hasleader";
+constexpr char kHasLeaderValue[] = "true";
+
+constexpr int kMaxReceiveMessageBytes = 16 << 20;
+// An attempt with less time than this left is not worth starting.
+constexpr milliseconds kMinAttemptTime{20};
+constexpr milliseconds kFirstBackoff{25};
+constexpr milliseconds kMaxBackoff{1000};
+constexpr milliseconds kProgressQueryRetry{1000};
+constexpr std::chrono::seconds kEndpointWarningInterval{5};
+
+std::chrono::system_clock::time_point ToSystemClock(Clock::time_point t) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(t - Clock::now());
+}
+
+// A read changes nothing: every failure means "no effect" and is worth retrying.
+RpcFailure ClassifyReadFailure(grpc::StatusCode code, std::string_view message) {
+  return {FailureKind::kRefused, ErrorCode::kUnavailable, DescribeGrpcStatus(code, message)};
+}
+
+}  // namespace
+
+Status ValidateEtcdLogOptions(const EtcdLogOptions& options) {
+  if (options.endpoints.empty()) return Error{ErrorCode::kInvalid, "no etcd endpoint given"};
+  for (const auto& endpoint : options.endpoints) {
+    auto normalized = NormalizeEndpoint(endpoint);
+    if (!normalized) return normalized.error();
+  }
+  if (options.prefix.empty()) return Error{ErrorCode::kInvalid, "the etcd key prefix is empty"};
+  if (options.rpc_timeout <= milliseconds::zero() ||
+      options.progress_interval <= milliseconds::zero() ||
+      options.liveness_timeout <= milliseconds::zero()) {
+    return Error{ErrorCode::kInvalid, "etcd log timeouts and intervals must be positive"};
+  }
+  return OkStatus();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Core: everything behind EtcdLog, so that the public header stays free of gRPC.
+
+class EtcdLog::Core {
+ public:
+  struct SubShared;
+  class WatchSession;
+  class SubscriptionHandle;
+  template <class Response>
+  class RetryingCall;
+
+  explicit Core(EtcdLogOptions opts);
+  ~Core();
+
+  void Append(const std::string& id, std::string value, Deadline deadline, AppendCallback done);
+  void Head(Deadline deadline, HeadCallback done);
+  std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
+  void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
+
+  const EtcdLogOptions options;
+  const std::string range_end;
+
+ private:
+  // The Range behind Head and behind the progress queries of subscriptions.
+  etcdserverpb::RangeRequest HeadRequest() const;
+
+  // Endpoint choice: stay on the endpoint that works; skip endpoints whose channel is known to
+  // be unable to connect; move on after a failure.
+  size_t PickEndpoint();
+  void EndpointFailed(size_t index, const std::string& why);
+  void EndpointWorked(size_t index);
+
+  // Backoff before the retry that follows `failures` failed attempts: the other members are
+  // tried at once, then exponentially (with jitter) up to kMaxBackoff.
+  Clock::duration Backoff(int failures);
+
+  void OpStarted();
+  void OpFinished();
+  // Registers an attempt's context so that shutdown can cancel it; false when shutting down.
+  bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id);
+  void UnregisterAttempt(uint64_t id);
+  void SessionFinished(SubShared* shared);
+
+  std::vector<std::string> endpoints_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
+  std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
+  std::atomic<size_t> preferred_{0};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<int64_t> last_endpoint_warning_ms_{0};
+
+  std::mutex mu_;  // guards the members below
+  std::condition_variable idle_cv_;
+  int64_t ops_ = 0;  // unary operations whose callback has not started yet
+  uint64_t next_attempt_id_ = 1;
+  std::map<uint64_t, grpc::ClientContext*> attempts_;
+  std::map<SubShared*, std::shared_ptr<SubShared>> sessions_;
+  std::minstd_rand rng_;
+
+  // Last: its thread runs tasks that use the members above, and is stopped first.
+  TimerQueue timer_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// RetryingCall: one unary KV operation, retried inside its deadline.
+
+template <class Response>
+class EtcdLog::Core::RetryingCall
+    : public std::enable_shared_from_this<EtcdLog::Core::RetryingCall<Response>> {
+ public:
+  using Issue = std::function<void(etcdserverpb::KV::Stub*, grpc::ClientContext*, Response*,
+                                   std::function<void(grpc::Status)>)>;
+  using Classify = RpcFailure (*)(grpc::StatusCode, std::string_view);
+  using Done = std::function<void(Result<Response>)>;
+
+  // `done` runs exactly once, never inside Start.
+  static void Start(Core* core, std::string what, Deadline deadline, Issue issue,
+                    Classify classify, Done done) {
+    auto call = std::make_shared<RetryingCall>(core, std::move(what), deadline, std::move(issue),
+                                               classify, std::move(done));
+    core->OpStarted();
+    call->Attempt(/*on_caller_thread=*/true);
+  }
+
+  RetryingCall(Core* core, std::string what, Deadline deadline, Issue issue, Classify classify,
+               Done done)
+      : core_(core),
+        what_(std::move(what)),
+        deadline_(deadline),
+        issue_(std::move(issue)),
+        classify_(classify),
+        done_(std::move(done)) {}
+
+ private:
+  void Attempt(bool on_caller_thread) {
+    auto now = Clock::now();
+    if (now >= deadline_) return Finish(FinalError("deadline passed"), on_caller_thread);
+    endpoint_ = core_->PickEndpoint();
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->AddMetadata(kHasLeaderKey, kHasLeaderValue);
+    context->set_deadline(
+        ToSystemClock(std::min<Clock::time_point>(deadline_, now + core_->options.rpc_timeout)));
+    if (!core_->RegisterAttempt(context.get(), &attempt_id_)) {
+      return Finish(FinalError("the etcd log is shutting down"), on_caller_thread);
+    }
+    // Replacing the previous attempt's context is safe: its callback has returned (retries are
+    // started from the timer thread, never from inside that callback).
+    context_ = std::move(context);
+    ++attempts_;
+    response_.Clear();
+    // gRPC never runs this callback inline (callback API reactions are not inlineable), so it
+    // cannot run inside the caller's call.
+    issue_(core_->kv_[endpoint_].get(), context_.get(), &response_,
+           [self = this->shared_from_this()](grpc::Status status) {
+             self->OnAttemptDone(std::move(status));
+           });
+  }
+
+  void OnAttemptDone(grpc::Status status) {
+    core_->UnregisterAttempt(attempt_id_);
+    if (status.ok()) {
+      core_->EndpointWorked(endpoint_);
+      return Finish(Result<Response>(std::move(response_)), false);
+    }
+    RpcFailure failure = classify_(status.error_code(), status.error_message());
+    last_error_ = core_->endpoints_[endpoint_] + ": " + failure.message;
+    spdlog::debug("etcd {} attempt {} failed: {}", what_, attempts_, last_error_);
+    core_->EndpointFailed(endpoint_, failure.message);
+    if (failure.kind == FailureKind::kAmbiguous) ambiguous_ = true;
+    if (failure.kind == FailureKind::kRejected) {
+      // This attempt was refused for good; an earlier ambiguous attempt may still have committed.
+      if (ambiguous_) return Finish(FinalError("refused"), false);
+      return Finish(Error{failure.code, what_ + ": " + last_error_}, false);
+    }
+    auto now = Clock::now();
+    auto delay = core_->Backoff(attempts_);
+    if (now + delay + kMinAttemptTime >= deadline_) {
+      return Finish(FinalError("deadline reached"), false);
+    }
+    core_->timer_.Schedule(now + delay,
+                           [self = this->shared_from_this()] { self->Attempt(false); });
+  }
+
+  // The outcome when no attempt gave a definitive answer: kUnavailable only if every attempt was
+  // certainly not applied; one ambiguous attempt makes the whole operation ambiguous.
+  Error FinalError(const std::string& why) const {
+    std::string message = what_ + ": " + why;
+    if (attempts_ > 0) {
+      message += " after " + std::to_string(attempts_) + " attempt(s), last: " + last_error_;
+    }
+    return Error{ambiguous_ ? ErrorCode::kUnknown : ErrorCode::kUnavailable, std::move(message)};
+  }
+
+  void Finish(Result<Response> result, bool on_caller_thread) {
+    if (on_caller_thread) {
+      // The contract: never inside the calling function.
+      core_->timer_.Post([self = this->shared_from_this(), result = std::move(result)]() mutable {
+        self->Finish(std::move(result), false);
+      });
+      return;
+    }
+    auto done = std::move(done_);
+    core_->OpFinished();  // From here on the log may be gone: touch nothing of it.
+    done(std::move(result));
+  }
+
+  Core* const core_;
+  const std::string what_;
+  const Deadline deadline_;
+  const Issue issue_;
+  const Classify classify_;
+  Done done_;
+
+  int attempts_ = 0;
+  bool ambiguous_ = false;
+  std::string last_error_;
+  size_t endpoint_ = 0;
+  uint64_t attempt_id_ = 0;
+  std::unique_ptr<grpc::ClientContext> context_;
+  Response response_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// Subscriptions.
+
+// Shared by a watch session (which deletes itself when gRPC is done with it), the handle returned
+// to the owner, timer tasks and progress queries, all of which may outlive the session.
+struct EtcdLog::Core::SubShared {
+  // Held while deciding what to deliver and delivering it, so that on_event calls never overlap
+  // and come in order. Taken before `mu`; never taken by Cancel or RequestProgress, so on_event
+  // may call them.
+  std::mutex deliver_mu;
+  // Guards the fields below and the session's state.
+  std::mutex mu;
+  WatchSession* session = nullptr;  // null once the session has ended
+  bool cancelled = false;           // by its owner (or by the log's shutdown)
+};
+
+class EtcdLog::Core::WatchSession final
+    : public grpc::ClientBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse> {
+ public:
+  WatchSession(Core* core, std::shared_ptr<SubShared> shared, size_t endpoint, int64_t from_index,
+               EventCallback on_event)
+      : core_(core),
+        shared_(std::move(shared)),
+        endpoint_(endpoint),
+        from_index_(from_index),
+        on_event_(std::move(on_event)),
+        decoder_(core->options.prefix, from_index) {}
+
+  void Start() {
+    context_.AddMetadata(kHasLeaderKey, kHasLeaderValue);
+    core_->watch_[endpoint_]->async()->Watch(&context_, this);
+    // Progress requests are written from the timer thread, outside reactions: the hold keeps
+    // the call alive for them until the read side is over (see OnReadDone).
+    AddHold();
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      auto* create = write_.mutable_create_request();
+      create->set_key(core_->options.prefix);
+      create->set_range_end(core_->range_end);
+      create->set_start_revision(from_index_);
+      create->set_progress_notify(true);
+      create->add_filters(etcdserverpb::WatchCreateRequest::NODELETE);
+      create->set_fragment(true);
+      write_in_flight_ = true;
+      StartWrite(&write_);
+      // The creation counts as the first liveness probe.
+      auto now = Clock::now();
+      probe_outstanding_ = true;
+      probe_sent_at_ = now;
+      next_probe_at_ = now + core_->options.progress_interval;
+      ScheduleTickLocked(std::min(next_probe_at_, probe_sent_at_ + core_->options.liveness_timeout));
+    }
+    StartRead(&response_);
+    StartCall();
+  }
+
+  // The methods named *Locked run with shared_->mu held.
+
+  void CancelLocked() { context_.TryCancel(); }
+
+  void RequestProgressLocked() {
+    if (closed_ || read_done_) return;
+    if (query_in_flight_) {
+      query_again_ = true;
+      return;
+    }
+    StartQueryLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      {
+        std::lock_guard<std::mutex> lock(shared_->mu);
+        read_done_ = true;
+      }
+      // No more reads, and no more writes from outside reactions: OnDone may come.
+      RemoveHold();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> deliver_lock(shared_->deliver_mu);
+      std::vector<LogEvent> events;
+      {
+        std::lock_guard<std::mutex> lock(shared_->mu);
+        probe_outstanding_ = false;  // any response proves the stream alive
+        if (!shared_->cancelled && !closed_) {
+          events = decoder_.Feed(response_);
+          if (decoder_.closed()) {
+            closed_ = true;
+            context_.TryCancel();
+            const auto& closed = std::get<LogClosed>(events.back());
+            spdlog::warn("etcd watch on {} via {} closed: {}", core_->options.prefix,
+                         core_->endpoints_[endpoint_], closed.error.message);
+          } else {
+            FilterProgressLocked(events);
+            AddSatisfiedProgressLocked(events);
+          }
+        }
+      }
+      Deliver(events);
+    }
+    // Always read on: after a cancellation the read fails, which releases the hold.
+    StartRead(&response_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    write_in_flight_ = false;
+    if (!ok) {
+      progress_write_wanted_ = false;  // the stream is broken; the read side will tell
+      return;
+    }
+    if (progress_write_wanted_ && !read_done_) {
+      progress_write_wanted_ = false;
+      WriteProgressRequestLocked();
+    }
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    bool endpoint_failed = false;
+    {
+      std::lock_guard<std::mutex> deliver_lock(shared_->deliver_mu);
+      std::vector<LogEvent> events;
+      {
+        std::lock_guard<std::mutex> lock(shared_->mu);
+        shared_->session = nullptr;  // nobody may reach this object any more
+        if (!shared_->cancelled && !closed_) {
+          closed_ = true;
+          endpoint_failed = true;
+          Error error = unresponsive_
+                            ? Error{ErrorCode::kUnavailable, "watch stream unresponsive"}
+                            : WatchStreamError(status.error_code(), status.error_message());
+          spdlog::warn("etcd watch on {} via {} closed: {}", core_->options.prefix,
+                       core_->endpoints_[endpoint_], error.message);
+          events.emplace_back(LogClosed{std::move(error), 0});
+        }
+      }
+      Deliver(events);
+    }
+    Core* core = core_;
+    SubShared* key = shared_.get();
+    if (endpoint_failed) core->EndpointFailed(endpoint_, "watch stream failed");
+    delete this;
+    core->SessionFinished(key);  // last: the log may be destroyed as soon as it returns
+  }
+
+ private:
+  void WriteProgressRequestLocked() {
+    write_.Clear();
+    write_.mutable_progress_request();
+    write_in_flight_ = true;
+    StartWrite(&write_);
+  }
+
+  void ScheduleTickLocked(Clock::time_point when) {
+    core_->timer_.Schedule(when, [shared = shared_] {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      if (shared->session != nullptr) shared->session->TickLocked();
+    });
+  }
+
+  // The liveness check: a WatchProgressRequest every progress_interval; no response at all
+  // within liveness_timeout of one means the member is dead or cut off (a TCP connection to a
+  // partitioned host can look healthy for a long time).
+  void TickLocked() {
+    if (read_done_ || closed_ || unresponsive_ || shared_->cancelled) return;
+    auto now = Clock::now();
+    const auto& options = core_->options;
+    if (probe_outstanding_ && now - probe_sent_at_ >= options.liveness_timeout) {
+      unresponsive_ = true;
+      context_.TryCancel();  // OnDone reports LogClosed{kUnavailable, "watch stream unresponsive"}
+      return;
+    }
+    if (now >= next_probe_at_) {
+      if (!probe_outstanding_) {
+        probe_outstanding_ = true;
+        probe_sent_at_ = now;
+      }
+      if (write_in_flight_) {
+        progress_write_wanted_ = true;
+      } else {
+        WriteProgressRequestLocked();
+      }
+      next_probe_at_ = now + options.progress_interval;
+    }
+    auto next = next_probe_at_;
+    if (probe_outstanding_) next = std::min(next, probe_sent_at_ + options.liveness_timeout);
+    ScheduleTickLocked(next);
+  }
+
+  // Periodic progress notifications only count when they move forward.
+  void FilterProgressLocked(std::vector<LogEvent>& events) {
+    std::erase_if(events, [this](const LogEvent& event) {
+      const auto* progress = std::get_if<LogProgress>(&event);
+      if (progress == nullptr) return false;
+      if (progress->revision <= last_progress_) return true;
+      last_progress_ = progress->revision;
+      return false;
+    });
+  }
+
+  // RequestProgress() is answered from a linearizable read of the head, not from etcd's reply to
+  // a WatchProgressRequest: etcd 3.4.23 may send that reply ahead of events still in flight
+  // (etcd issue #15220). The head read gives the revision R and the newest index M <= R; every
+  // entry up to R has been delivered once M has (entries are never deleted by k8shmir).
+  void StartQueryLocked() {
+    query_in_flight_ = true;
+    query_again_ = false;
+    auto request = core_->HeadRequest();
+    RetryingCall<etcdserverpb::RangeResponse>::Start(
+        core_, "progress query", Clock::now() + core_->options.rpc_timeout,
+        [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                  etcdserverpb::RangeResponse* response,
+                  std::function<void(grpc::Status)> callback) {
+          stub->async()->Range(context, &request, response, std::move(callback));
+        },
+        ClassifyReadFailure,
+        [shared = shared_](Result<etcdserverpb::RangeResponse> result) {
+          OnQueryDone(shared, std::move(result));
+        });
+  }
+
+  static void OnQueryDone(const std::shared_ptr<SubShared>& shared,
+                          Result<etcdserverpb::RangeResponse> result) {
+    std::lock_guard<std::mutex> deliver_lock(shared->deliver_mu);
+    // Holding deliver_mu keeps the session alive: its OnDone needs it before deleting itself.
+    WatchSession* session = nullptr;
+    std::vector<LogEvent> events;
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      session = shared->session;
+      if (session == nullptr) return;
+      session->query_in_flight_ = false;
+      if (shared->cancelled || session->closed_ || session->read_done_) return;
+      if (!result.ok()) {
+        spdlog::warn("etcd watch on {}: progress query failed, retrying: {}",
+                     session->core_->options.prefix, result.error().message);
+        session->ScheduleQueryRetryLocked();
+        return;
+      }
+      const auto& response = result.value();
+      int64_t last_index = response.kvs().empty() ? 0 : response.kvs(0).create_revision();
+      session->progress_pending_ = true;
+      session->pending_revision_ =
+          std::max(session->pending_revision_, response.header().revision());
+      session->pending_index_ = std::max(session->pending_index_, last_index);
+      session->AddSatisfiedProgressLocked(events);
+      if (session->query_again_) session->StartQueryLocked();
+    }
+    session->Deliver(events);
+  }
+
+  void ScheduleQueryRetryLocked() {
+    core_->timer_.Schedule(Clock::now() + kProgressQueryRetry, [shared = shared_] {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      auto* session = shared->session;
+      if (session == nullptr || shared->cancelled || session->query_in_flight_) return;
+      session->RequestProgressLocked();
+    });
+  }
+
+  void AddSatisfiedProgressLocked(std::vector<LogEvent>& events) {
+    if (!progress_pending_) return;
+    if (decoder_.delivered_index() < pending_index_ && last_progress_ < pending_revision_) return;
+    progress_pending_ = false;
+    // Answer every request, even when a periodic notification already told as much.
+    last_progress_ = std::max(last_progress_, pending_revision_);
+    events.emplace_back(LogProgress{last_progress_});
+  }
+
+  // With deliver_mu held and mu not held (on_event may call Cancel or RequestProgress).
+  void Deliver(std::vector<LogEvent>& events) {
+    for (auto& event : events) {
+      {
+        std::lock_guard<std::mutex> lock(shared_->mu);
+        if (shared_->cancelled) return;
+      }
+      on_event_(std::move(event));
+    }
+  }
+
+  Core* const core_;
+  const std::shared_ptr<SubShared> shared_;
+  const size_t endpoint_;
+  const int64_t from_index_;
+  const EventCallback on_event_;
+  grpc::ClientContext context_;
+  etcdserverpb::WatchResponse response_;  // the read buffer; only reactions touch it
+
+  // Guarded by shared_->mu.
+  WatchDecoder decoder_;
+  etcdserverpb::WatchRequest write_;  // the request being written
+  bool write_in_flight_ = false;
+  bool progress_write_wanted_ = false;
+  bool read_done_ = false;
+  bool closed_ = false;  // a LogClosed was delivered (or is being delivered)
+  bool unresponsive_ = false;
+  bool probe_outstanding_ = false;
+  Clock::time_point probe_sent_at_;
+  Clock::time_point next_probe_at_;
+  int64_t last_progress_ = 0;
+  bool query_in_flight_ = false;
+  bool query_again_ = false;
+  bool progress_pending_ = false;
+  int64_t pending_revision_ = 0;
+  int64_t pending_index_ = 0;
+};
+
+class EtcdLog::Core::SubscriptionHandle final : public Subscription {
+ public:
+  explicit SubscriptionHandle(std::shared_ptr<SubShared> shared) : shared_(std::move(shared)) {}
+  ~SubscriptionHandle() override { Cancel(); }
+
+  void RequestProgress() override {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    // A live session implies a live log: the log's destructor waits for its sessions.
+    if (shared_->session != nullptr && !shared_->cancelled) {
+      shared_->session->RequestProgressLocked();
+    }
+  }
+
+  void Cancel() override {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (shared_->cancelled) return;
+    shared_->cancelled = true;
+    if (shared_->session != nullptr) shared_->session->CancelLocked();
+  }
+
+ private:
+  std::shared_ptr<SubShared> shared_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// Core.
+
+EtcdLog::Core::Core(EtcdLogOptions opts)
+    : options(std::move(opts)),
+      range_end(PrefixRangeEnd(options.prefix)),
+      rng_(std::random_device{}()) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  // Detect a dead peer under a call in flight: ping every 6 s, give up 3 s later. Not on idle
+  // connections, and not at exactly 5 s: etcd 3.4 enforces a 5 s minimum ping interval and
+  // forbids pings without streams (PermitWithoutStream=false); violations earn a GOAWAY
+  // "too_many_pings", after which gRPC doubles the keepalive time for good. Idle connections
+  // need no probing: the next operation's deadline (and the watch liveness check) covers them.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 6000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // gRPC's default reconnect backoff grows to 120 s; after an etcd outage we want to be back
+  // within a second or so of the member.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // (Despite its name, the minimum time given to a connection attempt.)
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 3000);
+  args.SetLoadBalancingPolicyName("pick_first");
+  // Our own subchannels: per-endpoint failover must not be defeated by sharing.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  for (const auto& endpoint : options.endpoints) {
+    auto normalized = NormalizeEndpoint(endpoint);
+    if (!normalized) throw std::invalid_argument(normalized.error().message);
+    auto channel =
+        grpc::CreateCustomChannel("dns:///" + *normalized, grpc::InsecureChannelCredentials(), args);
+    channel->GetState(/*try_to_connect=*/true);
+    endpoints_.push_back(*normalized);
+    kv_.push_back(etcdserverpb::KV::NewStub(channel));
+    watch_.push_back(etcdserverpb::Watch::NewStub(channel));
+    channels_.push_back(std::move(channel));
+  }
+}
+
+EtcdLog::Core::~Core() {
+  if (timer_.InTimerThread()) {
+    spdlog::critical("EtcdLog destroyed from inside one of its own callbacks");
+    std::abort();
+  }
+  std::vector<std::shared_ptr<SubShared>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    for (auto& [id, context] : attempts_) context->TryCancel();
+    for (auto& [key, shared] : sessions_) sessions.push_back(shared);
+  }
+  for (auto& shared : sessions) {
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->cancelled = true;
+    if (shared->session != nullptr) shared->session->CancelLocked();
+  }
+  // Operations waiting in a backoff finish now instead of at their deadline.
+  timer_.RunEverythingNow();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!idle_cv_.wait_for(lock, std::chrono::seconds(5),
+                              [this] { return ops_ == 0 && sessions_.empty(); })) {
+      spdlog::warn("etcd log shutdown: waiting for {} operation(s) and {} watch(es)", ops_,
+                   sessions_.size());
+    }
+  }
+  timer_.Stop();
+}
+
+etcdserverpb::RangeRequest EtcdLog::Core::HeadRequest() const {
+  etcdserverpb::RangeRequest request;
+  request.set_key(options.prefix);
+  request.set_range_end(range_end);
+  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+  request.set_sort_order(etcdserverpb::RangeRequest::DESCEND);
+  request.set_limit(1);
+  request.set_keys_only(true);
+  request.set_serializable(false);  // linearizable: the head must not be stale
+  return request;
+}
+
+void EtcdLog::Core::Append(const std::string& id, std::string value, Deadline deadline,
+                           AppendCallback done) {
+  if (id.empty()) {
+    timer_.Post([done = std::move(done)] { done(Error{ErrorCode::kInvalid, "empty entry id"}); });
+    return;
+  }
+  std::string key = options.prefix + id;
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_key(key);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_create_revision(0);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(std::move(value));
+  // Only the existing entry's create_revision is needed, not its (possibly large) value.
+  auto* range = request.add_failure()->mutable_request_range();
+  range->set_key(key);
+  range->set_keys_only(true);
+
+  // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
+  // the failure branch and returns the same index with created=false.
+  RetryingCall<etcdserverpb::TxnResponse>::Start(
+      this, "append " + id, deadline,
+      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                                     etcdserverpb::TxnResponse* response,
+                                     std::function<void(grpc::Status)> callback) {
+        stub->async()->Txn(context, &request, response, std::move(callback));
+      },
+      ClassifyWriteFailure,
+      [id, done = std::move(done)](Result<etcdserverpb::TxnResponse> result) {
+        if (!result) return done(result.error());
+        const auto& response = result.value();
+        if (response.succeeded()) {
+          // The entry's index is the revision of the transaction that created its key.
+          if (response.header().revision() <= 0) {
+            return done(Error{ErrorCode::kProtocol, "etcd committed entry " + id +
+                                                        " without telling its revision"});
+          }
+          return done(AppendResult{response.header().revision(), true});
+        }
+        if (response.responses_size() != 1 || !response.responses(0).has_response_range() ||
+            response.responses(0).response_range().kvs_size() != 1 ||
+            response.responses(0).response_range().kvs(0).create_revision() <= 0) {
+          return done(Error{ErrorCode::kProtocol,
+                            "etcd says entry " + id + " exists but did not return it"});
+        }
+        done(AppendResult{response.responses(0).response_range().kvs(0).create_revision(), false});
+      });
+}
+
+void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
+  RetryingCall<etcdserverpb::RangeResponse>::Start(
+      this, "head", deadline,
+      [request = HeadRequest()](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                                etcdserverpb::RangeResponse* response,
+                                std::function<void(grpc::Status)> callback) {
+        stub->async()->Range(context, &request, response, std::move(callback));
+      },
+      ClassifyReadFailure,
+      [done = std::move(done)](Result<etcdserverpb::RangeResponse> result) {
+        if (!result) return done(result.error());
+        const auto& response = result.value();
+        done(LogHead{response.header().revision(),
+                     response.kvs().empty() ? 0 : response.kvs(0).create_revision()});
+      });
+}
+
+void EtcdLog::Core::Compact(int64_t revision, Deadline deadline,
+                            std::function<void(Status)> done) {
+  etcdserverpb::CompactionRequest request;
+  request.set_revision(revision);
+  request.set_physical(true);
+  RetryingCall<etcdserverpb::CompactionResponse>::Start(
+      this, "compact to " + std::to_string(revision), deadline,
+      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                etcdserverpb::CompactionResponse* response,
+                std::function<void(grpc::Status)> callback) {
+        stub->async()->Compact(context, &request, response, std::move(callback));
+      },
+      ClassifyCompactFailure,
+      [done = std::move(done)](Result<etcdserverpb::CompactionResponse> result) {
+        if (!result) return done(result.error());
+        done(OkStatus());
+      });
+}
+
+std::unique_ptr<Subscription> EtcdLog::Core::Subscribe(int64_t from_index, EventCallback on_event) {
+  // Start revision 0 would mean "from now" to etcd; the log starts at index 1.
+  from_index = std::max<int64_t>(from_index, 1);
+  auto shared = std::make_shared<SubShared>();
+  auto* session = new WatchSession(this, shared, PickEndpoint(), from_index, std::move(on_event));
+  {
+    std::lock_guard<std::mutex> lock(shared->mu);
+    shared->session = session;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions_.emplace(shared.get(), shared);
+  }
+  session->Start();
+  return std::make_unique<SubscriptionHandle>(std::move(shared));
+}
+
+size_t EtcdLog::Core::PickEndpoint() {
+  size_t count = channels_.size();
+  size_t start = preferred_.load() % count;
+  for (size_t i = 0; i < count; ++i) {
+    size_t index = (start + i) % count;
+    if (channels_[index]->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      return index;
+    }
+  }
+  return start;  // all failing: fail fast on the preferred one
+}
+
+void EtcdLog::Core::EndpointFailed(size_t index, const std::string& why) {
+  size_t count = channels_.size();
+  if (count < 2) return;
+  size_t expected = index;
+  if (!preferred_.compare_exchange_strong(expected, (index + 1) % count)) return;
+  // Rate-limited: during an outage every operation moves the preference along.
+  int64_t now_ms = std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch()).count();
+  int64_t last = last_endpoint_warning_ms_.load();
+  if (now_ms - last >= std::chrono::duration_cast<milliseconds>(kEndpointWarningInterval).count() &&
+      last_endpoint_warning_ms_.compare_exchange_strong(last, now_ms)) {
+    spdlog::warn("etcd endpoint {} failed ({}); switching to {}", endpoints_[index], why,
+                 endpoints_[(index + 1) % count]);
+  }
+}
+
+void EtcdLog::Core::EndpointWorked(size_t index) { preferred_.store(index); }
+
+Clock::duration EtcdLog::Core::Backoff(int failures) {
+  int count = static_cast<int>(channels_.size());
+  int step = count > 1 ? failures - count : failures - 1;
+  if (step < 0) return Clock::duration::zero();
+  auto base = kFirstBackoff * (int64_t{1} << std::min(step, 10));
+  base = std::min<milliseconds>(base, kMaxBackoff);
+  std::lock_guard<std::mutex> lock(mu_);
+  std::uniform_int_distribution<int64_t> jitter(base.count() / 2, base.count());
+  return milliseconds(jitter(rng_));
+}
+
+void EtcdLog::Core::OpStarted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++ops_;
+}
+
+void EtcdLog::Core::OpFinished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --ops_;
+  // Notified under the lock: the destructor cannot finish before we release it, and we touch
+  // nothing after.
+  if (ops_ == 0) idle_cv_.notify_all();
+}
+
+bool EtcdLog::Core::RegisterAttempt(grpc::ClientContext* context, uint64_t* id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return false;
+  *id = next_attempt_id_++;
+  attempts_.emplace(*id, context);
+  return true;
+}
+
+void EtcdLog::Core::UnregisterAttempt(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  attempts_.erase(id);
+}
+
+void EtcdLog::Core::SessionFinished(SubShared* shared) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_.erase(shared);
+  if (sessions_.empty()) idle_cv_.notify_all();
+}
+
+// ------------------------------------------------------------------------------------------------
+// EtcdLog.
+
+namespace {
+
+EtcdLogOptions Validated(EtcdLogOptions options) {
+  auto status = ValidateEtcdLogOptions(options);
+  if (!status) throw std::invalid_argument(status.error().message);
+  return options;
+}
+
+}  // namespace
+
+EtcdLog::EtcdLog(EtcdLogOptions options)
+    : core_(std::make_unique<Core>(Validated(std::move(options)))) {}
+
+EtcdLog::~EtcdLog() = default;
+
+void EtcdLog::Append(const std::string& id, std::string value, Deadline deadline,
+                     AppendCallback done) {
+  core_->Append(id, std::move(value), deadline, std::move(done));
+}
+
+void EtcdLog::Head(Deadline deadline, HeadCallback done) {
+  core_->Head(deadline, std::move(done));
+}
+
+std::unique_ptr<Subscription> EtcdLog::Subscribe(int64_t from_index, EventCallback on_event) {
+  return core_->Subscribe(from_index, std::move(on_event));
+}
+
+void EtcdLog::Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done) {
+  core_->Compact(revision, deadline, std::move(done));
+}
+
+const EtcdLogOptions& EtcdLog::options() const { return core_->options; }
+
+}  // namespace k8shmir
