@@ -188,8 +188,7 @@ class Counter {
       }
     } else if (value_it->is_number_integer() &&
                (value_it->is_number_unsigned()
-                    ? value_it->get<std::uint64_t>() <=
-                          static_cast<std::uint64_t>(INT64_MAX)
+                    ? value_it->get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX)
                     : true)) {
       operand = value_it->get<std::int64_t>();
     } else {
@@ -225,8 +224,7 @@ class Counter {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, Counter& counter)
-      : stream_(std::move(socket)), counter_(counter) {}
+  Session(tcp::socket socket, Counter& counter) : stream_(std::move(socket)), counter_(counter) {}
 
   void Start() {
     asio::dispatch(stream_.get_executor(),
@@ -251,7 +249,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                      req.version());
+                                                                     req.version());
       http::async_write(stream_, *cont,
                         [self = shared_from_this(), cont](beast::error_code wec, std::size_t) {
                           if (wec) return self->Close();
@@ -326,8 +324,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
       : ioc_(ioc), acceptor_(ioc, endpoint, /*reuse_addr=*/true), counter_(counter) {}
 
   void Accept() {
-    acceptor_.async_accept(ioc_, [self = shared_from_this()](
-                                                        beast::error_code ec, tcp::socket s) {
+    acceptor_.async_accept(ioc_, [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
       if (!ec) {
         std::make_shared<Session>(std::move(s), self->counter_)->Start();
       } else if (ec == asio::error::operation_aborted) {
@@ -410,8 +407,8 @@ int main(int argc, char** argv) {
     signals.async_wait([&ioc](beast::error_code, int) { ioc.stop(); });
 
     const auto local = listener->local_endpoint();
-    std::cerr << "counter-app listening on " << local.address().to_string() << ":"
-              << local.port() << (opts.null_index ? " (null-index)" : "") << std::endl;
+    std::cerr << "counter-app listening on " << local.address().to_string() << ":" << local.port()
+              << (opts.null_index ? " (null-index)" : "") << std::endl;
     ioc.run();
   } catch (const std::exception& e) {
     std::cerr << "counter-app: " << e.what() << std::endl;

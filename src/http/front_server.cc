@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -40,7 +41,10 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
           asio::make_strand(ioc), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) co_return;
+        // Out of descriptors (EMFILE) or similar: pause instead of spinning on the error.
         spdlog::warn("accept failed: {}", ec.message());
+        asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
       auto executor = socket.get_executor();

@@ -3,10 +3,12 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+
 #include <csignal>
 #include <functional>
 #include <iostream>
@@ -37,6 +39,11 @@ int main(int argc, char** argv) {
   const Config& config = parsed->config;
   SetUpLogging(config.log_level, config.log_format);
   std::signal(SIGPIPE, SIG_IGN);
+  // Every client connection is a descriptor; the default soft limit (1024) is too low for a proxy.
+  if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
 
   boost::asio::io_context ioc(config.io_threads);
 

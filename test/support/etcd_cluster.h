@@ -58,9 +58,9 @@ class EtcdCluster {
 
   // Through the v3 JSON gateway of the first member that answers. Each throws std::runtime_error
   // when no member answers successfully.
-  int64_t Revision();                                           // current revision
+  int64_t Revision();                                             // current revision
   int64_t Put(const std::string& key, const std::string& value);  // revision of the put
-  void Compact(int64_t revision);                               // physical compaction
+  void Compact(int64_t revision);                                 // physical compaction
   // Number of keys under `prefix` (a serializable count is not used: linearizable).
   int64_t CountPrefix(const std::string& prefix);
 

@@ -1,11 +1,11 @@
 #include "support/http_client.h"
 
+#include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <array>
 #include <functional>
 #include <optional>
 
@@ -59,8 +59,8 @@ std::string HttpResult::Describe() const {
 struct HttpConnection::Impl {
   explicit Impl(uint16_t p) : port(p) {}
 
-  HttpResult Request(std::string method, std::string target, std::string body,
-                     Headers headers, std::chrono::milliseconds timeout) {
+  HttpResult Request(std::string method, std::string target, std::string body, Headers headers,
+                     std::chrono::milliseconds timeout) {
     HttpResult result;
     const auto deadline = Clock::now() + timeout;
 
@@ -157,8 +157,8 @@ HttpConnection::~HttpConnection() = default;
 
 HttpResult HttpConnection::Request(std::string method, std::string target, std::string body,
                                    Headers headers, std::chrono::milliseconds timeout) {
-  return impl_->Request(std::move(method), std::move(target), std::move(body),
-                        std::move(headers), timeout);
+  return impl_->Request(std::move(method), std::move(target), std::move(body), std::move(headers),
+                        timeout);
 }
 
 int HttpConnection::connections_opened() const { return impl_->opened; }

@@ -21,7 +21,7 @@ struct HttpResult {
   unsigned status = 0;  // 0: transport error (see `error`)
   Headers headers;      // in the order received
   std::string body;
-  std::string error;    // transport error text, empty when a response was read
+  std::string error;  // transport error text, empty when a response was read
 
   // The first header of that name (case-insensitive), "" when absent.
   std::string Header(std::string_view name) const;
@@ -51,8 +51,7 @@ class HttpConnection {
   HttpConnection& operator=(const HttpConnection&) = delete;
 
   HttpResult Request(std::string method, std::string target, std::string body = "",
-                     Headers headers = {},
-                     std::chrono::milliseconds timeout = kDefaultHttpTimeout);
+                     Headers headers = {}, std::chrono::milliseconds timeout = kDefaultHttpTimeout);
 
   // Number of TCP connections opened so far.
   int connections_opened() const;

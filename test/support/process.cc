@@ -1,7 +1,9 @@
 #include "support/process.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/close_range.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -73,6 +75,11 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
 
 void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& env,
                          const std::filesystem::path& log_file) {
+  Start(argv, env, log_file, ProcessOptions{});
+}
+
+void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& env,
+                         const std::filesystem::path& log_file, const ProcessOptions& options) {
   if (Running()) throw std::logic_error("ChildProcess::Start: a process is still running");
   if (argv.empty()) throw std::invalid_argument("ChildProcess::Start: empty argv");
 
@@ -93,6 +100,19 @@ void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& en
   for (auto& e : env_strings) env_ptrs.push_back(e.data());
   env_ptrs.push_back(nullptr);
 
+  int netns_fd = -1;
+  if (!options.netns.empty()) {
+    const std::string path = "/run/netns/" + options.netns;
+    netns_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) {
+      throw std::runtime_error("ChildProcess::Start: cannot open network namespace " + path + ": " +
+                               std::strerror(errno));
+    }
+  }
+  const bool set_user = options.uid.has_value();
+  const uid_t uid = options.uid.value_or(0);
+  const gid_t gid = options.gid.value_or(static_cast<gid_t>(uid));
+
   int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     throw std::runtime_error("ChildProcess::Start: cannot open " + log_file.string() + ": " +
@@ -108,6 +128,7 @@ void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& en
     int saved = errno;
     ::close(log_fd);
     if (null_fd >= 0) ::close(null_fd);
+    if (netns_fd >= 0) ::close(netns_fd);
     throw std::runtime_error(std::string("ChildProcess::Start: ") + std::strerror(saved));
   }
 
@@ -126,7 +147,18 @@ void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& en
     ::dup2(log_fd, STDERR_FILENO);
     // Descriptors inherited from other threads of the test (sockets) must not leak.
     ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    ::execve(program.c_str(), argv_ptrs.data(), env_ptrs.data());
+    bool ready = true;
+    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) ready = false;
+    if (ready && set_user &&
+        (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
+      ready = false;
+    }
+    // A change of credentials clears the parent-death signal: arm it again.
+    if (ready && set_user) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+    }
+    if (ready) ::execve(program.c_str(), argv_ptrs.data(), env_ptrs.data());
     int err = errno;
     ssize_t ignored = ::write(err_pipe[1], &err, sizeof err);
     (void)ignored;
@@ -136,6 +168,7 @@ void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& en
   ::close(err_pipe[1]);
   ::close(log_fd);
   ::close(null_fd);
+  if (netns_fd >= 0) ::close(netns_fd);
   if (pid < 0) {
     ::close(err_pipe[0]);
     throw std::runtime_error(std::string("ChildProcess::Start: fork: ") +
@@ -152,7 +185,10 @@ void ChildProcess::Start(const std::vector<std::string>& argv, const EnvVars& en
   ::close(err_pipe[0]);
   if (n > 0) {
     Kill();
-    throw std::runtime_error("ChildProcess::Start: cannot execute " + program + ": " +
+    std::string where;
+    if (!options.netns.empty()) where += " in network namespace " + options.netns;
+    if (set_user) where += " as uid " + std::to_string(uid);
+    throw std::runtime_error("ChildProcess::Start: cannot execute " + program + where + ": " +
                              std::strerror(child_errno));
   }
 }

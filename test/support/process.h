@@ -15,6 +15,17 @@ namespace k8shmir::testing {
 
 using EnvVars = std::vector<std::pair<std::string, std::string>>;
 
+// Where and as whom a child runs (the defaults: this process's network namespace and user).
+struct ProcessOptions {
+  // A named network namespace (as `ip netns add NAME` creates it, /run/netns/NAME) the child
+  // enters before it execs, like `ip netns exec NAME`. Empty: this process's namespace.
+  std::string netns;
+  // Run as this uid (and `gid`, default: the same number), with no supplementary groups. Set
+  // after entering the namespace, so a root test can start an unprivileged child in it.
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+};
+
 class ChildProcess {
  public:
   ChildProcess() = default;
@@ -32,6 +43,10 @@ class ChildProcess {
   // std::logic_error when this object still runs a process.
   void Start(const std::vector<std::string>& argv, const EnvVars& env,
              const std::filesystem::path& log_file);
+  // The same, in another network namespace and/or as another user (see ProcessOptions). Throws
+  // std::runtime_error when the namespace cannot be entered or the user cannot be set.
+  void Start(const std::vector<std::string>& argv, const EnvVars& env,
+             const std::filesystem::path& log_file, const ProcessOptions& options);
 
   // SIGKILL to the process group, then reaps the child. No-op when nothing runs.
   void Kill();

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <exception>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
@@ -65,7 +68,8 @@ std::string CurrentTestName() {
 bool ShouldKeepLogs() {
   const char* keep = std::getenv("K8SHMIR_KEEP_TEST_LOGS");
   if (keep != nullptr && *keep != '\0' && std::string_view(keep) != "0") return true;
-  return ::testing::Test::HasFailure();
+  // An exception escaping the test body is recorded as a failure only after the stack unwound.
+  return ::testing::Test::HasFailure() || std::uncaught_exceptions() > 0;
 }
 
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
@@ -88,7 +92,8 @@ std::string Base64Encode(std::string_view in) {
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
     unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                 (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
+                 (static_cast<unsigned char>(in[i + 1]) << 8) |
+                 static_cast<unsigned char>(in[i + 2]);
     out += kB64[(v >> 18) & 63];
     out += kB64[(v >> 12) & 63];
     out += kB64[(v >> 6) & 63];
@@ -100,7 +105,8 @@ std::string Base64Encode(std::string_view in) {
     out += kB64[(v >> 12) & 63];
     out += "==";
   } else if (i + 2 == in.size()) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    unsigned v =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
     out += kB64[(v >> 18) & 63];
     out += kB64[(v >> 12) & 63];
     out += kB64[(v >> 6) & 63];

@@ -26,8 +26,8 @@ void RemoveTree(const std::filesystem::path& dir);
 // A name usable in paths for the running GoogleTest test ("Suite.Name" sanitized), or "test".
 std::string CurrentTestName();
 
-// True when the running test (if any) has failed so far, or when K8SHMIR_KEEP_TEST_LOGS is set:
-// then logs are kept and printed.
+// True when the running test (if any) has failed so far, when an exception is unwinding the
+// stack, or when K8SHMIR_KEEP_TEST_LOGS is set (not "0"): then logs are kept and printed.
 bool ShouldKeepLogs();
 
 // Calls `pred` every `interval` until it returns true or `timeout` passes; the last call happens
