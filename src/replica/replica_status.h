@@ -37,7 +37,7 @@ struct ReplicaStatus {
   uint64_t requests_unknown = 0;
   uint64_t entries_applied = 0;
   uint64_t entries_replayed = 0;  // applied while catching up or recovering
-  uint64_t entries_dropped = 0;  // duplicates or out-of-order deliveries from the log
+  uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log
   uint64_t recoveries = 0;
   uint64_t watch_restarts = 0;
   int64_t last_recovery_ms = 0;
