@@ -198,9 +198,8 @@ Result<std::string> NormalizeEndpoint(std::string_view endpoint) {
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || value <= 0 ||
       value > 65535) {
-    return Error{ErrorCode::kInvalid,
-                 "etcd endpoint '" + std::string(endpoint) + "': bad port '" + std::string(port) +
-                     "'"};
+    return Error{ErrorCode::kInvalid, "etcd endpoint '" + std::string(endpoint) + "': bad port '" +
+                                          std::string(port) + "'"};
   }
   if (rest.find('/') != std::string_view::npos) {
     return Error{ErrorCode::kInvalid,

@@ -142,8 +142,8 @@ class EtcdLog::Core::RetryingCall
   using Done = std::function<void(Result<Response>)>;
 
   // `done` runs exactly once, never inside Start.
-  static void Start(Core* core, std::string what, Deadline deadline, Issue issue,
-                    Classify classify, Done done) {
+  static void Start(Core* core, std::string what, Deadline deadline, Issue issue, Classify classify,
+                    Done done) {
     auto call = std::make_shared<RetryingCall>(core, std::move(what), deadline, std::move(issue),
                                                classify, std::move(done));
     core->OpStarted();
@@ -298,7 +298,8 @@ class EtcdLog::Core::WatchSession final
       probe_outstanding_ = true;
       probe_sent_at_ = now;
       next_probe_at_ = now + core_->options.progress_interval;
-      ScheduleTickLocked(std::min(next_probe_at_, probe_sent_at_ + core_->options.liveness_timeout));
+      ScheduleTickLocked(
+          std::min(next_probe_at_, probe_sent_at_ + core_->options.liveness_timeout));
     }
     StartRead(&response_);
     StartCall();
@@ -610,8 +611,8 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
   for (const auto& endpoint : options.endpoints) {
     auto normalized = NormalizeEndpoint(endpoint);
     if (!normalized) throw std::invalid_argument(normalized.error().message);
-    auto channel =
-        grpc::CreateCustomChannel("dns:///" + *normalized, grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel("dns:///" + *normalized,
+                                             grpc::InsecureChannelCredentials(), args);
     channel->GetState(/*try_to_connect=*/true);
     endpoints_.push_back(*normalized);
     kv_.push_back(etcdserverpb::KV::NewStub(channel));
@@ -665,7 +666,13 @@ etcdserverpb::RangeRequest EtcdLog::Core::HeadRequest() const {
 void EtcdLog::Core::Append(const std::string& id, std::string value, Deadline deadline,
                            AppendCallback done) {
   if (id.empty()) {
-    timer_.Post([done = std::move(done)] { done(Error{ErrorCode::kInvalid, "empty entry id"}); });
+    // Counted like any operation, so that shutdown waits for this callback too.
+    OpStarted();
+    timer_.Post([this, done = std::move(done)]() mutable {
+      auto callback = std::move(done);
+      OpFinished();
+      callback(Error{ErrorCode::kInvalid, "empty entry id"});
+    });
     return;
   }
   std::string key = options.prefix + id;
@@ -699,8 +706,8 @@ void EtcdLog::Core::Append(const std::string& id, std::string value, Deadline de
         if (response.succeeded()) {
           // The entry's index is the revision of the transaction that created its key.
           if (response.header().revision() <= 0) {
-            return done(Error{ErrorCode::kProtocol, "etcd committed entry " + id +
-                                                        " without telling its revision"});
+            return done(Error{ErrorCode::kProtocol,
+                              "etcd committed entry " + id + " without telling its revision"});
           }
           return done(AppendResult{response.header().revision(), true});
         }
@@ -731,8 +738,7 @@ void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
       });
 }
 
-void EtcdLog::Core::Compact(int64_t revision, Deadline deadline,
-                            std::function<void(Status)> done) {
+void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done) {
   etcdserverpb::CompactionRequest request;
   request.set_revision(revision);
   request.set_physical(true);
@@ -785,7 +791,8 @@ void EtcdLog::Core::EndpointFailed(size_t index, const std::string& why) {
   size_t expected = index;
   if (!preferred_.compare_exchange_strong(expected, (index + 1) % count)) return;
   // Rate-limited: during an outage every operation moves the preference along.
-  int64_t now_ms = std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch()).count();
+  int64_t now_ms =
+      std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch()).count();
   int64_t last = last_endpoint_warning_ms_.load();
   if (now_ms - last >= std::chrono::duration_cast<milliseconds>(kEndpointWarningInterval).count() &&
       last_endpoint_warning_ms_.compare_exchange_strong(last, now_ms)) {
@@ -862,9 +869,7 @@ void EtcdLog::Append(const std::string& id, std::string value, Deadline deadline
   core_->Append(id, std::move(value), deadline, std::move(done));
 }
 
-void EtcdLog::Head(Deadline deadline, HeadCallback done) {
-  core_->Head(deadline, std::move(done));
-}
+void EtcdLog::Head(Deadline deadline, HeadCallback done) { core_->Head(deadline, std::move(done)); }
 
 std::unique_ptr<Subscription> EtcdLog::Subscribe(int64_t from_index, EventCallback on_event) {
   return core_->Subscribe(from_index, std::move(on_event));

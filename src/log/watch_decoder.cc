@@ -42,17 +42,17 @@ std::vector<LogEvent> WatchDecoder::Feed(const etcdserverpb::WatchResponse& resp
   }
 
   if (resp.compact_revision() != 0) {
-    return Close(Error{ErrorCode::kCompacted,
-                       "etcd compacted the log up to revision " +
-                           std::to_string(resp.compact_revision()) + ", past index " +
-                           std::to_string(delivered_index_ + 1)},
-                 resp.compact_revision());
+    return Close(
+        Error{ErrorCode::kCompacted, "etcd compacted the log up to revision " +
+                                         std::to_string(resp.compact_revision()) + ", past index " +
+                                         std::to_string(delivered_index_ + 1)},
+        resp.compact_revision());
   }
   if (resp.canceled()) {
-    return Close(Error{ErrorCode::kUnavailable,
-                       "etcd canceled the watch" + (resp.cancel_reason().empty()
-                                                        ? std::string()
-                                                        : ": " + resp.cancel_reason())});
+    return Close(
+        Error{ErrorCode::kUnavailable,
+              "etcd canceled the watch" +
+                  (resp.cancel_reason().empty() ? std::string() : ": " + resp.cancel_reason())});
   }
   if (resp.created()) return {};
 
