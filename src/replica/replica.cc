@@ -449,7 +449,12 @@ void Replica::ScheduleHeartbeat() {
 }
 
 void Replica::Heartbeat() {
-  if (heartbeat_in_flight_ || status_.state != ReplicaState::kServing || forwarding_) return;
+  // Entries waiting to be forwarded will validate the app themselves (and a forward being retried
+  // may have applied already, which a heartbeat would misread as a restart).
+  if (heartbeat_in_flight_ || status_.state != ReplicaState::kServing || forwarding_ ||
+      !queue_.empty()) {
+    return;
+  }
   heartbeat_in_flight_ = true;
   uint64_t gen = app_gen_;
   uint64_t forwards = forwards_started_;
