@@ -15,7 +15,7 @@ CLANG_FORMAT ?= clang-format
 CTEST        := ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 --timeout 600 --no-tests=error
 CTEST_ARGS   ?=
 
-.PHONY: all deps configure build test test-unit test-integration demo format format-check clean
+.PHONY: all deps configure build test test-unit test-integration test-e2e demo bench format format-check clean
 
 all: build
 
@@ -30,7 +30,7 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-## test: check formatting, build, run every test (unit and integration)
+## test: check formatting, build, run every test (unit, integration, e2e)
 test: deps format-check build
 	$(CTEST) $(CTEST_ARGS)
 
@@ -40,9 +40,21 @@ test-unit: build
 test-integration: build
 	$(CTEST) -L integration $(CTEST_ARGS)
 
+## test-e2e: the container test (Docker engine, images from the Dockerfiles, 3 emulated pods)
+test-e2e: build
+	$(CTEST) -L e2e $(CTEST_ARGS)
+
 ## demo: 3 etcd members, 3 counter apps, 3 proxies on loopback; a workload; replicas compared
 demo: build
 	BUILD_DIR="$(abspath $(BUILD_DIR))" bash scripts/demo.sh
+
+## bench: build k8shmir-bench, then run it (about 8 minutes): direct / raw log / replicated on
+## loopback, a Markdown table and PASS/FAIL per target on stdout, bench/results/latest.{json,png}.
+## BENCH_ARGS passes more flags (k8shmir-bench --help), e.g. BENCH_ARGS="--rounds 1".
+BENCH_ARGS ?=
+bench: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target k8shmir-bench
+	$(BUILD_DIR)/bench/k8shmir-bench --results-dir bench/results $(BENCH_ARGS)
 
 ## format / format-check: clang-format (.clang-format) on *.cc *.h under src include test examples bench
 format: deps

