@@ -15,7 +15,7 @@ CLANG_FORMAT ?= clang-format
 CTEST        := ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 --timeout 600 --no-tests=error
 CTEST_ARGS   ?=
 
-.PHONY: all deps configure build test test-unit test-integration test-e2e demo bench format format-check clean
+.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e demo bench format format-check clean
 
 all: build
 
@@ -30,7 +30,7 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-## test: check formatting, build, run every test (unit, integration, e2e)
+## test: check formatting, build, run every test (unit, integration, fault, e2e)
 test: deps format-check build
 	$(CTEST) $(CTEST_ARGS)
 
@@ -39,6 +39,10 @@ test-unit: build
 
 test-integration: build
 	$(CTEST) -L integration $(CTEST_ARGS)
+
+## test-fault: the fault suite (SIGKILL/SIGSTOP of apps, proxies, etcd members; bad input), ~1 min
+test-fault: build
+	$(CTEST) -L fault $(CTEST_ARGS)
 
 ## test-e2e: the container test (Docker engine, images from the Dockerfiles, 3 emulated pods)
 test-e2e: build

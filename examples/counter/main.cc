@@ -4,7 +4,8 @@
 // index is not greater than the last applied one is refused with 409 and counted as a violation.
 //
 // Endpoints:
-//   GET  /last-index      {"index": N}   ({"index": null} under --null-index while N == 0)
+//   GET  /last-index      {"index": N}   ({"index": null} under --null-index while N == 0;
+//                         a body that is not JSON under --garbage-last-index, to test the proxy)
 //   POST /integer         {"op": "INC"|"DEC"|"MUL"|"SET", "value": n} -> {"value": v, "index": N}
 //   GET  /integer         {"value": v}
 //   POST /integer/reset   {"value": 0, "index": N}
@@ -49,6 +50,7 @@ struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 3000;
   bool null_index = false;
+  bool garbage_last_index = false;
 };
 
 // FNV-1a, 64 bits.
@@ -83,6 +85,8 @@ std::int64_t WrapMul(std::int64_t a, std::int64_t b) {
 struct Reply {
   http::status status = http::status::ok;
   json body;
+  // Sent as is instead of body.dump() (--garbage-last-index).
+  std::optional<std::string> raw = std::nullopt;
 };
 
 Reply Error(http::status status, std::string message) {
@@ -92,7 +96,8 @@ Reply Error(http::status status, std::string message) {
 // The replicated state. Only ever touched from the single io thread.
 class Counter {
  public:
-  explicit Counter(bool null_index) : null_index_(null_index) {}
+  Counter(bool null_index, bool garbage_last_index)
+      : null_index_(null_index), garbage_last_index_(garbage_last_index) {}
 
   Reply Handle(const http::request<http::string_body>& req) {
     const std::string_view target(req.target().data(), req.target().size());
@@ -100,6 +105,11 @@ class Counter {
     const http::verb verb = req.method();
 
     if (verb == http::verb::get && path == "/last-index") {
+      if (garbage_last_index_) {
+        Reply r;
+        r.raw = "garbage: this is not an index";
+        return r;
+      }
       if (null_index_ && last_index_ == 0) return {http::status::ok, json{{"index", nullptr}}};
       return {http::status::ok, json{{"index", last_index_}}};
     }
@@ -215,6 +225,7 @@ class Counter {
   }
 
   const bool null_index_;
+  const bool garbage_last_index_;
   std::int64_t value_ = 0;
   std::int64_t last_index_ = 0;
   std::uint64_t violations_ = 0;
@@ -295,7 +306,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<http::response<http::string_body>>(reply.status, version);
     res->set(http::field::server, "k8shmir-counter");
     res->set(http::field::content_type, "application/json");
-    res->body() = reply.body.dump();
+    res->body() = reply.raw ? *reply.raw : reply.body.dump();
     res->keep_alive(keep_alive);
     res->prepare_payload();
     stream_.expires_after(kIdleTimeout);
@@ -343,11 +354,13 @@ class Listener : public std::enable_shared_from_this<Listener> {
 };
 
 void Usage(std::ostream& out) {
-  out << "usage: counter-app [--host ADDR] [--port PORT] [--null-index]\n"
-         "  --host ADDR     listen address (default 127.0.0.1)\n"
-         "  --port PORT     listen port (default 3000)\n"
-         "  --null-index    answer {\"index\": null} on /last-index before the first replicated\n"
-         "                  request\n";
+  out << "usage: counter-app [--host ADDR] [--port PORT] [--null-index] [--garbage-last-index]\n"
+         "  --host ADDR             listen address (default 127.0.0.1)\n"
+         "  --port PORT             listen port (default 3000)\n"
+         "  --null-index            answer {\"index\": null} on /last-index before the first\n"
+         "                          replicated request\n"
+         "  --garbage-last-index    answer /last-index with a body that is not JSON (a broken\n"
+         "                          app, for tests of the proxy); all else works as usual\n";
 }
 
 bool ParseArgs(int argc, char** argv, Options& opts) {
@@ -372,6 +385,9 @@ bool ParseArgs(int argc, char** argv, Options& opts) {
     } else if (arg == "--null-index") {
       if (has_value) return false;
       opts.null_index = true;
+    } else if (arg == "--garbage-last-index") {
+      if (has_value) return false;
+      opts.garbage_last_index = true;
     } else if (arg == "--host") {
       if (!need_value()) return false;
       opts.host = std::string(value);
@@ -398,7 +414,7 @@ int main(int argc, char** argv) {
   }
   try {
     asio::io_context ioc{1};
-    Counter counter(opts.null_index);
+    Counter counter(opts.null_index, opts.garbage_last_index);
     const tcp::endpoint endpoint(asio::ip::make_address(opts.host), opts.port);
     auto listener = std::make_shared<Listener>(ioc, endpoint, counter);
     listener->Accept();
@@ -408,7 +424,8 @@ int main(int argc, char** argv) {
 
     const auto local = listener->local_endpoint();
     std::cerr << "counter-app listening on " << local.address().to_string() << ":" << local.port()
-              << (opts.null_index ? " (null-index)" : "") << std::endl;
+              << (opts.null_index ? " (null-index)" : "")
+              << (opts.garbage_last_index ? " (garbage-last-index)" : "") << std::endl;
     ioc.run();
   } catch (const std::exception& e) {
     std::cerr << "counter-app: " << e.what() << std::endl;

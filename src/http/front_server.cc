@@ -168,6 +168,22 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
         co_await WriteAndClose(stream, error_response);
         co_return;
       }
+      // RFC 9112 3.2: more than one Host is a 400 (apps route on it; a cache or balancer in front
+      // may have picked the other one).
+      if (head.count(http::field::host) > 1) {
+        auto error_response = ProxyError(400, version, "more than one Host header");
+        co_await WriteAndClose(stream, error_response);
+        co_return;
+      }
+      // RFC 9112 6.3: a Transfer-Encoding whose last coding is not chunked leaves the body length
+      // unknown, and the server must answer 400 and close. Beast reads such a request as having
+      // no body, so without this check the body would be taken for the next request (request
+      // smuggling) and an empty-bodied request would be committed in its place.
+      if (head.find(http::field::transfer_encoding) != head.end() && !parser.chunked()) {
+        auto error_response = ProxyError(400, version, "unsupported Transfer-Encoding");
+        co_await WriteAndClose(stream, error_response);
+        co_return;
+      }
       auto expect = head.find(http::field::expect);
       if (expect != head.end()) {
         if (!beast::iequals(expect->value(), "100-continue")) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <memory>
 #include <optional>
 
 #include "codec/entry_codec.h"
@@ -53,10 +54,12 @@ class ReplicaTest : public ::testing::Test {
 
   bool WaitState(ReplicaState state) {
     return RunUntil([&] {
-      std::optional<ReplicaStatus> s;
-      replica_->GetStatus([&](ReplicaStatus st) { s = st; });
+      // Shared, not a local captured by reference: when run_for returns before the status
+      // arrives, the callback runs in a later round, after this lambda's locals are gone.
+      auto s = std::make_shared<std::optional<ReplicaStatus>>();
+      replica_->GetStatus([s](ReplicaStatus st) { *s = std::move(st); });
       ioc_.run_for(std::chrono::milliseconds(1));
-      return s && s->state == state;
+      return s->has_value() && (*s)->state == state;
     });
   }
 

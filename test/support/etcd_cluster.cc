@@ -143,6 +143,10 @@ bool EtcdCluster::MemberRunning(int i) {
   return members_.at(static_cast<size_t>(i))->process.Running();
 }
 
+pid_t EtcdCluster::MemberPid(int i) const {
+  return members_.at(static_cast<size_t>(i))->process.pid();
+}
+
 bool EtcdCluster::MemberHealthy(int i, std::chrono::milliseconds timeout) const {
   HttpResult r = Http(ClientPort(i), "GET", "/health", "", {}, timeout);
   if (r.status != 200) return false;

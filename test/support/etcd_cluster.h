@@ -44,6 +44,8 @@ class EtcdCluster {
   bool WaitHealthy(std::chrono::milliseconds timeout);
   bool MemberHealthy(int i, std::chrono::milliseconds timeout = std::chrono::seconds(2)) const;
   bool MemberRunning(int i);
+  // The member's process id (-1 when not running), e.g. to SIGSTOP / SIGCONT it.
+  pid_t MemberPid(int i) const;
 
   int size() const { return static_cast<int>(members_.size()); }
   // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (no scheme), as --etcd-endpoints takes it.

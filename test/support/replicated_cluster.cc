@@ -106,10 +106,16 @@ std::vector<std::string> ReplicatedCluster::ProxyArgs(int i) const {
 }
 
 void ReplicatedCluster::StartApp(int i, std::chrono::milliseconds timeout) {
+  StartAppWithArgs(i, {}, timeout);
+}
+
+void ReplicatedCluster::StartAppWithArgs(int i, const std::vector<std::string>& extra_args,
+                                         std::chrono::milliseconds timeout) {
   Replica& r = At(i);
   std::vector<std::string> args = {kCounterBin, "--host", "127.0.0.1", "--port",
                                    std::to_string(r.app_port)};
   if (options_.null_index) args.push_back("--null-index");
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   r.app.Start(args, {}, AppLog(i));
   const bool up = WaitFor(
       [&] {
@@ -138,6 +144,9 @@ bool ReplicatedCluster::TerminateProxy(int i, std::chrono::milliseconds timeout)
 
 bool ReplicatedCluster::AppRunning(int i) { return At(i).app.Running(); }
 bool ReplicatedCluster::ProxyRunning(int i) { return At(i).proxy.Running(); }
+pid_t ReplicatedCluster::AppPid(int i) const { return At(i).app.pid(); }
+pid_t ReplicatedCluster::ProxyPid(int i) const { return At(i).proxy.pid(); }
+std::string ReplicatedCluster::ProxyExit(int i) const { return At(i).proxy.DescribeExit(); }
 
 bool ReplicatedCluster::WaitServing(int i, std::chrono::milliseconds timeout) {
   return WaitFor(

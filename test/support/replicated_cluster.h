@@ -70,6 +70,9 @@ class ReplicatedCluster {
   // GET /last-index (throws after `timeout`).
   void KillApp(int i);
   void StartApp(int i, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // StartApp with more counter-app flags (e.g. --garbage-last-index) for this start only.
+  void StartAppWithArgs(int i, const std::vector<std::string>& extra_args,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // SIGKILL the proxy / start it again on the same ports. StartProxy does not wait for readiness.
   void KillProxy(int i);
   void StartProxy(int i);
@@ -77,6 +80,11 @@ class ReplicatedCluster {
   bool TerminateProxy(int i, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   bool AppRunning(int i);
   bool ProxyRunning(int i);
+  // Process ids (-1 when not running), e.g. to SIGSTOP / SIGCONT a process.
+  pid_t AppPid(int i) const;
+  pid_t ProxyPid(int i) const;
+  // How the last proxy process of replica i ended ("exited 0", "killed by signal 9", "running").
+  std::string ProxyExit(int i) const;
 
   EtcdCluster& Etcd() { return *etcd_; }
 

@@ -1,0 +1,153 @@
+// Fault suite, the app side (issue 3, scenarios 1, 2 and 8): an app SIGKILLed and restarted late
+// or faster than a heartbeat, and an app that hangs (SIGSTOP) and comes back, all under a load of
+// unique non-commutative operations. Every scenario ends with CheckHistory: identical journals,
+// each equal to replaying it, every acknowledged request exactly once, nothing refused applied,
+// nothing applied twice, no ordering violation seen by any app.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "support/fault_load.h"
+#include "support/replicated_cluster.h"
+#include "support/util.h"
+
+namespace k8shmir::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Small timeouts keep the suite fast; assertions never depend on them except as upper bounds.
+ReplicatedClusterOptions FaultOptions(const std::string& group,
+                                      const std::string& heartbeat_ms = "200",
+                                      const std::string& app_timeout_ms = "2000") {
+  ReplicatedClusterOptions o;
+  o.group = group;
+  o.request_timeout = 5000ms;
+  o.extra_proxy_args = {"--heartbeat-interval-ms", heartbeat_ms, "--app-timeout-ms", app_timeout_ms,
+                        "--etcd-timeout-ms",       "2000"};
+  return o;
+}
+
+void StartAndWait(ReplicatedCluster& cluster) {
+  cluster.StartAll();
+  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
+}
+
+bool Ready(ReplicatedCluster& cluster, int i) {
+  return Http(cluster.AdminPort(i), "GET", "/readyz", "", {}, 2s).status == 200;
+}
+
+int64_t StatusCounter(ReplicatedCluster& cluster, int i, const char* name) {
+  const json s = cluster.Status(i);
+  return s.is_object() ? s.value(name, int64_t{-1}) : -1;
+}
+
+// 1. The app of replica 2 is SIGKILLed and restarted (empty) 3 s later, while clients load the
+// other replicas. Its proxy leaves serving, refuses requests quickly meanwhile, and replays the
+// whole log into the new app (through a small entry queue, so the watch is paused and resumed
+// many times); the other replicas are not disturbed.
+TEST(AppFault, AppKilledAndRestartedAfterThreeSecondsWhileOthersServe) {
+  ReplicatedClusterOptions options = FaultOptions("app-late");
+  // A small entry queue: the replay pauses and resumes the watch many times.
+  options.extra_proxy_args.insert(options.extra_proxy_args.end(), {"--max-queued-entries", "32"});
+  ReplicatedCluster cluster(options);
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 0, 1, 1});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  cluster.KillApp(2);
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return !Ready(cluster, 2); }, 20s))
+      << "proxy 2 still ready without its app: " << cluster.Status(2).dump();
+  const HttpResult refused = SendRecorded(cluster, history, 2);
+  EXPECT_EQ(refused.status, 503u) << refused.Describe();
+  EXPECT_EQ(refused.Header("K8shmir-Outcome"), "not-committed") << refused.Describe();
+  std::this_thread::sleep_until(killed + 3s);
+  EXPECT_TRUE(load.WaitProgress(1, 30s)) << "the other replicas stopped serving";
+
+  cluster.StartApp(2);
+  ASSERT_TRUE(cluster.WaitServing(2, 60s)) << cluster.Status(2).dump();
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+  load.Stop();
+
+  ExpectAllOk(history, {0, 1});
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+  EXPECT_GE(StatusCounter(cluster, 2, "recoveries"), 1);
+  EXPECT_GT(StatusCounter(cluster, 2, "entries_replayed"), 0) << "the new app was not replayed";
+}
+
+// 2. The app of replica 1 is SIGKILLed and started again at once, five times, faster than one
+// heartbeat (1 s here), under load on every replica. Only the validation of new connections can
+// notice: the new app must never receive an entry before it was replayed up to it.
+TEST(AppFault, AppRestartedFasterThanAHeartbeatUnderLoadOnAllReplicas) {
+  ReplicatedCluster cluster(FaultOptions("app-fast", /*heartbeat_ms=*/"1000"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    // Kills land at different points of the forwarding cycle.
+    std::this_thread::sleep_for(std::chrono::milliseconds(37 * round));
+    const auto start = std::chrono::steady_clock::now();
+    cluster.KillApp(1);
+    cluster.StartApp(1);  // returns once the new app answers
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    std::cout << "[fault] app 1 killed and answering again after " << took.count() << " ms"
+              << std::endl;
+    if (round % 2 == 1) {
+      // Again while the proxy replays the log into the new app (if it has not finished yet).
+      cluster.KillApp(1);
+      cluster.StartApp(1);
+    }
+    ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+    ASSERT_TRUE(load.WaitProgress(10, 60s));
+  }
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+  EXPECT_GE(StatusCounter(cluster, 1, "recoveries"), kRounds) << cluster.Status(1).dump();
+  EXPECT_GT(StatusCounter(cluster, 1, "entries_replayed"), 0);
+}
+
+// 8. The app of replica 1 hangs (SIGSTOP: its connections are accepted by the kernel, never
+// answered) under load on every replica. Forwards time out (unknown outcome, never "applied"), the
+// replica leaves serving; when the app comes back (SIGCONT) and answers what it had queued, the
+// replica re-validates it and resumes, and nothing diverges.
+TEST(AppFault, HungAppTimesOutAndTheReplicaRecoversWhenItComesBack) {
+  ReplicatedCluster cluster(FaultOptions("app-hung", "200", /*app_timeout_ms=*/"1000"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  const pid_t app = cluster.AppPid(1);
+  ASSERT_GT(app, 0);
+  ASSERT_EQ(::kill(app, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{app};
+  const bool left_serving = WaitFor([&] { return !Ready(cluster, 1); }, 30s);
+  EXPECT_TRUE(left_serving) << "proxy 1 still serving with a hung app: "
+                            << cluster.Status(1).dump();
+  // The other replicas keep serving while one app hangs.
+  EXPECT_TRUE(load.WaitProgress(10, 30s, {0, 2}));
+  ASSERT_EQ(::kill(app, SIGCONT), 0);
+
+  ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+  EXPECT_GE(StatusCounter(cluster, 1, "recoveries"), 1) << cluster.Status(1).dump();
+}
+
+}  // namespace
+}  // namespace k8shmir::testing

@@ -1,0 +1,215 @@
+// Fault suite, the log side (issue 3, scenarios 5, 6 and 7): the etcd leader SIGKILLed under load;
+// etcd's quorum lost for 5 s under load; the log compacted past the index of a stopped replica.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "support/fault_load.h"
+#include "support/replicated_cluster.h"
+#include "support/util.h"
+
+namespace k8shmir::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+ReplicatedClusterOptions FaultOptions(const std::string& group) {
+  ReplicatedClusterOptions o;
+  o.group = group;
+  o.request_timeout = 5000ms;
+  o.extra_proxy_args = {"--heartbeat-interval-ms", "200", "--app-timeout-ms", "2000",
+                        "--etcd-timeout-ms",       "2000"};
+  return o;
+}
+
+void StartAndWait(ReplicatedCluster& cluster) {
+  cluster.StartAll();
+  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
+}
+
+// 5. The etcd leader is SIGKILLed under load on every replica: a new leader is elected and the
+// service continues; the old leader rejoins. Twice.
+TEST(EtcdFault, LeaderKilledUnderLoadAndServiceContinues) {
+  ReplicatedCluster cluster(FaultOptions("etcd-leader"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const int leader = cluster.Etcd().LeaderIndex();
+    ASSERT_GE(leader, 0) << "no etcd leader";
+    cluster.Etcd().KillMember(leader);
+    const int new_leader = cluster.Etcd().LeaderIndex(30s);
+    EXPECT_GE(new_leader, 0) << "no new leader elected";
+    EXPECT_NE(new_leader, leader);
+    ASSERT_TRUE(load.WaitProgress(20, 60s)) << "the service did not continue without the leader";
+
+    cluster.Etcd().RestartMember(leader, 60s);
+    ASSERT_TRUE(load.WaitProgress(10, 60s));
+  }
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// 5b. An etcd member hangs (SIGSTOP) for 10 s under load on every replica: its connections stay
+// open but nothing answers on them. It is member 0, the first endpoint of every proxy, so their
+// calls to it time out and go to the other members, and their watches on it are found dead and
+// restarted elsewhere; nothing is lost or applied twice when it comes back.
+TEST(EtcdFault, MemberHungUnderLoadAndServiceContinues) {
+  ReplicatedCluster cluster(FaultOptions("etcd-hung"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  const pid_t pid = cluster.Etcd().MemberPid(0);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{pid};
+  // Longer than the proxies' watch liveness timeout (5 s): their watches must move.
+  std::this_thread::sleep_for(10s);
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_TRUE(cluster.Etcd().WaitHealthy(60s));
+  ASSERT_TRUE(cluster.WaitAllServing(60s));
+  ASSERT_TRUE(load.WaitProgress(20, 60s)) << "the service did not resume on every replica";
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// 6. Two of the three etcd members are SIGKILLed under load: no quorum for 5 s. Clients are
+// refused (503) or told the outcome is unknown (504), nothing commits, nobody diverges; when the
+// members return the service resumes on every replica.
+TEST(EtcdFault, QuorumLostForFiveSecondsThenServiceResumes) {
+  ReplicatedCluster cluster(FaultOptions("etcd-quorum"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  const int leader = cluster.Etcd().LeaderIndex();
+  ASSERT_GE(leader, 0);
+  const int other = (leader + 1) % cluster.Etcd().size();
+  cluster.Etcd().KillMember(leader);
+  cluster.Etcd().KillMember(other);
+  const auto lost = Clock::now();
+  std::this_thread::sleep_until(lost + 5s);
+  const auto restoring = Clock::now();
+  cluster.Etcd().StartMember(leader);
+  cluster.Etcd().StartMember(other);
+  ASSERT_TRUE(cluster.Etcd().WaitHealthy(60s)) << "etcd did not recover";
+  ASSERT_TRUE(cluster.WaitAllServing(60s));
+  ASSERT_TRUE(load.WaitProgress(20, 60s)) << "the service did not resume on every replica";
+  load.Stop();
+
+  // Requests sent and answered while there was no quorum could not commit: never 2xx, and the
+  // clients did see refusals.
+  int refused = 0;
+  for (const OpRecord& r : history.Records()) {
+    if (r.sent < lost || r.answered > restoring) continue;
+    EXPECT_FALSE(r.res.Ok()) << "committed without a quorum: " << r.op.Describe() << ": "
+                             << r.res.Describe();
+    if (r.res.status == 503 || r.res.status == 504) ++refused;
+  }
+  EXPECT_GT(refused, 0) << "no client was refused during the outage";
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// 7. Replica 2 is stopped, the others go on, and the log is compacted past replica 2's index.
+// When it starts again it cannot catch up: it reports needs-state-transfer (not ready, with the
+// reason), applies nothing past the gap, and the others keep serving. The same holds when its
+// app restarts empty.
+TEST(EtcdFault, CompactedHistoryUnderAStoppedReplicaNeedsStateTransfer) {
+  ReplicatedCluster cluster(FaultOptions("etcd-compact"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  {
+    Load load(cluster, history, {0, 1, 2});
+    ASSERT_TRUE(load.WaitProgress(15, 60s));
+  }
+  cluster.KillProxy(2);
+  // A forward written just before the kill may still reach the app: wait until it is settled.
+  int64_t stopped_index = -1;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const int64_t before = cluster.AppLastIndex(2);
+        std::this_thread::sleep_for(300ms);
+        stopped_index = cluster.AppLastIndex(2);
+        return before == stopped_index;
+      },
+      10s));
+  const json stopped_journal = cluster.Journal(2);
+  ASSERT_TRUE(stopped_journal.is_array());
+  ASSERT_GT(stopped_index, 0);
+  {
+    Load load(cluster, history, {0, 1});
+    ASSERT_TRUE(load.WaitProgress(20, 60s));
+  }
+  // Quiesce, so that the compaction does not also cut the history of the live replicas' watches
+  // (that would be a different scenario), then compact at the current revision.
+  const int64_t revision = cluster.Etcd().Revision();
+  ASSERT_GT(revision, stopped_index);
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster.AppLastIndex(0) >= revision && cluster.AppLastIndex(1) >= revision; },
+      30s));
+  cluster.Etcd().Compact(revision);
+
+  Load load(cluster, history, {0, 0, 1, 1});
+  auto expect_needs_state_transfer = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    cluster.StartProxy(2);
+    json status;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          status = cluster.Status(2);
+          return status.is_object() && status.value("state", "") == "needs-state-transfer";
+        },
+        30s))
+        << "proxy 2 status: " << status.dump();
+    EXPECT_NE(status.value("state_reason", "").find("compacted"), std::string::npos)
+        << status.dump();
+    EXPECT_FALSE(status.value("ready", true)) << status.dump();
+    EXPECT_EQ(Http(cluster.AdminPort(2), "GET", "/readyz", "", {}, 5s).status, 503u);
+    const HttpResult refused = SendRecorded(cluster, history, 2);
+    EXPECT_EQ(refused.status, 503u) << refused.Describe();
+    EXPECT_EQ(refused.Header("K8shmir-Outcome"), "not-committed") << refused.Describe();
+    // It stays there, and the others keep serving meanwhile.
+    EXPECT_TRUE(load.WaitProgress(10, 30s));
+    EXPECT_EQ(cluster.Status(2).value("state", ""), "needs-state-transfer");
+  };
+
+  ASSERT_NO_FATAL_FAILURE(expect_needs_state_transfer("proxy restarted, app kept its state"));
+  // Nothing was applied past the gap: the app is exactly where it stopped.
+  EXPECT_EQ(cluster.AppLastIndex(2), stopped_index);
+  EXPECT_EQ(cluster.Journal(2), stopped_journal);
+
+  cluster.KillProxy(2);
+  cluster.KillApp(2);
+  cluster.StartApp(2);
+  ASSERT_NO_FATAL_FAILURE(expect_needs_state_transfer("app and proxy restarted, app empty"));
+  EXPECT_EQ(cluster.AppLastIndex(2), 0);
+  load.Stop();
+
+  CheckOptions check;
+  check.replicas = {0, 1};
+  json journal;
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history, check, &journal));
+  // What replica 2 held when it stopped is a prefix of the common history.
+  ASSERT_LE(stopped_journal.size(), journal.size());
+  for (size_t pos = 0; pos < stopped_journal.size(); ++pos) {
+    ASSERT_EQ(stopped_journal[pos], journal[pos]) << "position " << pos;
+  }
+}
+
+}  // namespace
+}  // namespace k8shmir::testing

@@ -1,0 +1,170 @@
+// Fault suite, the proxy side (issue 3, scenarios 3 and 4): a proxy SIGKILLed and restarted while
+// clients load the other replicas, and under load on every replica; an app and its proxy killed
+// together. A SIGKILLed proxy loses nothing acknowledged: its clients' requests were either
+// answered (and then applied exactly once everywhere) or left without an answer (at most once).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "support/fault_load.h"
+#include "support/replicated_cluster.h"
+#include "support/util.h"
+
+namespace k8shmir::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+ReplicatedClusterOptions FaultOptions(const std::string& group) {
+  ReplicatedClusterOptions o;
+  o.group = group;
+  o.request_timeout = 5000ms;
+  o.extra_proxy_args = {"--heartbeat-interval-ms", "200", "--app-timeout-ms", "2000",
+                        "--etcd-timeout-ms",       "2000"};
+  return o;
+}
+
+void StartAndWait(ReplicatedCluster& cluster) {
+  cluster.StartAll();
+  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
+}
+
+// 3a. Proxy 2 SIGKILLed while clients load replicas 0 and 1, restarted 1 s later: it catches its
+// app up from the app's own index and serves again; the others are not disturbed.
+TEST(ProxyFault, ProxyKilledAndRestartedWhileOthersServe) {
+  ReplicatedCluster cluster(FaultOptions("proxy-others"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 0, 1, 1});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  cluster.KillProxy(2);
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(load.WaitProgress(5, 30s)) << "the other replicas stopped serving";
+  cluster.StartProxy(2);
+  ASSERT_TRUE(cluster.WaitServing(2, 60s)) << cluster.Status(2).dump();
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+  load.Stop();
+
+  ExpectAllOk(history, {0, 1});
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// 3b. Proxy 1 SIGKILLed under load on every replica (its clients lose their connections mid-
+// request), restarted 0.5 s later, then twice more at once.
+TEST(ProxyFault, ProxyKilledAndRestartedUnderLoadOnAllReplicas) {
+  ReplicatedCluster cluster(FaultOptions("proxy-all"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    cluster.KillProxy(1);
+    std::this_thread::sleep_for(round == 0 ? 500ms : 50ms);
+    cluster.StartProxy(1);
+    if (round == 1) {
+      // Again while it catches up (if it has not finished yet).
+      std::this_thread::sleep_for(100ms);
+      cluster.KillProxy(1);
+      cluster.StartProxy(1);
+    }
+    ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+    ASSERT_TRUE(load.WaitProgress(15, 60s));
+  }
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// 4. App and proxy of replica 1 SIGKILLed together under load on every replica, both restarted
+// (after 0.5 s, then at once): the new proxy finds an empty app and replays the whole log into it.
+TEST(ProxyFault, AppAndProxyKilledTogetherUnderLoadOnAllReplicas) {
+  ReplicatedClusterOptions options = FaultOptions("app-and-proxy");
+  // A small entry queue: the replay pauses and resumes the watch many times.
+  options.extra_proxy_args.insert(options.extra_proxy_args.end(), {"--max-queued-entries", "16"});
+  ReplicatedCluster cluster(options);
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    cluster.KillProxy(1);
+    cluster.KillApp(1);
+    std::this_thread::sleep_for(round == 0 ? 500ms : 0ms);
+    cluster.StartApp(1);
+    cluster.StartProxy(1);
+    ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+    ASSERT_TRUE(load.WaitProgress(20, 60s));
+  }
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+  const json status = cluster.Status(1);
+  EXPECT_GT(status.value("entries_replayed", int64_t{0}), 0) << status.dump();
+}
+
+// A hung proxy (SIGSTOP for 6 s) under load on every replica: its clients wait, its watch and
+// its calls to etcd stall; when it resumes, every timer fires at once. Whatever it then answers
+// must hold against the history, and it serves again.
+TEST(ProxyFault, ProxyHungThenResumedUnderLoadOnAllReplicas) {
+  ReplicatedCluster cluster(FaultOptions("proxy-hung"));
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  const pid_t pid = cluster.ProxyPid(1);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{pid};
+  EXPECT_TRUE(load.WaitProgress(10, 30s, {0, 2})) << "the other replicas stopped serving";
+  std::this_thread::sleep_for(6s);
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+  load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// SIGTERM under load: the proxy stops accepting, lets its in-flight requests finish, exits 0, and
+// nothing it acknowledged is lost; started again, it serves.
+TEST(ProxyFault, ProxyTerminatedUnderLoadDrainsAndExitsZero) {
+  ReplicatedClusterOptions o = FaultOptions("proxy-term");
+  o.extra_proxy_args.insert(o.extra_proxy_args.end(), {"--shutdown-timeout-ms", "5000"});
+  ReplicatedCluster cluster(o);
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  // Generous bound: the drain itself is bounded by --shutdown-timeout-ms.
+  const auto terminated = std::chrono::steady_clock::now();
+  EXPECT_TRUE(cluster.TerminateProxy(1, 30s)) << "the proxy did not exit after SIGTERM";
+  EXPECT_EQ(cluster.ProxyExit(1), "exited 0");
+  EXPECT_TRUE(load.WaitProgress(5, 30s, {0, 2}));
+  cluster.StartProxy(1);
+  ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+  load.Stop();
+
+  // Requests the proxy was serving when it got SIGTERM were answered: none lost its connection.
+  for (const OpRecord& r : history.Records()) {
+    if (r.target != 1 || r.sent >= terminated || r.answered < terminated) continue;
+    EXPECT_NE(r.res.status, 0u) << "in flight at SIGTERM, then dropped: " << r.op.Describe() << ": "
+                                << r.res.Describe();
+  }
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+}  // namespace
+}  // namespace k8shmir::testing
