@@ -99,6 +99,7 @@ struct Options {
   std::vector<std::string> proxy0_wrapper;  // e.g. valgrind --tool=callgrind ... (proxy 0 only)
   std::string tag;                          // free text stored in the JSON (e.g. "baseline")
   int replicated_proxies = 3;               // replicated clients spread over proxies 0..N-1
+  int active_replicas = 3;  // experiment: only replicas 0..N-1 run (no replay, RSS on those)
   bool plot = true;
 };
 
@@ -121,6 +122,8 @@ struct Options {
          "  --proxy-arg ARG          extra flag for every proxy (repeatable)\n"
          "  --proxy0-wrapper CMD     run proxy 0 under CMD (space-separated), e.g. valgrind\n"
          "  --tag TEXT               label stored in the JSON\n"
+         "  --active-replicas N      experiment: start only N app+proxy pairs (3); below 3 the\n"
+         "                           replay phase is skipped; shows the cost of the fan-out\n"
          "  --replicated-proxies N   spread replicated clients over proxies 0..N-1 only (3;\n"
          "                           1 with --proxy0-wrapper profiles the client path too)\n"
          "  --no-plot                do not run gnuplot\n"
@@ -195,6 +198,8 @@ Options ParseOptions(int argc, char** argv) {
         o.proxy_args.push_back(value());
       } else if (arg == "--proxy0-wrapper") {
         o.proxy0_wrapper = Split(value(), ' ');
+      } else if (arg == "--active-replicas") {
+        o.active_replicas = std::clamp(std::stoi(value()), 1, 3);
       } else if (arg == "--replicated-proxies") {
         o.replicated_proxies = std::clamp(std::stoi(value()), 1, 3);
       } else if (arg == "--tag") {
@@ -219,6 +224,8 @@ Options ParseOptions(int argc, char** argv) {
     }
   }
   std::sort(o.concurrency.begin(), o.concurrency.end());
+  o.replicated_proxies = std::min(o.replicated_proxies, o.active_replicas);
+  if (o.active_replicas < 3) o.replay_entries = 0;
   if (o.concurrency.empty() || o.rounds < 1 || o.measure_s <= 0 || o.warmup_s < 0) Usage(2);
   return o;
 }
@@ -834,6 +841,10 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
   Clock::time_point start_;
 };
 
+// Deadline of one raw-log append (normally answered within milliseconds). It also bounds how
+// long an interrupted run waits for the appends in flight before it can clean up.
+constexpr std::chrono::seconds kAppendDeadline{4};
+
 class RawClient {
  public:
   RawClient(LoadRun& run, int client, uint16_t port)
@@ -1106,7 +1117,7 @@ void RawClient::Next() {
   auto start = Clock::now();
   Entry e = EntryFor(origin, port_, m);
   std::string value = EncodeEntry(e);
-  run_.log()->Append(e.request_id, std::move(value), start + std::chrono::seconds(10),
+  run_.log()->Append(e.request_id, std::move(value), start + kAppendDeadline,
                      [this, start](Result<AppendResult> r) {
                        auto end = Clock::now();
                        asio::post(run_.ioc(), [this, start, end, r = std::move(r)] {
@@ -1185,7 +1196,9 @@ struct Summary {
   double p50 = 0, p90 = 0, p99 = 0, mean = 0;  // pooled, ms
   double thr_median = 0, thr_min = 0, thr_max = 0;
   double p50_min = 0, p50_max = 0;
-  std::map<std::string, double> cpu_us_per_request;  // median over rounds
+  std::map<std::string, double> cpu_us_per_request;      // median over rounds
+  std::map<std::string, double> cpu_sys_us_per_request;  // median over rounds
+  double append_mean_ms = 0, apply_mean_ms = 0;          // median over rounds (replicated)
 };
 
 Summary Summarize(const std::vector<Point>& points, const std::string& mode, int c) {
@@ -1193,7 +1206,8 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
   s.mode = mode;
   s.concurrency = c;
   std::vector<double> all, thr, p50s;
-  std::map<std::string, std::vector<double>> cpu;
+  std::map<std::string, std::vector<double>> cpu, sys;
+  std::vector<double> append, apply;
   for (const auto& p : points) {
     if (p.mode != mode || p.concurrency != c) continue;
     all.insert(all.end(), p.latency_us.begin(), p.latency_us.end());
@@ -1202,6 +1216,11 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
     s.requests += p.requests;
     s.errors += p.errors;
     for (auto& [n, v] : p.cpu_us_per_request) cpu[n].push_back(v);
+    for (auto& [n, v] : p.cpu_sys_us_per_request) sys[n].push_back(v);
+    if (p.metrics.is_object()) {
+      append.push_back(p.metrics["append_mean_ms"].get<double>());
+      apply.push_back(p.metrics["apply_mean_ms"].get<double>());
+    }
   }
   if (thr.empty()) return s;
   std::sort(all.begin(), all.end());
@@ -1217,6 +1236,9 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
   s.p50_min = *std::min_element(p50s.begin(), p50s.end());
   s.p50_max = *std::max_element(p50s.begin(), p50s.end());
   for (auto& [n, v] : cpu) s.cpu_us_per_request[n] = Median(v);
+  for (auto& [n, v] : sys) s.cpu_sys_us_per_request[n] = Median(v);
+  s.append_mean_ms = Median(append);
+  s.apply_mean_ms = Median(apply);
   return s;
 }
 
@@ -1238,6 +1260,11 @@ class Bench {
   void Log(const std::string& s) {
     double t = std::chrono::duration<double>(Clock::now() - started_).count();
     std::fprintf(stderr, "[bench %6.1fs] %s\n", t, s.c_str());
+  }
+  std::vector<int> Active() const {
+    std::vector<int> out;
+    for (int i = 0; i < o_.active_replicas; ++i) out.push_back(i);
+    return out;
   }
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - started_).count(); }
 
@@ -1306,10 +1333,10 @@ int Bench::Run() {
       tmp_->path().string());
   cluster_->StartEtcd();
   cluster_->StartApp(-1);
-  for (int i = 0; i < kReplicas; ++i) cluster_->StartApp(i);
-  for (int i = 0; i < kReplicas; ++i) cluster_->StartProxy(i);
+  for (int i : Active()) cluster_->StartApp(i);
+  for (int i : Active()) cluster_->StartProxy(i);
   auto ready_timeout = o_.proxy0_wrapper.empty() ? milliseconds(60000) : milliseconds(180000);
-  for (int i = 0; i < kReplicas; ++i) {
+  for (int i : Active()) {
     if (!cluster_->WaitReady(i, ready_timeout)) {
       throw std::runtime_error("proxy " + std::to_string(i) + " not ready; logs in " +
                                tmp_->path().string());
@@ -1479,7 +1506,7 @@ void Bench::Matrix() {
         if (mode == Mode::kReplicated) {
           spec.on_sample = [&] {
             std::array<double, 4> a{};
-            for (int i = 0; i < kReplicas; ++i) {
+            for (int i : Active()) {
               std::string text = cluster_->Metrics(i);
               auto [as, ac] = HistogramSums(text, "k8shmir_append_latency_seconds");
               auto [ps, pc] = HistogramSums(text, "k8shmir_apply_latency_seconds");
@@ -1504,7 +1531,7 @@ void Bench::Matrix() {
         if (mode == Mode::kReplicated) {
           max_index_ = std::max(max_index_, r.max_index);
           // No backlog of one point may spill into the next.
-          if (!cluster_->WaitApplied(max_index_, milliseconds(60000))) {
+          if (!cluster_->WaitApplied(max_index_, milliseconds(60000), Active())) {
             throw std::runtime_error("replicas did not apply index " + std::to_string(max_index_));
           }
         }
@@ -1530,12 +1557,13 @@ void Bench::Matrix() {
 
 void Bench::RssPhase() {
   std::vector<int64_t> before;
-  for (int i = 0; i < kReplicas; ++i) before.push_back(ReadRssKib(cluster_->ProxyPid(i)));
+  for (int i : Active()) before.push_back(ReadRssKib(cluster_->ProxyPid(i)));
   const double budget_left = o_.budget_s - Elapsed() - 20;
+  std::string before_text;
+  for (int64_t b : before) before_text += " " + std::to_string(b);
   Log("rss: " + std::to_string(o_.rss_requests) + " replicated requests, " +
-      std::to_string(o_.rss_concurrency) + " clients; VmRSS before (KiB): " +
-      std::to_string(before[0]) + " " + std::to_string(before[1]) + " " +
-      std::to_string(before[2]) + "; at most " + Fmt("%.0f", budget_left) + " s");
+      std::to_string(o_.rss_concurrency) + " clients; VmRSS before (KiB):" + before_text +
+      "; at most " + Fmt("%.0f", budget_left) + " s");
   json samples = json::array();
   auto begin = Clock::now();
   RunSpec spec;
@@ -1549,23 +1577,25 @@ void Bench::RssPhase() {
     if (++ticks % 5 != 0) return;
     json s = {{"t_s", std::chrono::duration<double>(Clock::now() - begin).count()}};
     json rss = json::array();
-    for (int i = 0; i < kReplicas; ++i) rss.push_back(ReadRssKib(cluster_->ProxyPid(i)));
+    for (int i : Active()) rss.push_back(ReadRssKib(cluster_->ProxyPid(i)));
     s["rss_kib"] = rss;
     samples.push_back(s);
   };
   RunResult r = Load(spec);
   max_index_ = std::max(max_index_, r.max_index);
-  cluster_->WaitApplied(max_index_, milliseconds(60000));
+  cluster_->WaitApplied(max_index_, milliseconds(60000), Active());
   std::vector<int64_t> after;
   json proxies = json::array();
   double worst = 0;
-  for (int i = 0; i < kReplicas; ++i) {
+  std::string after_text;
+  for (int i : Active()) {
     after.push_back(ReadRssKib(cluster_->ProxyPid(i)));
     double ratio =
         before[i] > 0 ? static_cast<double>(after[i]) / static_cast<double>(before[i]) : 0;
     worst = std::max(worst, ratio);
     proxies.push_back(
         {{"replica", i}, {"before_kib", before[i]}, {"after_kib", after[i]}, {"ratio", ratio}});
+    after_text += " " + std::to_string(after[i]);
   }
   std::sort(r.latency_us.begin(), r.latency_us.end());
   out_["rss"] = {{"requests", r.completed},
@@ -1582,17 +1612,16 @@ void Bench::RssPhase() {
                  {"samples", samples}};
   Log("rss: " + std::to_string(r.completed) + " requests in " + Fmt("%.1f", r.seconds) + " s (" +
       Fmt("%.0f", static_cast<double>(r.completed) / r.seconds) + " req/s, " +
-      std::to_string(r.errors) + " errors); VmRSS after (KiB): " + std::to_string(after[0]) + " " +
-      std::to_string(after[1]) + " " + std::to_string(after[2]) +
+      std::to_string(r.errors) + " errors); VmRSS after (KiB):" + after_text +
       (r.truncated ? " (TRUNCATED)" : ""));
 }
 
 void Bench::ConsistencyCheck() {
-  bool applied = cluster_->WaitApplied(max_index_, milliseconds(60000));
+  bool applied = cluster_->WaitApplied(max_index_, milliseconds(60000), Active());
   json digests = json::array();
   std::string first;
   consistent_ = applied;
-  for (int i = 0; i < kReplicas; ++i) {
+  for (int i : Active()) {
     json d = cluster_->Digest(i);
     digests.push_back(d);
     std::string key = d.is_object() ? d["hash"].dump() + d["count"].dump() + d["value"].dump() +
@@ -1614,23 +1643,16 @@ void Bench::Report() {
   md << "Pooled over " << o_.rounds << " round(s) of " << o_.measure_s << " s per point ("
      << o_.warmup_s << " s warm-up excluded); throughput is the median of the rounds "
      << "[min–max]; p50 range = min–max of the per-round p50.\n\n";
-  md << "| mode | clients | requests | errors | throughput req/s [min–max] | p50 ms | p90 ms | p99 "
-        "ms "
-        "| p50 range ms | CPU µs/req etcd/proxies/apps/bench |\n";
-  md << "|---|---:|---:|---:|---|---:|---:|---:|---|---|\n";
+  md << "| mode | clients | requests | errors | throughput req/s [min–max] | p50 ms | p90 ms "
+        "| p99 ms | mean ms | p50 range ms |\n";
+  md << "|---|---:|---:|---:|---|---:|---:|---:|---:|---|\n";
   json summary = json::array();
   for (const auto& s : summaries_) {
-    auto cpu = [&](const char* n) {
-      auto it = s.cpu_us_per_request.find(n);
-      return it == s.cpu_us_per_request.end() ? 0.0 : it->second;
-    };
     md << "| " << s.mode << " | " << s.concurrency << " | " << s.requests << " | " << s.errors
        << " | " << Fmt("%.0f", s.thr_median) << " [" << Fmt("%.0f", s.thr_min) << "–"
        << Fmt("%.0f", s.thr_max) << "] | " << Fmt("%.3f", s.p50) << " | " << Fmt("%.3f", s.p90)
-       << " | " << Fmt("%.3f", s.p99) << " | " << Fmt("%.3f", s.p50_min) << "–"
-       << Fmt("%.3f", s.p50_max) << " | " << Fmt("%.0f", cpu("etcd")) << "/"
-       << Fmt("%.0f", cpu("proxies")) << "/" << Fmt("%.0f", cpu("apps")) << "/"
-       << Fmt("%.0f", cpu("bench")) << " |\n";
+       << " | " << Fmt("%.3f", s.p99) << " | " << Fmt("%.3f", s.mean) << " | "
+       << Fmt("%.3f", s.p50_min) << "–" << Fmt("%.3f", s.p50_max) << " |\n";
     summary.push_back(
         {{"mode", s.mode},
          {"concurrency", s.concurrency},
@@ -1644,7 +1666,10 @@ void Bench::Report() {
            {"mean", s.mean},
            {"p50_min", s.p50_min},
            {"p50_max", s.p50_max}}},
-         {"cpu_us_per_request", s.cpu_us_per_request}});
+         {"cpu_us_per_request", s.cpu_us_per_request},
+         {"cpu_sys_us_per_request", s.cpu_sys_us_per_request},
+         {"proxy_append_mean_ms", s.append_mean_ms},
+         {"proxy_apply_mean_ms", s.apply_mean_ms}});
   }
   json points = json::array();
   for (const auto& p : points_) {
@@ -1758,6 +1783,24 @@ void Bench::Report() {
     add("proxy RSS after/before 200000 requests", false, false, "-", "≤ 1.10", {});
   }
   md << "\nreplicas identical after the run: " << (consistent_ ? "yes" : "NO") << "\n";
+  md << "\nWhere the time goes (medians over rounds): CPU µs per request of all processes of a "
+        "kind (of which in the kernel), and the proxies' own mean append latency (client request "
+        "→ log answer, at the origin) and apply latency (one forward to the app).\n\n"
+     << "| mode | clients | etcd | proxies | apps | bench | proxy append ms | proxy apply ms |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& s : summaries_) {
+    auto cell = [&](const char* n) {
+      auto a = s.cpu_us_per_request.find(n);
+      auto b = s.cpu_sys_us_per_request.find(n);
+      if (a == s.cpu_us_per_request.end()) return std::string("-");
+      return Fmt("%.0f", a->second) + " (" +
+             Fmt("%.0f", b == s.cpu_sys_us_per_request.end() ? 0.0 : b->second) + ")";
+    };
+    md << "| " << s.mode << " | " << s.concurrency << " | " << cell("etcd") << " | "
+       << cell("proxies") << " | " << cell("apps") << " | " << cell("bench") << " | "
+       << (s.mode == "replicated" ? Fmt("%.3f", s.append_mean_ms) : "-") << " | "
+       << (s.mode == "replicated" ? Fmt("%.3f", s.apply_mean_ms) : "-") << " |\n";
+  }
   out_["targets"] = targets;
   out_["duration_s"] = Elapsed();
 

@@ -12,6 +12,9 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
+
+#include "codec/header_filter.h"
 
 namespace k8shmir {
 
@@ -54,12 +57,92 @@ using Clock = std::chrono::steady_clock;
 using RequestMessage = http::request<http::string_body>;
 using ResponseParser = http::response_parser<http::string_body>;
 
+// The forwarded request as a Beast message (the general path of SerializeForwardRequest).
+RequestMessage BuildForwardMessage(const HttpRequest& request, int64_t index,
+                                   std::string_view index_header) {
+  RequestMessage req;
+  http::verb verb = http::string_to_verb(request.method);
+  if (verb == http::verb::unknown) {
+    req.method_string(request.method);
+  } else {
+    req.method(verb);
+  }
+  req.target(request.target);
+  req.version(request.version);
+  for (const auto& h : request.headers) req.insert(h.name, h.value);
+  req.set(beast::string_view(index_header.data(), index_header.size()), std::to_string(index));
+  req.keep_alive(true);
+  req.body() = request.body;
+  // Content-Length: 0 only where a body is meaningful, as a client would send it.
+  if (!request.body.empty() || verb == http::verb::post || verb == http::verb::put ||
+      verb == http::verb::patch) {
+    if (verb == http::verb::trace) {
+      // Beast refuses to frame a TRACE with a body (it throws). The entry is in the log and
+      // every replica must forward the same bytes, so send it with its length; the app decides.
+      req.content_length(request.body.size());
+    } else {
+      req.prepare_payload();
+    }
+  }
+  return req;
+}
+
 struct Exchange {
   beast::error_code ec;
   std::optional<http::response<http::string_body>> response;
 };
 
 }  // namespace
+
+std::string SerializeForwardRequest(const HttpRequest& request, int64_t index,
+                                    std::string_view index_header) {
+  // Framing headers and Connection interact with what Beast adds (keep-alive, Content-Length),
+  // and Beast groups repeated header names at the first one's place: entries written by a proxy
+  // carry neither (hop-by-hop headers are dropped, clients rarely repeat a header), but the log
+  // is shared, so an entry that does goes through Beast itself.
+  bool simple = (request.version == 10 || request.version == 11) && request.headers.size() <= 32;
+  for (std::size_t i = 0; simple && i < request.headers.size(); ++i) {
+    const std::string& name = request.headers[i].name;
+    if (IEquals(name, "content-length") || IEquals(name, "transfer-encoding") ||
+        IEquals(name, "connection")) {
+      simple = false;
+    }
+    if (IEquals(name, index_header)) continue;  // erased, wherever it is
+    for (std::size_t j = i + 1; simple && j < request.headers.size(); ++j) {
+      if (IEquals(name, request.headers[j].name)) simple = false;
+    }
+  }
+  if (!simple) {
+    std::ostringstream out;
+    out << BuildForwardMessage(request, index, index_header);
+    return std::move(out).str();
+  }
+  // The bytes Beast writes for BuildForwardMessage, without building the message: request line,
+  // the headers in order (minus any index header), the index header, then what keep_alive(true)
+  // and prepare_payload() add.
+  const std::string& m = request.method;
+  const bool body_expected = m == "POST" || m == "PUT" || m == "PATCH";
+  const bool length = (!request.body.empty() || body_expected) &&
+                      (!request.body.empty() || m == "POST" || m == "PUT" || m == "OPTIONS");
+  const std::string index_text = std::to_string(index);
+  const std::string length_text = std::to_string(request.body.size());
+  std::size_t size = m.size() + request.target.size() + 13 + index_header.size() +
+                     index_text.size() + 4 + 26 + 18 + length_text.size() + request.body.size();
+  for (const auto& h : request.headers) size += h.name.size() + h.value.size() + 4;
+  std::string out;
+  out.reserve(size);
+  out.append(m).append(" ").append(request.target);
+  out.append(request.version == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  for (const auto& h : request.headers) {
+    if (IEquals(h.name, index_header)) continue;
+    out.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  out.append(index_header).append(": ").append(index_text).append("\r\n");
+  if (request.version == 10) out.append("Connection: keep-alive\r\n");
+  if (length) out.append("Content-Length: ").append(length_text).append("\r\n");
+  out.append("\r\n").append(request.body);
+  return out;
+}
 
 // All connection state lives on one strand; every public call posts into it.
 struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
@@ -163,62 +246,49 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     }
   }
 
-  RequestMessage BuildForward(const HttpRequest& request, int64_t index) const {
-    RequestMessage req;
-    http::verb verb = http::string_to_verb(request.method);
-    if (verb == http::verb::unknown) {
-      req.method_string(request.method);
-    } else {
-      req.method(verb);
-    }
-    req.target(request.target);
-    req.version(request.version);
-    for (const auto& h : request.headers) req.insert(h.name, h.value);
-    req.set(options.index_header, std::to_string(index));
-    req.keep_alive(true);
-    req.body() = request.body;
-    // Content-Length: 0 only where a body is meaningful, as a client would send it.
-    if (!request.body.empty() || verb == http::verb::post || verb == http::verb::put ||
-        verb == http::verb::patch) {
-      req.prepare_payload();
-    }
-    return req;
+  // Writes `wire` (a serialized request) and reads the response.
+  asio::awaitable<Exchange> RoundTripWire(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                          const std::string& wire, bool head) {
+    Exchange x;
+    stream.expires_after(options.timeout);
+    co_await asio::async_write(stream, asio::buffer(wire),
+                               asio::redirect_error(asio::use_awaitable, x.ec));
+    if (x.ec) co_return x;
+    ResponseParser parser;
+    parser.body_limit(options.response_limit);
+    parser.header_limit(64 * 1024);
+    if (head) parser.skip(true);
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, x.ec));
+    if (x.ec) co_return x;
+    x.response = parser.release();
+    co_return x;
   }
 
-  asio::awaitable<void> DoForward(HttpRequest request, int64_t index, int64_t expected,
-                                  ForwardCallback done) {
+  asio::awaitable<ForwardResult> ForwardOnce(const std::string& wire, bool head, int64_t index,
+                                             int64_t expected) {
     if (conn && Clock::now() - conn->last_used > options.max_idle) CloseConnection();
     if (!conn) {
       auto fresh = std::make_shared<Connection>(strand);
       if (auto ec = co_await Connect(fresh->stream)) {
-        done(Error{ErrorCode::kUnavailable, "app connect: " + ec.message()});
-        co_return;
+        co_return Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
       }
       auto app_index = co_await QueryIndex(fresh->stream, fresh->buffer);
-      if (!app_index) {
-        done(app_index.error());
-        co_return;
-      }
-      if (*app_index != expected) {
-        done(AppIndexMismatch{*app_index});
-        co_return;
-      }
+      if (!app_index) co_return app_index.error();
+      if (*app_index != expected) co_return AppIndexMismatch{*app_index};
       if (!fresh->stream.socket().is_open()) {
         // The app closed after answering; validate a new connection next time.
-        done(Error{ErrorCode::kUnavailable, "app closed the validated connection"});
-        co_return;
+        co_return Error{ErrorCode::kUnavailable, "app closed the validated connection"};
       }
       conn = fresh;
     }
     std::shared_ptr<Connection> c = conn;
-    auto req = BuildForward(request, index);
-    Exchange x = co_await RoundTrip(c->stream, c->buffer, req);
+    Exchange x = co_await RoundTripWire(c->stream, c->buffer, wire, head);
     c->last_used = Clock::now();
     if (x.ec) {
       if (conn == c) CloseConnection();
-      done(Error{ErrorCode::kUnknown,
-                 "forward of index " + std::to_string(index) + " failed: " + x.ec.message()});
-      co_return;
+      co_return Error{ErrorCode::kUnknown,
+                      "forward of index " + std::to_string(index) + " failed: " + x.ec.message()};
     }
     HttpResponse out;
     out.status = x.response->result_int();
@@ -228,7 +298,22 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     }
     out.body = std::move(x.response->body());
     if (!x.response->keep_alive() && conn == c) CloseConnection();
-    done(std::move(out));
+    co_return out;
+  }
+
+  asio::awaitable<void> DoForward(std::string wire, bool head, int64_t index, int64_t expected,
+                                  ForwardCallback done) {
+    // `done` runs exactly once, whatever happens: co_spawn(detached) would swallow an exception,
+    // and the replica would wait for this forward for ever (it has only one in flight).
+    ForwardResult result = Error{ErrorCode::kUnknown, "forward did not complete"};
+    try {
+      result = co_await ForwardOnce(wire, head, index, expected);
+    } catch (const std::exception& e) {
+      CloseConnection();
+      result = Error{ErrorCode::kUnknown,
+                     "forward of index " + std::to_string(index) + " failed: " + e.what()};
+    }
+    done(std::move(result));
   }
 };
 
@@ -251,10 +336,14 @@ void HttpApp::LastIndex(IndexCallback done) {
 
 void HttpApp::Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                       ForwardCallback done) {
+  // Serialized here, once: the coroutine keeps only the bytes, not a copy of the request.
+  std::string wire = SerializeForwardRequest(request, index, impl_->options.index_header);
+  const bool head = request.method == "HEAD";
   asio::co_spawn(
       impl_->strand,
-      [impl = impl_, request, index, expected_applied, done = std::move(done)]() mutable {
-        return impl->DoForward(std::move(request), index, expected_applied, std::move(done));
+      [impl = impl_, wire = std::move(wire), head, index, expected_applied,
+       done = std::move(done)]() mutable {
+        return impl->DoForward(std::move(wire), head, index, expected_applied, std::move(done));
       },
       asio::detached);
 }

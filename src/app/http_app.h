@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "k8shmir/app.h"
 
@@ -26,6 +27,13 @@ struct HttpAppOptions {
 // Parses a last-index answer: {"index": N} with N >= 0; null or a missing key count as 0
 // (`*lenient` is set then, so the caller can warn). Anything else is kProtocol.
 Result<int64_t> ParseLastIndex(unsigned status, const std::string& body, bool* lenient);
+
+// The bytes Forward sends: `request` with `index_header: index` (any header of that name
+// replaced), `Connection: keep-alive` for HTTP/1.0 and a Content-Length where a body is meaningful,
+// byte for byte what Beast writes for that message (a TRACE with a body, which Beast refuses to
+// frame, gets its Content-Length too). Exposed for tests.
+std::string SerializeForwardRequest(const HttpRequest& request, int64_t index,
+                                    std::string_view index_header);
 
 class HttpApp : public App {
  public:

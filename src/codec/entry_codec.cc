@@ -1,5 +1,8 @@
 #include "codec/entry_codec.h"
 
+#include <google/protobuf/arena.h>
+
+#include <cstddef>
 #include <random>
 
 #include "k8shmir/entry.pb.h"  // generated from proto/k8shmir/entry.proto
@@ -24,7 +27,14 @@ std::string EncodeEntry(const Entry& entry) {
 }
 
 Result<Entry> DecodeEntry(std::string_view bytes) {
-  k8shmir::v1::Entry pb;
+  // Every replica decodes every entry: parse into an arena that starts on the stack (one block
+  // for a typical entry instead of a heap allocation per field), then move the strings out.
+  alignas(std::max_align_t) char initial_block[2048];
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.initial_block = initial_block;
+  arena_options.initial_block_size = sizeof initial_block;
+  google::protobuf::Arena arena(arena_options);
+  auto& pb = *google::protobuf::Arena::CreateMessage<k8shmir::v1::Entry>(&arena);
   if (!pb.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return Error{ErrorCode::kProtocol, "entry is not a valid k8shmir.v1.Entry"};
   }
@@ -36,14 +46,16 @@ Result<Entry> DecodeEntry(std::string_view bytes) {
                  "entry has unsupported HTTP version " + std::to_string(pb.http_version())};
   }
   Entry e;
-  e.request_id = pb.request_id();
-  e.origin = pb.origin();
+  e.request_id = std::move(*pb.mutable_request_id());
+  e.origin = std::move(*pb.mutable_origin());
   e.appended_unix_ms = pb.appended_unix_ms();
-  e.request.method = pb.method();
-  e.request.target = pb.target();
+  e.request.method = std::move(*pb.mutable_method());
+  e.request.target = std::move(*pb.mutable_target());
   e.request.version = pb.http_version();
   e.request.headers.reserve(pb.headers_size());
-  for (const auto& h : pb.headers()) e.request.headers.push_back({h.name(), h.value()});
+  for (auto& h : *pb.mutable_headers()) {
+    e.request.headers.push_back({std::move(*h.mutable_name()), std::move(*h.mutable_value())});
+  }
   e.request.body = std::move(*pb.mutable_body());
   return e;
 }
