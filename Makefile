@@ -52,7 +52,7 @@ test-e2e: build
 demo: build
 	BUILD_DIR="$(abspath $(BUILD_DIR))" bash scripts/demo.sh
 
-## bench: build k8shmir-bench, then run it (about 8 minutes): direct / raw log / replicated on
+## bench: build k8shmir-bench, then run it (about 5 minutes): direct / raw log / replicated on
 ## loopback, a Markdown table and PASS/FAIL per target on stdout, bench/results/latest.{json,png}.
 ## BENCH_ARGS passes more flags (k8shmir-bench --help), e.g. BENCH_ARGS="--rounds 1".
 BENCH_ARGS ?=
