@@ -12,6 +12,7 @@
 
 #include "admin/status_render.h"
 #include "common/async_callback.h"
+#include "common/listen.h"
 
 namespace k8shmir {
 
@@ -117,20 +118,7 @@ AdminServer::AdminServer(asio::io_context& ioc, std::string address, uint16_t po
 AdminServer::~AdminServer() = default;
 
 Status AdminServer::Listen() {
-  beast::error_code ec;
-  auto address = asio::ip::make_address(state_->address, ec);
-  if (ec) return Error{ErrorCode::kInvalid, "bad admin address '" + state_->address + "'"};
-  tcp::endpoint endpoint(address, state_->port);
-  auto& a = state_->acceptor;
-  a.open(endpoint.protocol(), ec);
-  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) a.bind(endpoint, ec);
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Error{ErrorCode::kUnavailable, "cannot listen on admin " + state_->address + ":" +
-                                              std::to_string(state_->port) + ": " + ec.message()};
-  }
-  return OkStatus();
+  return ListenOn(state_->acceptor, state_->address, state_->port, "admin");
 }
 
 void AdminServer::Start() {

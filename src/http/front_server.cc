@@ -15,6 +15,7 @@
 
 #include "codec/header_filter.h"
 #include "common/async_callback.h"
+#include "common/listen.h"
 
 namespace k8shmir {
 
@@ -252,23 +253,7 @@ FrontServer::FrontServer(asio::io_context& ioc, FrontServerOptions options,
 FrontServer::~FrontServer() = default;
 
 Status FrontServer::Listen() {
-  beast::error_code ec;
-  auto address = asio::ip::make_address(state_->options.address, ec);
-  if (ec) {
-    return Error{ErrorCode::kInvalid, "bad listen address '" + state_->options.address + "'"};
-  }
-  tcp::endpoint endpoint(address, state_->options.port);
-  auto& a = state_->acceptor;
-  a.open(endpoint.protocol(), ec);
-  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) a.bind(endpoint, ec);
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Error{ErrorCode::kUnavailable, "cannot listen on " + state_->options.address + ":" +
-                                              std::to_string(state_->options.port) + ": " +
-                                              ec.message()};
-  }
-  return OkStatus();
+  return ListenOn(state_->acceptor, state_->options.address, state_->options.port, "client");
 }
 
 void FrontServer::Start() {

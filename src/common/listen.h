@@ -1,0 +1,15 @@
+// Binds and listens an acceptor on address:port, with an error that names them (and `what`).
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <string>
+
+#include "k8shmir/result.h"
+
+namespace k8shmir {
+
+Status ListenOn(boost::asio::ip::tcp::acceptor& acceptor, const std::string& address, uint16_t port,
+                const std::string& what);
+
+}  // namespace k8shmir
