@@ -16,6 +16,7 @@
 
 #include "support/counter_model.h"
 #include "support/etcd_cluster.h"
+#include "support/fault_load.h"
 #include "support/http_client.h"
 #include "support/replicated_cluster.h"
 #include "support/util.h"
@@ -62,38 +63,6 @@ HttpResult Send(HttpConnection& conn, const CounterOp& op) {
                          op.kind == CounterOp::Kind::kAppend ? "text/plain" : "application/json");
   }
   return conn.Request(op.Method(), op.Target(), op.Body(), headers);
-}
-
-// The identity of a journaled operation: its op and operand, without the index.
-std::string EntryKey(const json& entry) {
-  if (!entry.is_object()) return "<not an object>";
-  const std::string op = entry.value("op", "?");
-  if (op == "APPEND") return "APPEND " + entry.value("text", "");
-  if (op == "RESET") return "RESET";
-  return op + " " + (entry.contains("value") ? entry["value"].dump() : "?");
-}
-
-std::string OpKey(const CounterOp& op) { return EntryKey(op.JournalEntry(0)); }
-
-std::string Truncated(const std::string& s, size_t n = 200) {
-  return s.size() > n ? s.substr(0, n) + "...(" + std::to_string(s.size()) + " bytes)" : s;
-}
-
-// A readable account of where two journals differ (they can be too long to print whole).
-std::string JournalDiff(const json& actual, const json& expected) {
-  if (!actual.is_array()) return "journal is not an array: " + Truncated(actual.dump());
-  std::string out = "sizes " + std::to_string(actual.size()) + " (actual) vs " +
-                    std::to_string(expected.size()) + " (expected)";
-  const size_t n = std::min(actual.size(), expected.size());
-  for (size_t i = 0; i < n; ++i) {
-    if (actual[i] != expected[i]) {
-      return out + "; first difference at position " + std::to_string(i) + ": actual " +
-             Truncated(actual[i].dump()) + ", expected " + Truncated(expected[i].dump());
-    }
-  }
-  if (actual.size() > n) out += "; first extra entry " + Truncated(actual[n].dump());
-  if (expected.size() > n) out += "; first missing entry " + Truncated(expected[n].dump());
-  return out;
 }
 
 // Every replica applied exactly what `model` says, and nothing else: same journal, value, hash

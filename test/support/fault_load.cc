@@ -15,38 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// The identity of a journaled operation: its op and operand, without the index.
-std::string EntryKey(const json& entry) {
-  if (!entry.is_object()) return "<not an object>";
-  const std::string op = entry.value("op", "?");
-  if (op == "APPEND") return "APPEND " + entry.value("text", "");
-  if (op == "RESET") return "RESET";
-  return op + " " + (entry.contains("value") ? entry["value"].dump() : "?");
-}
-
-std::string OpKey(const CounterOp& op) { return EntryKey(op.JournalEntry(0)); }
-
-std::string Truncated(const std::string& s, size_t n = 200) {
-  return s.size() > n ? s.substr(0, n) + "...(" + std::to_string(s.size()) + " bytes)" : s;
-}
-
-// Where two journals first differ (they are too long to print whole).
-std::string JournalDiff(const json& actual, const json& expected) {
-  if (!actual.is_array()) return "journal is not an array: " + Truncated(actual.dump());
-  std::string out = "sizes " + std::to_string(actual.size()) + " vs " +
-                    std::to_string(expected.size()) + " (reference)";
-  const size_t n = std::min(actual.size(), expected.size());
-  for (size_t i = 0; i < n; ++i) {
-    if (actual[i] != expected[i]) {
-      return out + "; first difference at position " + std::to_string(i) + ": " +
-             Truncated(actual[i].dump()) + " vs " + Truncated(expected[i].dump());
-    }
-  }
-  if (actual.size() > n) out += "; first extra entry " + Truncated(actual[n].dump());
-  if (expected.size() > n) out += "; first missing entry " + Truncated(expected[n].dump());
-  return out;
-}
-
 std::string Describe(const OpRecord& r) {
   return "client " + std::to_string(r.client) + " (proxy " + std::to_string(r.target) + ") op " +
          std::to_string(r.seq) + " " + r.op.Describe() + ": " + r.res.Describe();
@@ -73,6 +41,38 @@ class Problems {
 };
 
 }  // namespace
+
+// The identity of a journaled operation: its op and operand, without the index.
+std::string EntryKey(const json& entry) {
+  if (!entry.is_object()) return "<not an object>";
+  const std::string op = entry.value("op", "?");
+  if (op == "APPEND") return "APPEND " + entry.value("text", "");
+  if (op == "RESET") return "RESET";
+  return op + " " + (entry.contains("value") ? entry["value"].dump() : "?");
+}
+
+std::string OpKey(const CounterOp& op) { return EntryKey(op.JournalEntry(0)); }
+
+std::string Truncated(const std::string& s, size_t n) {
+  return s.size() > n ? s.substr(0, n) + "...(" + std::to_string(s.size()) + " bytes)" : s;
+}
+
+// Where two journals first differ (they are too long to print whole).
+std::string JournalDiff(const json& actual, const json& expected) {
+  if (!actual.is_array()) return "journal is not an array: " + Truncated(actual.dump());
+  std::string out = "sizes " + std::to_string(actual.size()) + " vs " +
+                    std::to_string(expected.size()) + " (reference)";
+  const size_t n = std::min(actual.size(), expected.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (actual[i] != expected[i]) {
+      return out + "; first difference at position " + std::to_string(i) + ": " +
+             Truncated(actual[i].dump()) + " vs " + Truncated(expected[i].dump());
+    }
+  }
+  if (actual.size() > n) out += "; first extra entry " + Truncated(actual[n].dump());
+  if (expected.size() > n) out += "; first missing entry " + Truncated(expected[n].dump());
+  return out;
+}
 
 int64_t ResponseLogIndex(const HttpResult& r) {
   const std::string v = r.Header("K8shmir-Log-Index");

@@ -140,4 +140,12 @@ struct CheckOptions {
 void CheckHistory(ReplicatedCluster& cluster, History& history, const CheckOptions& options = {},
                   json* journal_out = nullptr);
 
+// The identity of a journaled operation: its op and operand, without the index.
+std::string EntryKey(const json& entry);
+std::string OpKey(const CounterOp& op);
+// `s`, cut to `n` bytes with a note of its full size.
+std::string Truncated(const std::string& s, size_t n = 200);
+// Where two journals first differ (they are too long to print whole).
+std::string JournalDiff(const json& actual, const json& expected);
+
 }  // namespace k8shmir::testing
