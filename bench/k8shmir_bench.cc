@@ -383,6 +383,19 @@ std::pair<double, double> HistogramSums(const std::string& text, const std::stri
   return {sum, count};
 }
 
+// Sum of a Prometheus counter over every series of one text exposition.
+double CounterSum(const std::string& text, const std::string& name) {
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + "{", 0) == 0) {
+      sum += std::strtod(line.substr(line.rfind(' ') + 1).c_str(), nullptr);
+    }
+  }
+  return sum;
+}
+
 // ---- /proc readings ----------------------------------------------------------------------------
 
 int64_t ReadRssKib(pid_t pid) {
@@ -1122,7 +1135,7 @@ void RawClient::Next() {
                        auto end = Clock::now();
                        asio::post(run_.ioc(), [this, start, end, r = std::move(r)] {
                          run_.Record(start, end, r.ok(), r.ok() ? "" : r.error().message,
-                                     r.ok() ? r->index : 0);
+                                     r.ok() ? r->first_index : 0);
                          Next();
                        });
                      });
@@ -1199,6 +1212,7 @@ struct Summary {
   std::map<std::string, double> cpu_us_per_request;      // median over rounds
   std::map<std::string, double> cpu_sys_us_per_request;  // median over rounds
   double append_mean_ms = 0, apply_mean_ms = 0;          // median over rounds (replicated)
+  double entries_per_append = 0;                         // median over rounds (replicated)
 };
 
 Summary Summarize(const std::vector<Point>& points, const std::string& mode, int c) {
@@ -1207,7 +1221,7 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
   s.concurrency = c;
   std::vector<double> all, thr, p50s;
   std::map<std::string, std::vector<double>> cpu, sys;
-  std::vector<double> append, apply;
+  std::vector<double> append, apply, batch;
   for (const auto& p : points) {
     if (p.mode != mode || p.concurrency != c) continue;
     all.insert(all.end(), p.latency_us.begin(), p.latency_us.end());
@@ -1220,6 +1234,7 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
     if (p.metrics.is_object()) {
       append.push_back(p.metrics["append_mean_ms"].get<double>());
       apply.push_back(p.metrics["apply_mean_ms"].get<double>());
+      batch.push_back(p.metrics.value("entries_per_append", 0.0));
     }
   }
   if (thr.empty()) return s;
@@ -1239,6 +1254,7 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
   for (auto& [n, v] : sys) s.cpu_sys_us_per_request[n] = Median(v);
   s.append_mean_ms = Median(append);
   s.apply_mean_ms = Median(apply);
+  s.entries_per_append = Median(batch);
   return s;
 }
 
@@ -1502,10 +1518,10 @@ void Bench::Matrix() {
         spec.spread = o_.replicated_proxies;
         // The proxies' own view (replicated mode): mean append latency (client request to the
         // log's answer, at the origin) and mean apply latency (one forward to the app).
-        std::vector<std::array<double, 4>> sums;
+        std::vector<std::array<double, 6>> sums;
         if (mode == Mode::kReplicated) {
           spec.on_sample = [&] {
-            std::array<double, 4> a{};
+            std::array<double, 6> a{};
             for (int i : Active()) {
               std::string text = cluster_->Metrics(i);
               auto [as, ac] = HistogramSums(text, "k8shmir_append_latency_seconds");
@@ -1514,6 +1530,8 @@ void Bench::Matrix() {
               a[1] += ac;
               a[2] += ps;
               a[3] += pc;
+              a[4] += CounterSum(text, "k8shmir_log_appends_total");
+              a[5] += CounterSum(text, "k8shmir_log_appended_entries_total");
             }
             sums.push_back(a);
           };
@@ -1526,6 +1544,7 @@ void Bench::Matrix() {
           r.metrics = {{"append_mean_ms", mean_ms(e[0] - b[0], e[1] - b[1])},
                        {"appends", e[1] - b[1]},
                        {"apply_mean_ms", mean_ms(e[2] - b[2], e[3] - b[3])},
+                       {"entries_per_append", e[4] > b[4] ? (e[5] - b[5]) / (e[4] - b[4]) : 0.0},
                        {"applies", e[3] - b[3]}};
         }
         if (mode == Mode::kReplicated) {
@@ -1669,7 +1688,8 @@ void Bench::Report() {
          {"cpu_us_per_request", s.cpu_us_per_request},
          {"cpu_sys_us_per_request", s.cpu_sys_us_per_request},
          {"proxy_append_mean_ms", s.append_mean_ms},
-         {"proxy_apply_mean_ms", s.apply_mean_ms}});
+         {"proxy_apply_mean_ms", s.apply_mean_ms},
+         {"proxy_entries_per_append", s.entries_per_append}});
   }
   json points = json::array();
   for (const auto& p : points_) {
@@ -1786,8 +1806,9 @@ void Bench::Report() {
   md << "\nWhere the time goes (medians over rounds): CPU µs per request of all processes of a "
         "kind (of which in the kernel), and the proxies' own mean append latency (client request "
         "→ log answer, at the origin) and apply latency (one forward to the app).\n\n"
-     << "| mode | clients | etcd | proxies | apps | bench | proxy append ms | proxy apply ms |\n"
-     << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+     << "| mode | clients | etcd | proxies | apps | bench | proxy append ms | proxy apply ms | "
+        "entries per append |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& s : summaries_) {
     auto cell = [&](const char* n) {
       auto a = s.cpu_us_per_request.find(n);
@@ -1799,7 +1820,8 @@ void Bench::Report() {
     md << "| " << s.mode << " | " << s.concurrency << " | " << cell("etcd") << " | "
        << cell("proxies") << " | " << cell("apps") << " | " << cell("bench") << " | "
        << (s.mode == "replicated" ? Fmt("%.3f", s.append_mean_ms) : "-") << " | "
-       << (s.mode == "replicated" ? Fmt("%.3f", s.apply_mean_ms) : "-") << " |\n";
+       << (s.mode == "replicated" ? Fmt("%.3f", s.apply_mean_ms) : "-") << " | "
+       << (s.mode == "replicated" ? Fmt("%.1f", s.entries_per_append) : "-") << " |\n";
   }
   out_["targets"] = targets;
   out_["duration_s"] = Elapsed();

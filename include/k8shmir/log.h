@@ -14,17 +14,30 @@
 
 namespace k8shmir {
 
-// One committed entry. `index` is the log position (etcd: the revision that created the key).
-// Indices increase strictly along the log but may have gaps.
+// One committed entry. `index` is its log position. Indices increase strictly along the log but
+// may have gaps (etcd: revision x 256 + position in the batch, see src/log/batch_format.h).
 struct LogRecord {
   int64_t index = 0;
-  std::string id;     // the entry's unique id (last segment of its key)
+  std::string id;     // the entry's unique id
   std::string value;  // the encoded entry
+  // The log holds something at this index that is not an entry of ours (a foreign or corrupt
+  // write): every replica sees it alike and must skip it. `value` is empty then.
+  bool malformed = false;
 };
 
+// One entry to append.
+struct LogEntry {
+  std::string id;
+  std::string value;
+};
+
+// The most entries one Append may carry.
+inline constexpr std::size_t kMaxBatchEntries = 256;
+
 struct AppendResult {
-  int64_t index = 0;
-  // False when the entry already existed (a retried append); index is still the original one.
+  // Index of the batch's first entry; entry i of the batch has index first_index + i.
+  int64_t first_index = 0;
+  // False when the batch already existed (a retried append); first_index is still the original.
   bool created = true;
 };
 
@@ -33,6 +46,9 @@ struct LogHead {
   int64_t revision = 0;
   // Index of the newest entry of this group, 0 when the group's log is empty.
   int64_t last_index = 0;
+  // Every index <= end_index that will ever exist is already in the log: an app reporting an
+  // index above it holds state that does not come from this log.
+  int64_t end_index = 0;
 };
 
 // What a subscription delivers, in log order.
@@ -41,8 +57,10 @@ struct LogBatch {
   int64_t revision = 0;            // log service revision when the batch was sent
 };
 struct LogProgress {
-  // Every record with index <= revision has been delivered before this event.
+  // The log service's revision this progress mark stands for.
   int64_t revision = 0;
+  // Every record with index <= end_index has been delivered before this event.
+  int64_t end_index = 0;
 };
 struct LogClosed {
   // kCompacted (with compact_revision set) or kUnavailable/kUnknown/kProtocol. Never kCancelled:
@@ -73,12 +91,22 @@ class Log {
 
   virtual ~Log() = default;
 
-  // Appends `value` as entry `id` unless an entry with that id exists (then returns the existing
-  // one's index with created=false): retries are idempotent. kUnavailable means the log refused it
-  // before it could commit; kUnknown means it may have committed.
-  // The callback runs exactly once, on any thread, never inside this call.
-  virtual void Append(const std::string& id, std::string value, Deadline deadline,
-                      AppendCallback done) = 0;
+  // Appends `entries` (1 to kMaxBatchEntries, in this order, at consecutive indices) atomically as
+  // batch `batch_id`, unless a batch with that id and entry count exists (then returns the
+  // existing one's first index with created=false): a retry with the same id and entries is
+  // idempotent. Batch ids must be unique: the log does not compare the entries of a retry.
+  // kUnavailable means the log refused it before it could commit; kUnknown means it may have
+  // committed; kInvalid means it can never be appended (empty, too many entries, too large). The
+  // callback runs exactly once, on any thread, never inside this call.
+  virtual void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries,
+                           Deadline deadline, AppendCallback done) = 0;
+
+  // A batch of one entry whose batch id is the entry's id.
+  void Append(const std::string& id, std::string value, Deadline deadline, AppendCallback done) {
+    std::vector<LogEntry> entries;
+    entries.push_back(LogEntry{id, std::move(value)});
+    AppendBatch(id, std::move(entries), deadline, std::move(done));
+  }
 
   // Reads the log head. The callback runs exactly once, on any thread, never inside this call.
   virtual void Head(Deadline deadline, HeadCallback done) = 0;

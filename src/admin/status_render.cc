@@ -26,6 +26,8 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"recoveries", s.recoveries},
       {"last_recovery_ms", s.last_recovery_ms},
       {"watch_restarts", s.watch_restarts},
+      {"log_appends", s.log_appends},
+      {"log_appended_entries", s.log_appended_entries},
       {"requests",
        {{"committed", s.requests_committed},
         {"not_committed", s.requests_not_committed},
@@ -93,6 +95,10 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   counter("k8shmir_recoveries_total", "Recoveries from an app or forwarding failure.",
           s.recoveries);
   counter("k8shmir_watch_restarts_total", "Log watch streams re-created.", s.watch_restarts);
+  counter("k8shmir_log_appends_total", "Append requests (batches of entries) sent to the log.",
+          s.log_appends);
+  counter("k8shmir_log_appended_entries_total", "Entries sent to the log in those batches.",
+          s.log_appended_entries);
   WriteHistogram(out, "k8shmir_append_latency_seconds", "Time to append an entry to the log.",
                  labels, s.append_latency);
   WriteHistogram(out, "k8shmir_apply_latency_seconds", "Time the app took to apply an entry.",

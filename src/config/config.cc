@@ -191,6 +191,14 @@ const std::vector<Option>& Options() {
     o.push_back(SizeOption("max-queued-entries",
                            "committed entries buffered before the watch is paused",
                            &Config::max_queued_entries, d.max_queued_entries, 16, 1 << 20));
+    o.push_back(SizeOption("max-appends-in-flight",
+                           "log appends in flight at once; requests arriving meanwhile are "
+                           "batched into the next append",
+                           &Config::max_appends_in_flight, d.max_appends_in_flight, 1, 64));
+    o.push_back(SizeOption("max-batch-bytes",
+                           "encoded entries per log append before a batch is cut (a larger "
+                           "single entry goes alone)",
+                           &Config::max_batch_bytes, d.max_batch_bytes, 1, kMaxEntryBytes));
     o.push_back(SizeOption("max-connections", "client connections at once (else refused)",
                            &Config::max_connections, d.max_connections, 1, 1 << 20));
     o.push_back(StringOption("log-level", "trace|debug|info|warn|error", &Config::log_level,

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "log/batch_format.h"
 #include "log/etcd_errors.h"
 #include "log/timer_queue.h"
 #include "log/watch_decoder.h"
@@ -42,6 +43,15 @@ constexpr std::chrono::seconds kEndpointWarningInterval{5};
 std::chrono::system_clock::time_point ToSystemClock(Clock::time_point t) {
   return std::chrono::system_clock::now() +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(t - Clock::now());
+}
+
+// Index of the newest entry in the answer to a HeadRequest (0 for an empty log).
+int64_t LastIndexOf(const etcdserverpb::RangeResponse& response, const std::string& prefix) {
+  if (response.kvs().empty()) return 0;
+  const auto& kv = response.kvs(0);
+  std::string_view key = kv.key();
+  if (key.substr(0, prefix.size()) == prefix) key.remove_prefix(prefix.size());
+  return LastIndexOfBatch(kv.create_revision(), key);
 }
 
 // A read changes nothing: every failure means "no effect" and is worth retrying.
@@ -80,7 +90,8 @@ class EtcdLog::Core {
   explicit Core(EtcdLogOptions opts);
   ~Core();
 
-  void Append(const std::string& id, std::string value, Deadline deadline, AppendCallback done);
+  void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
+                   AppendCallback done);
   void Head(Deadline deadline, HeadCallback done);
   std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
   void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
@@ -287,7 +298,8 @@ class EtcdLog::Core::WatchSession final
       auto* create = write_.mutable_create_request();
       create->set_key(core_->options.prefix);
       create->set_range_end(core_->range_end);
-      create->set_start_revision(from_index_);
+      // Start revision 0 would mean "from now" to etcd; the log starts at revision 1.
+      create->set_start_revision(std::max<int64_t>(RevisionOfIndex(from_index_), 1));
       create->set_progress_notify(true);
       create->add_filters(etcdserverpb::WatchCreateRequest::NODELETE);
       create->set_fragment(true);
@@ -490,7 +502,7 @@ class EtcdLog::Core::WatchSession final
         return;
       }
       const auto& response = result.value();
-      int64_t last_index = response.kvs().empty() ? 0 : response.kvs(0).create_revision();
+      int64_t last_index = LastIndexOf(response, session->core_->options.prefix);
       session->progress_pending_ = true;
       session->pending_revision_ =
           std::max(session->pending_revision_, response.header().revision());
@@ -516,7 +528,7 @@ class EtcdLog::Core::WatchSession final
     progress_pending_ = false;
     // Answer every request, even when a periodic notification already told as much.
     last_progress_ = std::max(last_progress_, pending_revision_);
-    events.emplace_back(LogProgress{last_progress_});
+    events.emplace_back(LogProgress{last_progress_, EndIndexOfRevision(last_progress_)});
   }
 
   // With deliver_mu held and mu not held (on_event may call Cancel or RequestProgress).
@@ -663,19 +675,23 @@ etcdserverpb::RangeRequest EtcdLog::Core::HeadRequest() const {
   return request;
 }
 
-void EtcdLog::Core::Append(const std::string& id, std::string value, Deadline deadline,
-                           AppendCallback done) {
-  if (id.empty()) {
+void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries,
+                                Deadline deadline, AppendCallback done) {
+  std::size_t count = entries.size();
+  Result<std::string> value =
+      batch_id.empty() ? Result<std::string>(Error{ErrorCode::kInvalid, "empty batch id"})
+                       : EncodeBatch(std::move(entries));
+  if (!value) {
     // Counted like any operation, so that shutdown waits for this callback too.
     OpStarted();
-    timer_.Post([this, done = std::move(done)]() mutable {
+    timer_.Post([this, done = std::move(done), error = value.error()]() mutable {
       auto callback = std::move(done);
       OpFinished();
-      callback(Error{ErrorCode::kInvalid, "empty entry id"});
+      callback(std::move(error));
     });
     return;
   }
-  std::string key = options.prefix + id;
+  std::string key = options.prefix + BatchKeySuffix(batch_id, count);
   etcdserverpb::TxnRequest request;
   auto* compare = request.add_compare();
   compare->set_key(key);
@@ -684,8 +700,8 @@ void EtcdLog::Core::Append(const std::string& id, std::string value, Deadline de
   compare->set_create_revision(0);
   auto* put = request.add_success()->mutable_request_put();
   put->set_key(key);
-  put->set_value(std::move(value));
-  // Only the existing entry's create_revision is needed, not its (possibly large) value.
+  put->set_value(std::move(*value));
+  // Only the existing batch's create_revision is needed, not its (possibly large) value.
   auto* range = request.add_failure()->mutable_request_range();
   range->set_key(key);
   range->set_keys_only(true);
@@ -693,31 +709,39 @@ void EtcdLog::Core::Append(const std::string& id, std::string value, Deadline de
   // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
   // the failure branch and returns the same index with created=false.
   RetryingCall<etcdserverpb::TxnResponse>::Start(
-      this, "append " + id, deadline,
+      this, "append " + batch_id, deadline,
       [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
                                      etcdserverpb::TxnResponse* response,
                                      std::function<void(grpc::Status)> callback) {
         stub->async()->Txn(context, &request, response, std::move(callback));
       },
       ClassifyWriteFailure,
-      [id, done = std::move(done)](Result<etcdserverpb::TxnResponse> result) {
+      [batch_id, done = std::move(done)](Result<etcdserverpb::TxnResponse> result) {
         if (!result) return done(result.error());
         const auto& response = result.value();
-        if (response.succeeded()) {
-          // The entry's index is the revision of the transaction that created its key.
-          if (response.header().revision() <= 0) {
-            return done(Error{ErrorCode::kProtocol,
-                              "etcd committed entry " + id + " without telling its revision"});
-          }
-          return done(AppendResult{response.header().revision(), true});
-        }
-        if (response.responses_size() != 1 || !response.responses(0).has_response_range() ||
-            response.responses(0).response_range().kvs_size() != 1 ||
-            response.responses(0).response_range().kvs(0).create_revision() <= 0) {
+        int64_t revision = 0;
+        bool created = response.succeeded();
+        if (created) {
+          // The batch's revision is the one of the transaction that created its key.
+          revision = response.header().revision();
+        } else if (response.responses_size() == 1 && response.responses(0).has_response_range() &&
+                   response.responses(0).response_range().kvs_size() == 1) {
+          revision = response.responses(0).response_range().kvs(0).create_revision();
+        } else {
           return done(Error{ErrorCode::kProtocol,
-                            "etcd says entry " + id + " exists but did not return it"});
+                            "etcd says batch " + batch_id + " exists but did not return it"});
         }
-        done(AppendResult{response.responses(0).response_range().kvs(0).create_revision(), false});
+        if (revision <= 0) {
+          return done(
+              Error{ErrorCode::kProtocol, "etcd did not tell the revision of batch " + batch_id});
+        }
+        if (revision >= kMaxBatchRevision) {
+          spdlog::critical("etcd revision {} is past the last one k8shmir can index ({})", revision,
+                           kMaxBatchRevision - 1);
+          return done(Error{ErrorCode::kProtocol, "etcd revision " + std::to_string(revision) +
+                                                      " gives log indices of 2^53 and more"});
+        }
+        done(AppendResult{IndexOf(revision, 0), created});
       });
 }
 
@@ -730,11 +754,12 @@ void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
         stub->async()->Range(context, &request, response, std::move(callback));
       },
       ClassifyReadFailure,
-      [done = std::move(done)](Result<etcdserverpb::RangeResponse> result) {
+      [done = std::move(done),
+       core_prefix = options.prefix](Result<etcdserverpb::RangeResponse> result) {
         if (!result) return done(result.error());
         const auto& response = result.value();
-        done(LogHead{response.header().revision(),
-                     response.kvs().empty() ? 0 : response.kvs(0).create_revision()});
+        done(LogHead{response.header().revision(), LastIndexOf(response, core_prefix),
+                     EndIndexOfRevision(response.header().revision())});
       });
 }
 
@@ -757,7 +782,6 @@ void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<v
 }
 
 std::unique_ptr<Subscription> EtcdLog::Core::Subscribe(int64_t from_index, EventCallback on_event) {
-  // Start revision 0 would mean "from now" to etcd; the log starts at index 1.
   from_index = std::max<int64_t>(from_index, 1);
   auto shared = std::make_shared<SubShared>();
   auto* session = new WatchSession(this, shared, PickEndpoint(), from_index, std::move(on_event));
@@ -864,9 +888,9 @@ EtcdLog::EtcdLog(EtcdLogOptions options)
 
 EtcdLog::~EtcdLog() = default;
 
-void EtcdLog::Append(const std::string& id, std::string value, Deadline deadline,
-                     AppendCallback done) {
-  core_->Append(id, std::move(value), deadline, std::move(done));
+void EtcdLog::AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries,
+                          Deadline deadline, AppendCallback done) {
+  core_->AppendBatch(batch_id, std::move(entries), deadline, std::move(done));
 }
 
 void EtcdLog::Head(Deadline deadline, HeadCallback done) { core_->Head(deadline, std::move(done)); }

@@ -1,7 +1,8 @@
 // The replicated log on etcd 3.4 over gRPC (design brief, section 3).
 //
-// One replication group = one key prefix; each entry is the key prefix + id, created once by a
-// conditional transaction; an entry's index is the etcd revision that created its key. All calls
+// One replication group = one key prefix; each batch of entries is one key, prefix + batch id +
+// "." + entry count, created once by a conditional transaction; entry i of a batch created at
+// revision R has index R * 256 + i (src/log/batch_format.h). All calls
 // are asynchronous: gRPC's callback API plus one small timer thread of our own (retry backoff,
 // watch liveness checks). Nothing blocks the caller except the destructor.
 #pragma once
@@ -48,12 +49,13 @@ class EtcdLog : public Log {
   EtcdLog(const EtcdLog&) = delete;
   EtcdLog& operator=(const EtcdLog&) = delete;
 
-  // Txn{ if create_revision(key) == 0 then Put(key, value) else Range(key) }, retried until the
-  // deadline while the outcome is not definitive. Errors: kUnavailable = certainly not committed,
-  // kUnknown = may have committed (a later Append of the same id tells), kInvalid = refused as
-  // malformed (e.g. too large), kProtocol = etcd's answer made no sense.
-  void Append(const std::string& id, std::string value, Deadline deadline,
-              AppendCallback done) override;
+  // Txn{ if create_revision(key) == 0 then Put(key, batch) else Range(key) } on the batch's key
+  // (src/log/batch_format.h), retried until the deadline while the outcome is not definitive.
+  // Errors: kUnavailable = certainly not committed, kUnknown = may have committed (a later
+  // append of the same batch tells), kInvalid = refused as malformed (e.g. too large),
+  // kProtocol = etcd's answer made no sense.
+  void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
+                   AppendCallback done) override;
 
   // A linearizable read of the newest entry of the prefix. Errors are kUnavailable.
   void Head(Deadline deadline, HeadCallback done) override;

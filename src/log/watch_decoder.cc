@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <utility>
+
+#include "log/batch_format.h"
 
 namespace k8shmir {
 
@@ -72,14 +75,13 @@ std::vector<LogEvent> WatchDecoder::Feed(const etcdserverpb::WatchResponse& resp
     if (revision <= progress_revision_) return {};
     progress_revision_ = revision;
     std::vector<LogEvent> out;
-    out.emplace_back(LogProgress{revision});
+    out.emplace_back(LogProgress{revision, EndIndexOfRevision(revision)});
     return out;
   }
 
   AppendRecords(resp.events(), records);
   if (records.empty()) return {};
   delivered_index_ = records.back().index;
-  delivered_id_ = records.back().id;
   std::vector<LogEvent> out;
   // header.revision is not a progress mark: when etcd catches a watcher up it sends its current
   // revision with the first chunk of old events.
@@ -101,36 +103,59 @@ void WatchDecoder::AppendRecords(const google::protobuf::RepeatedPtrField<mvccpb
       spdlog::error("etcd watch on {}: ignoring key {} outside the prefix", prefix_, kv.key());
       continue;
     }
-    std::string id = kv.key().substr(prefix_.size());
-    if (kv.create_revision() != kv.mod_revision()) {
-      // Entries are created once and never modified by k8shmir: something else wrote this key.
+    std::string_view suffix = std::string_view(kv.key()).substr(prefix_.size());
+    int64_t revision = kv.create_revision();
+    if (revision != kv.mod_revision()) {
+      // Batches are created once and never modified by k8shmir: something else wrote this key.
       spdlog::error(
-          "etcd watch on {}: entry {} (index {}) was overwritten at revision {}; ignoring the "
+          "etcd watch on {}: batch {} (revision {}) was overwritten at revision {}; ignoring the "
           "overwrite",
-          prefix_, id, kv.create_revision(), kv.mod_revision());
+          prefix_, suffix, revision, kv.mod_revision());
       continue;
     }
-    int64_t index = kv.create_revision();
-    int64_t last_index = out.empty() ? delivered_index_ : out.back().index;
-    const std::string& last_id = out.empty() ? delivered_id_ : out.back().id;
-    if (index < from_index_) {
-      spdlog::warn("etcd watch on {}: ignoring entry {} at index {} before the start index {}",
-                   prefix_, id, index, from_index_);
+    if (revision < RevisionOfIndex(from_index_)) {
+      spdlog::warn("etcd watch on {}: ignoring batch {} at revision {} before the start index {}",
+                   prefix_, suffix, revision, from_index_);
       continue;
     }
-    if (index == last_index && id == last_id) {
+    if (revision == accepted_revision_ && suffix == accepted_key_) {
       // Some etcd 3.4 releases may send an event twice (known watch bugs).
-      spdlog::warn("etcd watch on {}: ignoring repeated entry {} at index {}", prefix_, id, index);
+      spdlog::warn("etcd watch on {}: ignoring repeated batch {} at revision {}", prefix_, suffix,
+                   revision);
       continue;
     }
-    if (index <= last_index) {
+    if (revision == accepted_revision_) {
+      // A foreign transaction wrote several keys at once. Head() may name this key's announced
+      // last index as the log's newest; deliver that index (malformed, so skipped) to keep it
+      // reachable, unless an earlier key of the revision already covered it.
+      int64_t index = LastIndexOfBatch(revision, suffix);
+      int64_t last = out.empty() ? delivered_index_ : out.back().index;
       spdlog::error(
-          "etcd watch on {}: ignoring entry {} at index {}, not after the last delivered index "
-          "{} (etcd went back in time, or a foreign transaction wrote several keys at once)",
-          prefix_, id, index, last_index);
+          "etcd watch on {}: batch {} shares revision {} with {}: a foreign multi-key "
+          "transaction; index {} will be skipped",
+          prefix_, suffix, revision, accepted_key_, index);
+      if (index > last && index >= from_index_) {
+        out.push_back(LogRecord{index, std::string(suffix), std::string(), true});
+      }
       continue;
     }
-    out.push_back(LogRecord{index, std::move(id), kv.value()});
+    if (revision < accepted_revision_) {
+      spdlog::error(
+          "etcd watch on {}: ignoring batch {} at revision {}, not after the last delivered "
+          "revision {} (etcd went back in time, or a foreign transaction wrote several keys at "
+          "once)",
+          prefix_, suffix, revision, accepted_revision_);
+      continue;
+    }
+    accepted_revision_ = revision;
+    accepted_key_.assign(suffix);
+    std::size_t first = out.size();
+    DecodeBatch(revision, suffix, kv.value(), out);
+    // A subscription may start inside a batch (a replica that applied part of it).
+    auto begin = out.begin() + static_cast<std::ptrdiff_t>(first);
+    auto keep = std::find_if(begin, out.end(),
+                             [this](const LogRecord& r) { return r.index >= from_index_; });
+    out.erase(begin, keep);
   }
 }
 

@@ -14,7 +14,8 @@ namespace k8shmir {
 
 class WatchDecoder {
  public:
-  // `prefix` is the watched key prefix; `from_index` the watch's start revision.
+  // `prefix` is the watched key prefix; `from_index` the first index to deliver (the watch starts
+  // at its revision, RevisionOfIndex(from_index)).
   WatchDecoder(std::string prefix, int64_t from_index);
 
   // The events `resp` yields, in delivery order (usually zero or one). Once a LogClosed was
@@ -39,7 +40,10 @@ class WatchDecoder {
   bool closed_ = false;
   int64_t watch_id_ = 0;
   int64_t delivered_index_;
-  std::string delivered_id_;  // id of the record at delivered_index_
+  // The newest batch accepted (delivered, or held in fragment_records_): repeats and rewinds of
+  // etcd's watch are recognised by batch.
+  int64_t accepted_revision_ = 0;
+  std::string accepted_key_;
   int64_t progress_revision_ = 0;
   // Events of a response etcd split into fragments (fragment=true on all but the last one).
   std::vector<LogRecord> fragment_records_;

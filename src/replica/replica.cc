@@ -85,7 +85,10 @@ void Replica::Stop() {
     for (const auto& [id, p] : self->pending_) ids.push_back(id);
     for (const auto& id : ids) {
       const Pending& p = self->pending_.at(id);
-      if (p.index != 0) {
+      if (p.in_outbox) {
+        self->Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0,
+                                   "the proxy is shutting down; the request was not sent", 1));
+      } else if (p.index != 0) {
         self->Reply(id, ErrorReply(502, Outcome::kCommitted, p.index,
                                    "the proxy is shutting down; the request was committed"));
       } else {
@@ -200,7 +203,7 @@ void Replica::FetchHeadAndSubscribe(uint64_t gen) {
         return;
       }
       self->status_.log_head = std::max(self->status_.log_head, r->revision);
-      if (self->status_.applied_index > r->revision) {
+      if (self->status_.applied_index > r->end_index) {
         // The app holds state this log never had (another log, or a wiped etcd). Applying new
         // entries on top would silently diverge, so refuse to serve and say why.
         std::string why = "app is at index " + std::to_string(self->status_.applied_index) +
@@ -319,7 +322,8 @@ void Replica::ResubscribeLater() {
 void Replica::TryForward() {
   while (!stopped_ && !forwarding_ && !recover_pending_ && !queue_.empty()) {
     const LogRecord& record = queue_.front();
-    auto entry = DecodeEntry(record.value);
+    auto entry = record.malformed ? Result<Entry>(Error{ErrorCode::kProtocol, "not an entry"})
+                                  : DecodeEntry(record.value);
     if (!entry) {
       // Every replica decodes the same bytes, so every replica skips this entry alike.
       spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id, record.id,
@@ -508,30 +512,77 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
                           " bytes encoded, limit " + std::to_string(kMaxEntryBytes) + ")"));
       return;
     }
-    const std::string& id = entry.request_id;
+    std::string id = entry.request_id;
     auto now = Clock::now();
     auto deadline = now + self->options_.request_timeout;
     Pending& p = self->pending_[id];
     p.done = std::move(done);
-    p.appended_at = now;
+    p.submitted_at = now;
+    p.deadline = deadline;
     p.timer = std::make_unique<asio::steady_timer>(self->strand_, deadline);
     p.timer->async_wait([self, id](auto ec) {
       if (!ec) self->OnDeadline(id);
     });
-    // Leave a quarter of the budget (at most 1 s) to apply the entry once it is committed.
-    auto margin = std::min<std::chrono::milliseconds>(self->options_.request_timeout / 4,
-                                                      std::chrono::milliseconds(1000));
-    self->log_.Append(id, std::move(value), deadline - margin, [self, id](Result<AppendResult> r) {
-      asio::post(self->strand_,
-                 [self, id, r = std::move(r)]() mutable { self->OnAppended(id, std::move(r)); });
-    });
+    self->outbox_.push_back(LogEntry{std::move(id), std::move(value)});
+    self->FlushAppends();
   });
 }
 
-void Replica::OnAppended(const std::string& id, Result<AppendResult> result) {
+void Replica::FlushAppends() {
+  while (appends_in_flight_ < options_.max_appends_in_flight && !outbox_.empty()) {
+    std::vector<LogEntry> batch;
+    std::vector<std::string> ids;
+    std::size_t bytes = 0;
+    Clock::time_point deadline = Clock::time_point::max();
+    while (!outbox_.empty() && batch.size() < kMaxBatchEntries) {
+      LogEntry& next = outbox_.front();
+      auto it = pending_.find(next.id);
+      if (it == pending_.end()) {  // answered while waiting (deadline)
+        outbox_.pop_front();
+        continue;
+      }
+      if (!batch.empty() && bytes + next.value.size() > options_.max_batch_bytes) break;
+      bytes += next.value.size();
+      it->second.in_outbox = false;
+      deadline = std::min(deadline, it->second.deadline);
+      ids.push_back(next.id);
+      batch.push_back(std::move(next));
+      outbox_.pop_front();
+    }
+    if (batch.empty()) return;
+    ++appends_in_flight_;
+    ++status_.log_appends;
+    status_.log_appended_entries += batch.size();
+    // Leave a quarter of the budget (at most 1 s) to apply the entries once they are committed.
+    auto margin = std::min<std::chrono::milliseconds>(options_.request_timeout / 4,
+                                                      std::chrono::milliseconds(1000));
+    // The first entry's id names the batch: unique, and the same on every retry of the append.
+    std::string batch_id = ids.front();
+    log_.AppendBatch(batch_id, std::move(batch), deadline - margin,
+                     [self = shared_from_this(), ids = std::move(ids)](Result<AppendResult> r) {
+                       asio::post(self->strand_, [self, ids, r = std::move(r)]() mutable {
+                         self->OnAppended(ids, std::move(r));
+                       });
+                     });
+  }
+}
+
+void Replica::OnAppended(const std::vector<std::string>& ids, Result<AppendResult> result) {
+  --appends_in_flight_;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (result) {
+      OnEntryAppended(ids[i], result->first_index + static_cast<int64_t>(i));
+    } else {
+      OnEntryAppended(ids[i], result.error());
+    }
+  }
+  if (!stopped_) FlushAppends();
+}
+
+void Replica::OnEntryAppended(const std::string& id, const Result<int64_t>& result) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;  // already answered: applied first, or past its deadline
-  status_.append_latency.Observe(SecondsSince(it->second.appended_at));
+  status_.append_latency.Observe(SecondsSince(it->second.submitted_at));
   if (!result) {
     const Error& e = result.error();
     if (e.code == ErrorCode::kUnavailable) {
@@ -546,7 +597,7 @@ void Replica::OnAppended(const std::string& id, Result<AppendResult> result) {
     }
     return;
   }
-  int64_t index = result->index;
+  int64_t index = *result;
   it->second.index = index;
   status_.log_last_index = std::max(status_.log_last_index, index);
   if (index <= processed_) {
@@ -563,7 +614,12 @@ void Replica::OnDeadline(const std::string& id) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
   int64_t index = it->second.index;
-  if (index != 0) {
+  if (it->second.in_outbox) {
+    Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0,
+                         "the log was too slow: the request waited for it past the request "
+                         "timeout and was not sent",
+                         1));
+  } else if (index != 0) {
     Reply(id, ErrorReply(504, Outcome::kCommitted, index,
                          "the request was committed at index " + std::to_string(index) +
                              " but this replica did not apply it within the request timeout"));

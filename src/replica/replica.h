@@ -37,6 +37,12 @@ struct ReplicaOptions {
   int forward_retries = 2;
   // How often an idle serving replica checks that its app still reports the applied index.
   std::chrono::milliseconds heartbeat_interval{1000};
+  // Group commit: requests submitted while this many appends are in flight wait and go to the
+  // log together in the next one (never on a timer: a lone client is never delayed).
+  std::size_t max_appends_in_flight = 1;
+  // A batch is cut at kMaxBatchEntries entries or at this many bytes of encoded entries (a single
+  // larger entry goes alone); etcd refuses requests above 1.5 MiB by default.
+  std::size_t max_batch_bytes = 512 * 1024;
 };
 
 // What the client is told. `outcome` is the K8shmir-Outcome header; `index` (0 = unknown) is
@@ -75,8 +81,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   struct Pending {
     ReplyCallback done;
     std::unique_ptr<boost::asio::steady_timer> timer;
-    int64_t index = 0;  // known once the append answered
-    std::chrono::steady_clock::time_point appended_at;
+    int64_t index = 0;      // known once the append answered
+    bool in_outbox = true;  // not sent to the log yet: certainly not committed
+    std::chrono::steady_clock::time_point submitted_at;
+    std::chrono::steady_clock::time_point deadline;
   };
 
   void SetState(ReplicaState state, const std::string& why);
@@ -99,7 +107,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void MarkApplied(const LogRecord& record, HttpResponse* response);
   void ResolveSkipped();
 
-  void OnAppended(const std::string& id, Result<AppendResult> result);
+  // Sends batches from outbox_ while fewer than max_appends_in_flight appends are in flight.
+  void FlushAppends();
+  void OnAppended(const std::vector<std::string>& ids, Result<AppendResult> result);
+  void OnEntryAppended(const std::string& id, const Result<int64_t>& index);
   void OnDeadline(const std::string& id);
   void Reply(const std::string& id, ClientReply reply);
 
@@ -137,6 +148,11 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::chrono::steady_clock::time_point forward_started_;
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point recovery_started_;
+
+  // Encoded entries waiting for an append slot, oldest first; ids whose request was answered
+  // meanwhile (deadline) are dropped when the batch is cut.
+  std::deque<LogEntry> outbox_;
+  std::size_t appends_in_flight_ = 0;
 
   std::unordered_map<std::string, Pending> pending_;
   std::map<int64_t, std::string> pending_by_index_;

@@ -40,13 +40,16 @@ struct ReplicaStatus {
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log
   uint64_t recoveries = 0;
   uint64_t watch_restarts = 0;
+  uint64_t log_appends = 0;           // append requests (batches) sent to the log
+  uint64_t log_appended_entries = 0;  // entries in them
   int64_t last_recovery_ms = 0;
   uint64_t pending_requests = 0;
   uint64_t queued_entries = 0;
   Histogram append_latency;
   Histogram apply_latency;
 
-  // Index distance between the newest known entry of the group and the app's state.
+  // Index distance between the newest known entry of the group and the app's state. Not an entry
+  // count: indices of consecutive batches are at least 256 apart.
   int64_t Lag() const {
     return log_last_index > applied_index ? log_last_index - applied_index : 0;
   }

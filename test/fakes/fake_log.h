@@ -1,9 +1,11 @@
-// An in-memory Log for unit tests: a vector of records, indices from a revision counter that
-// other "groups" can bump to create gaps, and knobs to inject the failures etcd can produce.
+// An in-memory Log for unit tests: a vector of records, indices from a counter that other
+// "groups" can bump to create gaps (a batch's entries get consecutive indices), and knobs to
+// inject the failures etcd can produce.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -20,6 +22,8 @@ class FakeLog : public Log {
   std::optional<Error> append_error;       // every Append fails with it (nothing stored)
   bool append_commits_then_fails = false;  // stores the entry but reports kUnknown
   std::optional<Error> head_error;
+  // Appends wait in held_appends() until ReleaseAppends() (to observe group commit).
+  bool hold_appends = false;
   int64_t compacted_below = 0;  // Subscribe(from < this) closes with kCompacted
 
   // Writes by someone else: advances the revision without an entry of ours (an index gap).
@@ -43,6 +47,16 @@ class FakeLog : public Log {
     for (auto& s : subs_) s->Close(error, compact_revision);
   }
 
+  // Completes every held append (in order), as the log would.
+  void ReleaseAppends() {
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& h : held) DoAppend(h.batch_id, std::move(h.entries), std::move(h.done));
+  }
+  std::size_t held_appends() const { return held_.size(); }
+  // Entry count of every AppendBatch call, in call order.
+  const std::vector<std::size_t>& batch_sizes() const { return batch_sizes_; }
+
   const std::vector<LogRecord>& records() const { return records_; }
   int subscribe_calls() const { return subscribe_calls_; }
   int64_t last_subscribe_from() const { return last_from_; }
@@ -53,23 +67,14 @@ class FakeLog : public Log {
   }
 
   // ---- Log ----
-  void Append(const std::string& id, std::string value, Deadline, AppendCallback done) override {
-    if (append_error) {
-      Post([done, e = *append_error] { done(e); });
+  void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline,
+                   AppendCallback done) override {
+    batch_sizes_.push_back(entries.size());
+    if (hold_appends) {
+      held_.push_back(Held{batch_id, std::move(entries), std::move(done)});
       return;
     }
-    for (const auto& r : records_) {
-      if (r.id == id) {
-        Post([done, i = r.index] { done(AppendResult{i, false}); });
-        return;
-      }
-    }
-    int64_t index = AddEntry(id, std::move(value));
-    if (append_commits_then_fails) {
-      Post([done] { done(Error{ErrorCode::kUnknown, "fake: deadline exceeded"}); });
-      return;
-    }
-    Post([done, index] { done(AppendResult{index, true}); });
+    DoAppend(batch_id, std::move(entries), std::move(done));
   }
 
   void Head(Deadline, HeadCallback done) override {
@@ -77,7 +82,7 @@ class FakeLog : public Log {
       Post([done, e = *head_error] { done(e); });
       return;
     }
-    LogHead h{revision_, records_.empty() ? 0 : records_.back().index};
+    LogHead h{revision_, records_.empty() ? 0 : records_.back().index, revision_};
     Post([done, h] { done(h); });
   }
 
@@ -99,6 +104,36 @@ class FakeLog : public Log {
   }
 
  private:
+  struct Held {
+    std::string batch_id;
+    std::vector<LogEntry> entries;
+    AppendCallback done;
+  };
+
+  void DoAppend(const std::string& batch_id, std::vector<LogEntry> entries, AppendCallback done) {
+    if (append_error) {
+      Post([done, e = *append_error] { done(e); });
+      return;
+    }
+    if (auto it = batches_.find(batch_id); it != batches_.end()) {
+      Post([done, i = it->second] { done(AppendResult{i, false}); });
+      return;
+    }
+    std::vector<LogRecord> added;
+    for (auto& e : entries) {
+      added.push_back(LogRecord{++revision_, std::move(e.id), std::move(e.value)});
+      records_.push_back(added.back());
+    }
+    int64_t first = added.front().index;
+    batches_[batch_id] = first;
+    for (auto& s : subs_) s->Deliver(added);
+    if (append_commits_then_fails) {
+      Post([done] { done(Error{ErrorCode::kUnknown, "fake: deadline exceeded"}); });
+      return;
+    }
+    Post([done, first] { done(AppendResult{first, true}); });
+  }
+
   struct Sub {
     Sub(FakeLog* l, EventCallback cb) : log(l), on_event(std::move(cb)) {}
     FakeLog* log;
@@ -131,6 +166,9 @@ class FakeLog : public Log {
   boost::asio::any_io_executor ex_;
   int64_t revision_ = 0;
   std::vector<LogRecord> records_;
+  std::map<std::string, int64_t> batches_;  // batch id -> first index
+  std::vector<Held> held_;
+  std::vector<std::size_t> batch_sizes_;
   std::vector<std::shared_ptr<Sub>> subs_;
   int subscribe_calls_ = 0;
   int64_t last_from_ = 0;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "log/batch_format.h"
 #include "support/fault_load.h"
 #include "support/replicated_cluster.h"
 #include "support/util.h"
@@ -158,9 +159,12 @@ TEST(EtcdFault, CompactedHistoryUnderAStoppedReplicaNeedsStateTransfer) {
   // Quiesce, so that the compaction does not also cut the history of the live replicas' watches
   // (that would be a different scenario), then compact at the current revision.
   const int64_t revision = cluster.Etcd().Revision();
-  ASSERT_GT(revision, stopped_index);
+  ASSERT_GT(revision, RevisionOfIndex(stopped_index));
   ASSERT_TRUE(WaitFor(
-      [&] { return cluster.AppLastIndex(0) >= revision && cluster.AppLastIndex(1) >= revision; },
+      [&] {
+        return RevisionOfIndex(cluster.AppLastIndex(0)) >= revision &&
+               RevisionOfIndex(cluster.AppLastIndex(1)) >= revision;
+      },
       30s));
   cluster.Etcd().Compact(revision);
 

@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "log/batch_format.h"
+#include "log/etcd_errors.h"
 #include "log/etcd_log.h"
 
 namespace k8shmir {
@@ -227,6 +229,18 @@ Result<AppendResult> AppendSync(Log& log, const std::string& id, const std::stri
   return *result;
 }
 
+Result<AppendResult> AppendBatchSync(Log& log, const std::string& batch_id,
+                                     std::vector<LogEntry> entries,
+                                     std::chrono::milliseconds deadline = 5s) {
+  auto result = Await<Result<AppendResult>>(
+      [&](std::function<void(Result<AppendResult>)> cb) {
+        log.AppendBatch(batch_id, std::move(entries), Clock::now() + deadline, std::move(cb));
+      },
+      deadline + 5s);
+  if (!result) return Error{ErrorCode::kInvalid, "no callback"};
+  return *result;
+}
+
 Result<LogHead> HeadSync(Log& log, std::chrono::milliseconds deadline = 5s) {
   auto result = Await<Result<LogHead>>(
       [&](std::function<void(Result<LogHead>)> cb) {
@@ -248,7 +262,9 @@ Status CompactSync(EtcdLog& log, int64_t revision, std::chrono::milliseconds dea
 }
 
 // Collects a subscription's events and checks the delivery contract as they come: no
-// overlapping calls, nothing after LogClosed, strictly increasing indices.
+// overlapping calls, nothing after LogClosed, strictly increasing indices, no record at or below
+// an end_index already announced by a LogProgress, and LogProgress{revision, end_index} in etcd's
+// mapping (end_index = EndIndexOfRevision(revision)).
 class Collector {
  public:
   Collector() : state_(std::make_shared<State>()) {}
@@ -263,9 +279,20 @@ class Collector {
           for (const auto& record : batch->records) {
             if (record.index <= state->last_index)
               state->violations.push_back("index not increasing");
+            if (record.index <= state->progress_end_index) {
+              state->violations.push_back("record " + std::to_string(record.index) +
+                                          " after LogProgress{end_index " +
+                                          std::to_string(state->progress_end_index) + "}");
+            }
             state->last_index = record.index;
             state->records.push_back(record);
           }
+        } else if (auto* p = std::get_if<LogProgress>(&event)) {
+          if (p->end_index != EndIndexOfRevision(p->revision)) {
+            state->violations.push_back("LogProgress{" + std::to_string(p->revision) +
+                                        "} with end_index " + std::to_string(p->end_index));
+          }
+          state->progress_end_index = std::max(state->progress_end_index, p->end_index);
         } else if (std::holds_alternative<LogClosed>(event)) {
           state->closed = true;
         }
@@ -286,12 +313,13 @@ class Collector {
   bool WaitClosed(std::chrono::milliseconds timeout) {
     return WaitFor([&] { return state_->closed; }, timeout);
   }
-  // Waits for a LogProgress at or past `revision`.
-  bool WaitProgress(int64_t revision, std::chrono::milliseconds timeout = 10s) {
+  // Waits for a LogProgress whose end_index is at or past `index` (a LogProgress at or past
+  // revision R: WaitProgress(EndIndexOfRevision(R))).
+  bool WaitProgress(int64_t index, std::chrono::milliseconds timeout = 10s) {
     return WaitFor(
         [&] {
           for (const auto& e : state_->events) {
-            if (auto* p = std::get_if<LogProgress>(&e); p != nullptr && p->revision >= revision) {
+            if (auto* p = std::get_if<LogProgress>(&e); p != nullptr && p->end_index >= index) {
               return true;
             }
           }
@@ -320,7 +348,8 @@ class Collector {
     return state_->violations;
   }
 
-  // Every LogProgress{R} must come after every record with index <= R among `expected`.
+  // Every LogProgress must come after every record with index <= its end_index among
+  // `expected`.
   void CheckProgressAfterRecords(const std::vector<int64_t>& expected) {
     std::lock_guard<std::mutex> lock(state_->mu);
     std::set<int64_t> seen;
@@ -329,9 +358,9 @@ class Collector {
         for (const auto& r : batch->records) seen.insert(r.index);
       } else if (auto* p = std::get_if<LogProgress>(&e)) {
         for (int64_t index : expected) {
-          if (index <= p->revision) {
-            EXPECT_TRUE(seen.count(index))
-                << "LogProgress{" << p->revision << "} came before the record at index " << index;
+          if (index <= p->end_index) {
+            EXPECT_TRUE(seen.count(index)) << "LogProgress{" << p->revision << ", " << p->end_index
+                                           << "} came before the record at index " << index;
           }
         }
       }
@@ -346,6 +375,7 @@ class Collector {
     std::vector<LogRecord> records;
     std::vector<std::string> violations;
     int64_t last_index = 0;
+    int64_t progress_end_index = 0;
     bool closed = false;
     std::atomic<bool> in_callback{false};
   };
@@ -375,6 +405,52 @@ bool WaitReady(const std::vector<std::string>& endpoints, std::chrono::milliseco
 
 std::string Value(const std::string& id) { return "value of " + id; }
 
+std::string Prefix(const std::string& group) { return "/k8shmir/" + group + "/log/"; }
+
+// ---- Direct access to etcd, as something other than k8shmir ----------------------------------
+
+std::unique_ptr<etcdserverpb::KV::Stub> RawKv(const std::string& endpoint) {
+  return etcdserverpb::KV::NewStub(
+      grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+}
+
+// Puts key = value; returns the revision of the put (0, and a test failure, when it fails).
+int64_t RawPut(const std::string& endpoint, const std::string& key, const std::string& value) {
+  auto stub = RawKv(endpoint);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 5s);
+  etcdserverpb::PutRequest put;
+  put.set_key(key);
+  put.set_value(value);
+  etcdserverpb::PutResponse response;
+  auto status = stub->Put(&context, put, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return status.ok() ? response.header().revision() : 0;
+}
+
+// A linearizable read of the keys under `prefix`: etcd's revision, and each key with its
+// create_revision.
+struct RawRange {
+  int64_t revision = 0;
+  std::map<std::string, int64_t> keys;
+};
+RawRange RawKeys(const std::string& endpoint, const std::string& prefix) {
+  auto stub = RawKv(endpoint);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 5s);
+  etcdserverpb::RangeRequest range;
+  range.set_key(prefix);
+  range.set_range_end(PrefixRangeEnd(prefix));
+  range.set_keys_only(true);
+  etcdserverpb::RangeResponse response;
+  auto status = stub->Range(&context, range, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  RawRange out;
+  out.revision = response.header().revision();
+  for (const auto& kv : response.kvs()) out.keys.emplace(kv.key(), kv.create_revision());
+  return out;
+}
+
 // ---- Single-member tests ----------------------------------------------------------------------
 
 constexpr int kMaxRequestBytes = 128 * 1024;
@@ -402,22 +478,33 @@ TEST_F(EtcdLogTest, AppendAssignsIncreasingIndicesAndHeadReportsTheLast) {
   ASSERT_TRUE(empty.ok()) << empty.error().message;
   EXPECT_EQ(empty->last_index, 0);
   EXPECT_GE(empty->revision, 1);
+  EXPECT_EQ(empty->end_index, EndIndexOfRevision(empty->revision));
 
   std::vector<int64_t> indices;
   for (int i = 0; i < 5; ++i) {
     auto r = AppendSync(*log, "e" + std::to_string(i), Value("e" + std::to_string(i)));
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_TRUE(r->created);
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
-  // Nothing else writes to this etcd: one revision per append.
-  for (int i = 1; i < 5; ++i) EXPECT_EQ(indices[i], indices[0] + i);
-  EXPECT_EQ(indices[0], empty->revision + 1);
+  // Nothing else writes to this etcd: one revision per append, each a batch of one at position 0.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(indices[i], IndexOf(empty->revision + 1 + i, 0));
 
   auto head = HeadSync(*log);
   ASSERT_TRUE(head.ok()) << head.error().message;
   EXPECT_EQ(head->last_index, indices[4]);
-  EXPECT_EQ(head->revision, indices[4]);
+  EXPECT_EQ(head->revision, RevisionOfIndex(indices[4]));
+  EXPECT_EQ(head->end_index, EndIndexOfRevision(head->revision));
+
+  // On etcd: one key "<id>.1" per append, created at the revision of its index.
+  auto raw = RawKeys(etcd_->Endpoint(0), Prefix("g"));
+  EXPECT_EQ(raw.revision, head->revision);
+  std::map<std::string, int64_t> expected;
+  for (int i = 0; i < 5; ++i) {
+    expected[Prefix("g") + BatchKeySuffix("e" + std::to_string(i), 1)] =
+        RevisionOfIndex(indices[i]);
+  }
+  EXPECT_EQ(raw.keys, expected);
 }
 
 TEST_F(EtcdLogTest, AppendingTheSameIdTwiceReturnsTheOriginalIndex) {
@@ -428,22 +515,25 @@ TEST_F(EtcdLogTest, AppendingTheSameIdTwiceReturnsTheOriginalIndex) {
   auto second = AppendSync(*log, "dup", "v2");
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_FALSE(second->created);
-  EXPECT_EQ(second->index, first->index);
+  EXPECT_EQ(second->first_index, first->first_index);
   // The failure branch of the transaction writes nothing.
   auto head = HeadSync(*log);
   ASSERT_TRUE(head.ok());
-  EXPECT_EQ(head->revision, first->index);
-  EXPECT_EQ(head->last_index, first->index);
+  EXPECT_EQ(head->revision, RevisionOfIndex(first->first_index));
+  EXPECT_EQ(head->last_index, first->first_index);
 
   Collector c;
   auto sub = log->Subscribe(1, c.Callback());
   ASSERT_TRUE(c.WaitRecords(1));
-  ASSERT_TRUE(c.WaitProgress(head->revision));  // periodic notifications (1 s) or nothing more
+  // Periodic notifications (1 s) or nothing more.
+  ASSERT_TRUE(c.WaitProgress(EndIndexOfRevision(head->revision)));
   auto records = c.Records();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].id, "dup");
   EXPECT_EQ(records[0].value, "v1");
-  EXPECT_EQ(records[0].index, first->index);
+  EXPECT_EQ(records[0].index, first->first_index);
+  EXPECT_FALSE(records[0].malformed);
+  EXPECT_TRUE(c.Violations().empty());
 }
 
 TEST_F(EtcdLogTest, SubscriptionFromOneDeliversEverythingInOrder) {
@@ -452,7 +542,7 @@ TEST_F(EtcdLogTest, SubscriptionFromOneDeliversEverythingInOrder) {
   for (int i = 0; i < 10; ++i) {
     auto r = AppendSync(*log, "old" + std::to_string(i), Value("old" + std::to_string(i)));
     ASSERT_TRUE(r.ok()) << r.error().message;
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
   Collector c;
   auto sub = log->Subscribe(1, c.Callback());
@@ -460,7 +550,7 @@ TEST_F(EtcdLogTest, SubscriptionFromOneDeliversEverythingInOrder) {
   for (int i = 0; i < 5; ++i) {
     auto r = AppendSync(*log, "new" + std::to_string(i), Value("new" + std::to_string(i)));
     ASSERT_TRUE(r.ok()) << r.error().message;
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
   ASSERT_TRUE(c.WaitRecords(15));
   auto records = c.Records();
@@ -470,6 +560,7 @@ TEST_F(EtcdLogTest, SubscriptionFromOneDeliversEverythingInOrder) {
     EXPECT_EQ(records[i].id, id);
     EXPECT_EQ(records[i].value, Value(id));
     EXPECT_EQ(records[i].index, indices[i]);
+    EXPECT_FALSE(records[i].malformed);
   }
   EXPECT_FALSE(c.Closed().has_value());
   EXPECT_TRUE(c.Violations().empty());
@@ -481,7 +572,7 @@ TEST_F(EtcdLogTest, SubscriptionFromTheMiddleDeliversOnlyLaterEntries) {
   for (int i = 0; i < 10; ++i) {
     auto r = AppendSync(*log, "e" + std::to_string(i), Value("e" + std::to_string(i)));
     ASSERT_TRUE(r.ok()) << r.error().message;
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
   Collector c;
   auto sub = log->Subscribe(indices[6], c.Callback());
@@ -510,34 +601,40 @@ TEST_F(EtcdLogTest, GroupsAreIsolatedAndOnlyCreateGaps) {
     ASSERT_TRUE(r->ok()) << r->error().message;
     EXPECT_TRUE((*r)->created);
   }
-  EXPECT_EQ(b1->index, a1->index + 1);
-  EXPECT_EQ(a2->index, a1->index + 2);
-  EXPECT_EQ(b2->index, a1->index + 3);
-  EXPECT_EQ(a3->index, a1->index + 4);
+  // One revision per append, whichever group: the other group's appends leave gaps.
+  const int64_t r1 = RevisionOfIndex(a1->first_index);
+  EXPECT_EQ(a1->first_index, IndexOf(r1, 0));
+  EXPECT_EQ(b1->first_index, IndexOf(r1 + 1, 0));
+  EXPECT_EQ(a2->first_index, IndexOf(r1 + 2, 0));
+  EXPECT_EQ(b2->first_index, IndexOf(r1 + 3, 0));
+  EXPECT_EQ(a3->first_index, IndexOf(r1 + 4, 0));
 
   ASSERT_TRUE(ca.WaitRecords(3));
   ASSERT_TRUE(cb.WaitRecords(2));
-  ASSERT_TRUE(ca.WaitProgress(a3->index));
-  ASSERT_TRUE(cb.WaitProgress(a3->index));
+  ASSERT_TRUE(ca.WaitProgress(a3->first_index));
+  ASSERT_TRUE(cb.WaitProgress(a3->first_index));
   auto ra = ca.Records();
   auto rb = cb.Records();
   ASSERT_EQ(ra.size(), 3u);
   ASSERT_EQ(rb.size(), 2u);
-  EXPECT_EQ(ra[0].index, a1->index);
-  EXPECT_EQ(ra[1].index, a2->index);
-  EXPECT_EQ(ra[2].index, a3->index);
+  EXPECT_EQ(ra[0].index, a1->first_index);
+  EXPECT_EQ(ra[1].index, a2->first_index);
+  EXPECT_EQ(ra[2].index, a3->first_index);
   EXPECT_EQ(ra[2].value, "a-3");
-  EXPECT_EQ(rb[0].index, b1->index);
-  EXPECT_EQ(rb[1].index, b2->index);
+  EXPECT_EQ(rb[0].index, b1->first_index);
+  EXPECT_EQ(rb[1].index, b2->first_index);
   EXPECT_EQ(rb[1].value, "b-2");
 
   auto head_a = HeadSync(*a);
   ASSERT_TRUE(head_a.ok());
-  EXPECT_EQ(head_a->last_index, a3->index);
+  EXPECT_EQ(head_a->last_index, a3->first_index);
   auto head_b = HeadSync(*b);
   ASSERT_TRUE(head_b.ok());
-  EXPECT_EQ(head_b->last_index, b2->index);
-  EXPECT_EQ(head_b->revision, a3->index);
+  EXPECT_EQ(head_b->last_index, b2->first_index);
+  EXPECT_EQ(head_b->revision, RevisionOfIndex(a3->first_index));
+  EXPECT_EQ(head_b->end_index, EndIndexOfRevision(head_b->revision));
+  EXPECT_TRUE(ca.Violations().empty());
+  EXPECT_TRUE(cb.Violations().empty());
 }
 
 TEST_F(EtcdLogTest, RequestProgressComesAfterEveryEntryUpToTheHead) {
@@ -546,7 +643,7 @@ TEST_F(EtcdLogTest, RequestProgressComesAfterEveryEntryUpToTheHead) {
   for (int i = 0; i < 50; ++i) {
     auto r = AppendSync(*log, "e" + std::to_string(i), std::string(1000, 'a' + i % 26));
     ASSERT_TRUE(r.ok()) << r.error().message;
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
   Collector c;
   auto sub = log->Subscribe(1, c.Callback());
@@ -561,7 +658,8 @@ TEST_F(EtcdLogTest, RequestProgressComesAfterEveryEntryUpToTheHead) {
   auto foreign = AppendSync(*other, "f", "x");
   ASSERT_TRUE(foreign.ok());
   sub->RequestProgress();
-  ASSERT_TRUE(c.WaitProgress(foreign->index, 10s));
+  ASSERT_TRUE(c.WaitProgress(foreign->first_index, 10s));
+  EXPECT_EQ(c.Records().size(), 50u);
   EXPECT_TRUE(c.Violations().empty());
 }
 
@@ -571,13 +669,15 @@ TEST_F(EtcdLogTest, RequestProgressOnAnEmptyLogAndFromTheFuture) {
   ASSERT_TRUE(head.ok());
   Collector c1, c2;
   auto s1 = log->Subscribe(1, c1.Callback());
-  auto s2 = log->Subscribe(head->revision + 100, c2.Callback());
+  auto s2 = log->Subscribe(IndexOf(head->revision + 100, 0), c2.Callback());
   s1->RequestProgress();
   s2->RequestProgress();
-  ASSERT_TRUE(c1.WaitProgress(head->revision, 5s));
-  ASSERT_TRUE(c2.WaitProgress(head->revision, 5s));
+  ASSERT_TRUE(c1.WaitProgress(EndIndexOfRevision(head->revision), 5s));
+  ASSERT_TRUE(c2.WaitProgress(EndIndexOfRevision(head->revision), 5s));
   EXPECT_TRUE(c1.Records().empty());
   EXPECT_TRUE(c2.Records().empty());
+  EXPECT_TRUE(c1.Violations().empty());
+  EXPECT_TRUE(c2.Violations().empty());
 }
 
 TEST_F(EtcdLogTest, PeriodicProgressNotificationsArrive) {
@@ -588,8 +688,9 @@ TEST_F(EtcdLogTest, PeriodicProgressNotificationsArrive) {
   Collector c;
   auto sub = log->Subscribe(1, c.Callback());
   ASSERT_TRUE(c.WaitRecords(1));
-  ASSERT_TRUE(c.WaitProgress(r->index, 5s));
-  c.CheckProgressAfterRecords({r->index});
+  ASSERT_TRUE(c.WaitProgress(r->first_index, 5s));
+  c.CheckProgressAfterRecords({r->first_index});
+  EXPECT_TRUE(c.Violations().empty());
 }
 
 TEST_F(EtcdLogTest, FragmentedWatchResponsesAreReassembled) {
@@ -602,7 +703,7 @@ TEST_F(EtcdLogTest, FragmentedWatchResponsesAreReassembled) {
   for (int i = 0; i < kEntries; ++i) {
     auto r = AppendSync(*log, "big" + std::to_string(i), std::string(kValueBytes, 'A' + i));
     ASSERT_TRUE(r.ok()) << r.error().message;
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
   Collector c;
   auto sub = log->Subscribe(indices[0], c.Callback());
@@ -622,32 +723,34 @@ TEST_F(EtcdLogTest, AnOverwrittenEntryIsNotDeliveredAgain) {
   auto log = MakeLog();
   auto a = AppendSync(*log, "a", "original");
   ASSERT_TRUE(a.ok());
-  // Something other than k8shmir overwrites the entry.
-  {
-    auto channel = grpc::CreateChannel(etcd_->Endpoint(0), grpc::InsecureChannelCredentials());
-    auto stub = etcdserverpb::KV::NewStub(channel);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + 5s);
-    etcdserverpb::PutRequest put;
-    put.set_key("/k8shmir/g/log/a");
-    put.set_value("overwritten");
-    etcdserverpb::PutResponse response;
-    ASSERT_TRUE(stub->Put(&context, put, &response).ok());
-  }
+  // Something other than k8shmir overwrites the entry's batch key.
+  int64_t overwritten_at =
+      RawPut(etcd_->Endpoint(0), Prefix("g") + BatchKeySuffix("a", 1), "overwritten");
+  ASSERT_EQ(overwritten_at, RevisionOfIndex(a->first_index) + 1);
   auto b = AppendSync(*log, "b", "vb");
   ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->first_index, IndexOf(overwritten_at + 1, 0));
   Collector c;
   auto sub = log->Subscribe(1, c.Callback());
   ASSERT_TRUE(c.WaitRecords(2));
-  ASSERT_TRUE(c.WaitProgress(b->index));
+  ASSERT_TRUE(c.WaitProgress(b->first_index));
   auto records = c.Records();
   ASSERT_EQ(records.size(), 2u);
   // The watch replays both revisions of "a": the creation is delivered, with its original
   // value; the overwrite is not.
   EXPECT_EQ(records[0].id, "a");
-  EXPECT_EQ(records[0].index, a->index);
+  EXPECT_EQ(records[0].index, a->first_index);
   EXPECT_EQ(records[0].value, "original");
+  EXPECT_FALSE(records[0].malformed);
   EXPECT_EQ(records[1].id, "b");
+  EXPECT_EQ(records[1].index, b->first_index);
+  EXPECT_FALSE(records[1].malformed);
+  // Appending "a" again still finds the (overwritten) batch: created=false, the original index.
+  auto again = AppendSync(*log, "a", "original");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->first_index, a->first_index);
+  EXPECT_TRUE(c.Violations().empty());
 }
 
 TEST_F(EtcdLogTest, CompactedHistoryClosesTheSubscription) {
@@ -656,9 +759,11 @@ TEST_F(EtcdLogTest, CompactedHistoryClosesTheSubscription) {
   for (int i = 0; i < 5; ++i) {
     auto r = AppendSync(*log, "e" + std::to_string(i), Value("e" + std::to_string(i)));
     ASSERT_TRUE(r.ok());
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
-  auto compacted = CompactSync(*log, indices[3]);
+  // Compaction works on revisions.
+  const int64_t compact_revision = RevisionOfIndex(indices[3]);
+  auto compacted = CompactSync(*log, compact_revision);
   ASSERT_TRUE(compacted.ok()) << compacted.error().message;
 
   Collector c;
@@ -666,7 +771,7 @@ TEST_F(EtcdLogTest, CompactedHistoryClosesTheSubscription) {
   ASSERT_TRUE(c.WaitClosed(5s));
   auto closed = c.Closed();
   EXPECT_EQ(closed->error.code, ErrorCode::kCompacted) << closed->error.message;
-  EXPECT_EQ(closed->compact_revision, indices[3]);
+  EXPECT_EQ(closed->compact_revision, compact_revision);
   EXPECT_TRUE(c.Records().empty());
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(c.Events().size(), 1u);
@@ -674,14 +779,27 @@ TEST_F(EtcdLogTest, CompactedHistoryClosesTheSubscription) {
 
   // After the compaction point the history is still there.
   Collector later;
-  auto sub2 = log->Subscribe(indices[3] + 1, later.Callback());
+  auto sub2 = log->Subscribe(IndexOf(compact_revision + 1, 0), later.Callback());
   ASSERT_TRUE(later.WaitRecords(1));
   EXPECT_EQ(later.Records()[0].index, indices[4]);
+  // So is the compaction revision itself: etcd keeps it.
+  Collector at;
+  auto sub3 = log->Subscribe(indices[3], at.Callback());
+  ASSERT_TRUE(at.WaitRecords(2));
+  ASSERT_TRUE(at.WaitProgress(indices[4]));
+  auto records = at.Records();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].index, indices[3]);
+  EXPECT_EQ(records[0].id, "e3");
+  EXPECT_EQ(records[1].index, indices[4]);
+  EXPECT_FALSE(at.Closed().has_value());
+  EXPECT_TRUE(later.Violations().empty());
+  EXPECT_TRUE(at.Violations().empty());
 
-  auto again = CompactSync(*log, indices[2]);
+  auto again = CompactSync(*log, RevisionOfIndex(indices[2]));
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, ErrorCode::kCompacted) << again.error().message;
-  auto future = CompactSync(*log, indices[4] + 1000);
+  auto future = CompactSync(*log, RevisionOfIndex(indices[4]) + 1000);
   ASSERT_FALSE(future.ok());
   EXPECT_EQ(future.error().code, ErrorCode::kInvalid) << future.error().message;
 }
@@ -692,7 +810,7 @@ TEST_F(EtcdLogTest, KilledEtcdClosesSubscriptionsRefusesAppendsAndRecovers) {
   for (int i = 0; i < 3; ++i) {
     auto r = AppendSync(*log, "e" + std::to_string(i), Value("e" + std::to_string(i)));
     ASSERT_TRUE(r.ok());
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   }
   Collector c;
   auto sub = log->Subscribe(1, c.Callback());
@@ -727,18 +845,21 @@ TEST_F(EtcdLogTest, KilledEtcdClosesSubscriptionsRefusesAppendsAndRecovers) {
     std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(after.ok()) << after.error().message;
-  EXPECT_GT(after->index, indices.back());
+  EXPECT_GT(after->first_index, indices.back());
 
   Collector c2;
   auto sub2 = log->Subscribe(indices.back() + 1, c2.Callback());
   ASSERT_TRUE(c2.WaitRecords(1));
-  ASSERT_TRUE(c2.WaitProgress(after->index));
+  ASSERT_TRUE(c2.WaitProgress(after->first_index));
   auto records = c2.Records();
   // "during-outage" was certainly not committed.
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].id, "after");
-  EXPECT_EQ(records[0].index, after->index);
+  EXPECT_EQ(records[0].index, after->first_index);
+  EXPECT_TRUE(RawKeys(etcd_->Endpoint(0), Prefix("g"))
+                  .keys.count(Prefix("g") + BatchKeySuffix("during-outage", 1)) == 0);
   EXPECT_TRUE(c.Violations().empty());
+  EXPECT_TRUE(c2.Violations().empty());
 }
 
 TEST_F(EtcdLogTest, UnresponsiveMemberIsDetectedAndAmbiguousAppendsCanBeRetried) {
@@ -774,7 +895,7 @@ TEST_F(EtcdLogTest, UnresponsiveMemberIsDetectedAndAmbiguousAppendsCanBeRetried)
   auto again = AppendSync(*log, "maybe", "m", 5000ms);
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->created);
-  EXPECT_EQ(again->index, retried->index);
+  EXPECT_EQ(again->first_index, retried->first_index);
 
   Collector c2;
   auto sub2 = log->Subscribe(1, c2.Callback());
@@ -782,7 +903,7 @@ TEST_F(EtcdLogTest, UnresponsiveMemberIsDetectedAndAmbiguousAppendsCanBeRetried)
   auto records = c2.Records();
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[1].id, "maybe");
-  EXPECT_EQ(records[1].index, retried->index);
+  EXPECT_EQ(records[1].index, retried->first_index);
 }
 
 TEST_F(EtcdLogTest, CancelStopsDeliveryWithoutLogClosed) {
@@ -829,6 +950,390 @@ TEST_F(EtcdLogTest, DestroyingTheLogWithLiveSubscriptionsAndCallsIsClean) {
   EXPECT_TRUE(c.Violations().empty());
 }
 
+// ---- Batches ----------------------------------------------------------------------------------
+
+// Entries "<stem>-0" ... "<stem>-<n-1>", valued Value(id) or, with value_bytes, that many bytes.
+std::vector<LogEntry> Entries(const std::string& stem, int n, size_t value_bytes = 0) {
+  std::vector<LogEntry> out;
+  for (int i = 0; i < n; ++i) {
+    std::string id = stem + "-" + std::to_string(i);
+    std::string value = value_bytes == 0 ? Value(id) : std::string(value_bytes, 'a' + i % 26);
+    out.push_back(LogEntry{std::move(id), std::move(value)});
+  }
+  return out;
+}
+
+struct ExpectedRecord {
+  int64_t index = 0;
+  std::string id;
+  std::string value;
+  bool malformed = false;
+};
+
+void ExpectRecords(const std::vector<LogRecord>& got, const std::vector<ExpectedRecord>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].index, want[i].index) << "record " << i;
+    EXPECT_EQ(got[i].id, want[i].id) << "record " << i;
+    EXPECT_EQ(got[i].value, want[i].value) << "record " << i;
+    EXPECT_EQ(got[i].malformed, want[i].malformed) << "record " << i;
+  }
+}
+
+TEST_F(EtcdLogTest, AppendBatchPutsItsEntriesAtConsecutiveIndicesOfOneRevision) {
+  auto log = MakeLog();
+  auto before = HeadSync(*log);
+  ASSERT_TRUE(before.ok()) << before.error().message;
+  auto r = AppendBatchSync(*log, "batch", Entries("b", 5));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->created);
+  // Nothing else writes to this etcd: the batch's transaction is the next revision.
+  const int64_t revision = before->revision + 1;
+  EXPECT_EQ(r->first_index, IndexOf(revision, 0));
+
+  auto head = HeadSync(*log);
+  ASSERT_TRUE(head.ok()) << head.error().message;
+  EXPECT_EQ(head->revision, revision);
+  EXPECT_EQ(head->last_index, r->first_index + 4);
+  EXPECT_EQ(head->end_index, EndIndexOfRevision(head->revision));
+
+  // One key "<prefix><batch id>.<count>" for the whole batch.
+  auto raw = RawKeys(etcd_->Endpoint(0), Prefix("g"));
+  EXPECT_EQ(raw.revision, revision);
+  EXPECT_EQ(raw.keys, (std::map<std::string, int64_t>{{"/k8shmir/g/log/batch.5", revision}}));
+
+  Collector c;
+  auto sub = log->Subscribe(1, c.Callback());
+  ASSERT_TRUE(c.WaitRecords(5));
+  ASSERT_TRUE(c.WaitProgress(head->last_index));
+  std::vector<ExpectedRecord> expected;
+  for (int i = 0; i < 5; ++i) {
+    std::string id = "b-" + std::to_string(i);
+    expected.push_back({r->first_index + i, id, Value(id)});
+  }
+  ExpectRecords(c.Records(), expected);
+  EXPECT_FALSE(c.Closed().has_value());
+  EXPECT_TRUE(c.Violations().empty());
+}
+
+TEST_F(EtcdLogTest, RetryingABatchReturnsTheOriginalAndAppendsItOnce) {
+  auto log = MakeLog();
+  auto first = AppendBatchSync(*log, "retry", Entries("r", 5));
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_TRUE(first->created);
+  auto head = HeadSync(*log);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->revision, RevisionOfIndex(first->first_index));
+
+  auto second = AppendBatchSync(*log, "retry", Entries("r", 5));
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->first_index, first->first_index);
+  // The failure branch of the transaction writes nothing.
+  auto head2 = HeadSync(*log);
+  ASSERT_TRUE(head2.ok());
+  EXPECT_EQ(head2->revision, head->revision);
+  EXPECT_EQ(head2->last_index, first->first_index + 4);
+  auto after = AppendSync(*log, "after", Value("after"));
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_EQ(after->first_index, IndexOf(head->revision + 1, 0));
+
+  Collector c;
+  auto sub = log->Subscribe(1, c.Callback());
+  ASSERT_TRUE(c.WaitRecords(6));
+  ASSERT_TRUE(c.WaitProgress(after->first_index));
+  std::vector<ExpectedRecord> expected;
+  for (int i = 0; i < 5; ++i) {
+    std::string id = "r-" + std::to_string(i);
+    expected.push_back({first->first_index + i, id, Value(id)});
+  }
+  expected.push_back({after->first_index, "after", Value("after")});
+  ExpectRecords(c.Records(), expected);
+  EXPECT_EQ(RawKeys(etcd_->Endpoint(0), Prefix("g")).keys.size(), 2u);
+  EXPECT_TRUE(c.Violations().empty());
+}
+
+TEST_F(EtcdLogTest, SubscriptionFromInsideABatchDeliversItsRestThenLaterAppends) {
+  auto log = MakeLog();
+  auto before = AppendSync(*log, "before", Value("before"));
+  ASSERT_TRUE(before.ok()) << before.error().message;
+  auto batch = AppendBatchSync(*log, "mid", Entries("m", 5));
+  ASSERT_TRUE(batch.ok()) << batch.error().message;
+  const int64_t revision = RevisionOfIndex(batch->first_index);
+  ASSERT_EQ(batch->first_index, IndexOf(RevisionOfIndex(before->first_index) + 1, 0));
+
+  Collector c;      // from entry 2 of the batch
+  Collector last;   // from its last entry
+  Collector after;  // from just past it, within its revision (what a replica at end_index asks)
+  auto sub = log->Subscribe(batch->first_index + 2, c.Callback());
+  auto sub_last = log->Subscribe(batch->first_index + 4, last.Callback());
+  auto sub_after = log->Subscribe(batch->first_index + 5, after.Callback());
+  ASSERT_TRUE(c.WaitRecords(3));
+  ASSERT_TRUE(c.WaitProgress(batch->first_index + 4));
+  ExpectRecords(c.Records(), {{batch->first_index + 2, "m-2", Value("m-2")},
+                              {batch->first_index + 3, "m-3", Value("m-3")},
+                              {batch->first_index + 4, "m-4", Value("m-4")}});
+
+  auto later = AppendSync(*log, "later", Value("later"));
+  ASSERT_TRUE(later.ok()) << later.error().message;
+  EXPECT_EQ(later->first_index, IndexOf(revision + 1, 0));
+  auto later_batch = AppendBatchSync(*log, "later-batch", Entries("l", 2));
+  ASSERT_TRUE(later_batch.ok()) << later_batch.error().message;
+  EXPECT_EQ(later_batch->first_index, IndexOf(revision + 2, 0));
+
+  std::vector<ExpectedRecord> tail = {{later->first_index, "later", Value("later")},
+                                      {later_batch->first_index, "l-0", Value("l-0")},
+                                      {later_batch->first_index + 1, "l-1", Value("l-1")}};
+  ASSERT_TRUE(c.WaitRecords(6));
+  ASSERT_TRUE(c.WaitProgress(later_batch->first_index + 1));
+  std::vector<ExpectedRecord> expected = {{batch->first_index + 2, "m-2", Value("m-2")},
+                                          {batch->first_index + 3, "m-3", Value("m-3")},
+                                          {batch->first_index + 4, "m-4", Value("m-4")}};
+  expected.insert(expected.end(), tail.begin(), tail.end());
+  ExpectRecords(c.Records(), expected);
+
+  ASSERT_TRUE(last.WaitRecords(4));
+  ASSERT_TRUE(last.WaitProgress(later_batch->first_index + 1));
+  std::vector<ExpectedRecord> expected_last = {{batch->first_index + 4, "m-4", Value("m-4")}};
+  expected_last.insert(expected_last.end(), tail.begin(), tail.end());
+  ExpectRecords(last.Records(), expected_last);
+
+  ASSERT_TRUE(after.WaitRecords(3));
+  ASSERT_TRUE(after.WaitProgress(later_batch->first_index + 1));
+  ExpectRecords(after.Records(), tail);
+
+  for (auto* collector : {&c, &last, &after}) {
+    EXPECT_FALSE(collector->Closed().has_value());
+    EXPECT_TRUE(collector->Violations().empty());
+  }
+}
+
+TEST_F(EtcdLogTest, MixedAppendsAndBatchesLookTheSameToEverySubscription) {
+  auto log = MakeLog();
+  auto head = HeadSync(*log);
+  ASSERT_TRUE(head.ok()) << head.error().message;
+  int64_t revision = head->revision;
+  std::vector<ExpectedRecord> expected;
+  // Nothing else writes to this etcd: each append takes the next revision.
+  auto single = [&](const std::string& id) {
+    auto r = AppendSync(*log, id, Value(id));
+    ASSERT_TRUE(r.ok()) << id << ": " << r.error().message;
+    EXPECT_TRUE(r->created);
+    EXPECT_EQ(r->first_index, IndexOf(++revision, 0)) << id;
+    expected.push_back({r->first_index, id, Value(id)});
+  };
+  auto batch = [&](const std::string& batch_id, int n) {
+    auto r = AppendBatchSync(*log, batch_id, Entries(batch_id, n));
+    ASSERT_TRUE(r.ok()) << batch_id << ": " << r.error().message;
+    EXPECT_TRUE(r->created);
+    EXPECT_EQ(r->first_index, IndexOf(++revision, 0)) << batch_id;
+    for (int i = 0; i < n; ++i) {
+      std::string id = batch_id + "-" + std::to_string(i);
+      expected.push_back({r->first_index + i, id, Value(id)});
+    }
+  };
+
+  Collector early;  // before anything was appended
+  auto s1 = log->Subscribe(1, early.Callback());
+  single("s0");
+  batch("b1", 3);
+  single("s1");
+  batch("b2", 1);
+  Collector middle;  // halfway: catches up, then follows
+  auto s2 = log->Subscribe(1, middle.Callback());
+  batch("b3", 4);
+  single("s2");
+  batch("b4", 2);
+  single("s3");
+  Collector late;  // after everything
+  auto s3 = log->Subscribe(1, late.Callback());
+
+  ASSERT_EQ(expected.size(), 14u);
+  for (size_t i = 1; i < expected.size(); ++i) {
+    EXPECT_GT(expected[i].index, expected[i - 1].index) << "record " << i;
+  }
+  for (auto* c : {&early, &middle, &late}) {
+    ASSERT_TRUE(c->WaitRecords(expected.size()));
+    ASSERT_TRUE(c->WaitProgress(expected.back().index));
+    ExpectRecords(c->Records(), expected);
+    EXPECT_FALSE(c->Closed().has_value());
+    EXPECT_TRUE(c->Violations().empty());
+  }
+  auto end = HeadSync(*log);
+  ASSERT_TRUE(end.ok());
+  EXPECT_EQ(end->revision, revision);
+  EXPECT_EQ(end->last_index, expected.back().index);
+}
+
+TEST_F(EtcdLogTest, AFullBatchUsesEveryIndexOfItsRevision) {
+  auto log = MakeLog();
+  auto before = HeadSync(*log);
+  ASSERT_TRUE(before.ok());
+  auto full = AppendBatchSync(*log, "full", Entries("f", static_cast<int>(kMaxBatchEntries)));
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  const int64_t revision = before->revision + 1;
+  EXPECT_EQ(full->first_index, IndexOf(revision, 0));
+  auto head = HeadSync(*log);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->last_index, full->first_index + 255);
+  EXPECT_EQ(head->last_index, EndIndexOfRevision(revision));
+  EXPECT_EQ(head->end_index, EndIndexOfRevision(revision));
+  auto next = AppendSync(*log, "next", Value("next"));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->first_index, EndIndexOfRevision(revision) + 1);
+
+  Collector c;
+  auto sub = log->Subscribe(full->first_index, c.Callback());
+  ASSERT_TRUE(c.WaitRecords(257));
+  ASSERT_TRUE(c.WaitProgress(next->first_index));
+  std::vector<ExpectedRecord> expected;
+  for (int i = 0; i < 256; ++i) {
+    std::string id = "f-" + std::to_string(i);
+    expected.push_back({full->first_index + i, id, Value(id)});
+  }
+  expected.push_back({next->first_index, "next", Value("next")});
+  ExpectRecords(c.Records(), expected);
+  EXPECT_TRUE(c.Violations().empty());
+}
+
+TEST_F(EtcdLogTest, InvalidBatchesAreRefusedAndWriteNothing) {
+  auto log = MakeLog();
+  ASSERT_TRUE(AppendSync(*log, "existing", Value("existing")).ok());
+  auto before = RawKeys(etcd_->Endpoint(0), Prefix("g"));
+  ASSERT_EQ(before.keys.size(), 1u);
+
+  auto no_id = Entries("x", 3);
+  no_id[1].id.clear();
+  struct Case {
+    std::string name;
+    std::string batch_id;
+    std::vector<LogEntry> entries;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"no entries", "empty", {}});
+  cases.push_back({"257 entries", "too-many", Entries("t", 257)});
+  cases.push_back({"an entry without id", "no-id", no_id});
+  cases.push_back({"no batch id", "", Entries("y", 2)});
+  cases.push_back({"a single entry without id", "single-no-id", {LogEntry{"", "v"}}});
+  for (auto& c : cases) {
+    auto r = AppendBatchSync(*log, c.batch_id, std::move(c.entries));
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid) << c.name << ": " << r.error().message;
+  }
+  auto single = AppendSync(*log, "", "v");
+  ASSERT_FALSE(single.ok());
+  EXPECT_EQ(single.error().code, ErrorCode::kInvalid) << single.error().message;
+
+  auto after = RawKeys(etcd_->Endpoint(0), Prefix("g"));
+  EXPECT_EQ(after.revision, before.revision);
+  EXPECT_EQ(after.keys, before.keys);
+}
+
+TEST_F(EtcdLogTest, ABatchTooLargeForEtcdIsInvalid) {
+  auto log = MakeLog();
+  ASSERT_TRUE(AppendSync(*log, "existing", Value("existing")).ok());
+  auto before = RawKeys(etcd_->Endpoint(0), Prefix("g"));
+
+  // 200 kB: above --max-request-bytes (128 KiB), below what etcd's gRPC server reads at all
+  // (max-request-bytes + 512 KiB): etcd's own check refuses it before proposing.
+  auto too_large = AppendBatchSync(*log, "too-large", Entries("l", 2, 100000));
+  ASSERT_FALSE(too_large.ok());
+  EXPECT_EQ(too_large.error().code, ErrorCode::kInvalid) << too_large.error().message;
+  EXPECT_NE(too_large.error().message.find("etcdserver: request is too large"), std::string::npos)
+      << too_large.error().message;
+
+  // 2 MiB: etcd's gRPC server refuses to read the request.
+  auto huge = AppendBatchSync(*log, "huge", Entries("h", 16, 128 * 1024));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.error().code, ErrorCode::kInvalid) << huge.error().message;
+  EXPECT_NE(huge.error().message.find("grpc: received message larger than max"), std::string::npos)
+      << huge.error().message;
+
+  auto after = RawKeys(etcd_->Endpoint(0), Prefix("g"));
+  EXPECT_EQ(after.revision, before.revision);
+  EXPECT_EQ(after.keys, before.keys);
+
+  // The limit is on the batch as a whole: the same entries fit one at a time.
+  auto one = AppendSync(*log, "l-0", std::string(100000, 'a'));
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(one->first_index, IndexOf(before.revision + 1, 0));
+}
+
+TEST_F(EtcdLogTest, FragmentedWatchResponsesOfBatchesAreReassembled) {
+  auto log = MakeLog();
+  // As FragmentedWatchResponsesAreReassembled, with batches of 2 x 50 kB: 12 keys of 100 kB
+  // need at least two fragments of etcd's catch-up response.
+  constexpr int kBatches = 12;
+  constexpr size_t kValueBytes = 50000;
+  std::vector<ExpectedRecord> expected;
+  for (int b = 0; b < kBatches; ++b) {
+    std::string batch_id = "big" + std::to_string(b);
+    auto entries = Entries(batch_id, 2, kValueBytes);
+    auto r = AppendBatchSync(*log, batch_id, entries);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    for (int i = 0; i < 2; ++i) {
+      expected.push_back({r->first_index + i, entries[i].id, entries[i].value});
+    }
+  }
+  // From the second entry of the first batch.
+  expected.erase(expected.begin());
+  Collector c;
+  auto sub = log->Subscribe(expected.front().index, c.Callback());
+  ASSERT_TRUE(c.WaitRecords(expected.size()));
+  auto events = c.Events();
+  ASSERT_FALSE(events.empty());
+  const auto& batch = std::get<LogBatch>(events[0]);
+  ExpectRecords(batch.records, expected);
+  EXPECT_TRUE(c.Violations().empty());
+}
+
+TEST_F(EtcdLogTest, ForeignKeysBecomeMalformedRecords) {
+  auto log = MakeLog();
+  auto a = AppendSync(*log, "a", "va");
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  Collector live;  // follows the foreign writes as they happen
+  auto sub = log->Subscribe(1, live.Callback());
+  ASSERT_TRUE(live.WaitRecords(1));
+
+  // Written by something other than k8shmir: a key that names no batch, a batch whose key
+  // announces 3 entries but holds 1, and an empty value (no entries) under a key announcing 2.
+  const std::string endpoint = etcd_->Endpoint(0);
+  int64_t plain = RawPut(endpoint, Prefix("g") + "plain-key", "not a batch");
+  int64_t liar = RawPut(endpoint, Prefix("g") + "liar.3", *EncodeBatch({{"only", "one"}}));
+  int64_t empty = RawPut(endpoint, Prefix("g") + "empty.2", "");
+  EXPECT_EQ(plain, RevisionOfIndex(a->first_index) + 1);
+  EXPECT_EQ(liar, plain + 1);
+  EXPECT_EQ(empty, liar + 1);
+
+  // Each is one malformed record at the index its key announces last; the head agrees.
+  auto head = HeadSync(*log);
+  ASSERT_TRUE(head.ok()) << head.error().message;
+  EXPECT_EQ(head->revision, empty);
+  EXPECT_EQ(head->last_index, IndexOf(empty, 1));
+  // A progress request is answered once the malformed record at the head was delivered.
+  sub->RequestProgress();
+  ASSERT_TRUE(live.WaitProgress(head->last_index));
+
+  auto b = AppendSync(*log, "b", "vb");
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(b->first_index, IndexOf(empty + 1, 0));
+
+  std::vector<ExpectedRecord> expected = {{a->first_index, "a", "va"},
+                                          {IndexOf(plain, 0), "plain-key", "", true},
+                                          {IndexOf(liar, 2), "liar.3", "", true},
+                                          {IndexOf(empty, 1), "empty.2", "", true},
+                                          {b->first_index, "b", "vb"}};
+  Collector replay;  // reads them back from history
+  auto sub2 = log->Subscribe(1, replay.Callback());
+  for (auto* c : {&live, &replay}) {
+    ASSERT_TRUE(c->WaitRecords(expected.size()));
+    ASSERT_TRUE(c->WaitProgress(b->first_index));
+    ExpectRecords(c->Records(), expected);
+    EXPECT_FALSE(c->Closed().has_value());
+    EXPECT_TRUE(c->Violations().empty());
+  }
+}
+
 // ---- Three members ----------------------------------------------------------------------------
 
 TEST(EtcdLogClusterTest, FailsOverWhenMembersDie) {
@@ -848,7 +1353,7 @@ TEST(EtcdLogClusterTest, FailsOverWhenMembersDie) {
     auto r = AppendSync(log, id, Value(id), 10s);
     ASSERT_TRUE(r.ok()) << id << ": " << r.error().message;
     ids.push_back(id);
-    indices.push_back(r->index);
+    indices.push_back(r->first_index);
   };
   for (int i = 0; i < 3; ++i) append("before" + std::to_string(i));
 
@@ -902,7 +1407,7 @@ TEST(EtcdLogClusterTest, FailsOverWhenMembersDie) {
     if (retried.ok()) break;
   }
   ASSERT_TRUE(retried.ok()) << retried.error().message;
-  EXPECT_GT(retried->index, indices.back());
+  EXPECT_GT(retried->first_index, indices.back());
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "log/batch_format.h"
 #include "log/etcd_errors.h"
 #include "log/etcd_log.h"
 #include "log/timer_queue.h"
@@ -186,16 +187,37 @@ etcdserverpb::WatchResponse Created(int64_t watch_id = 0, int64_t revision = 10)
   return r;
 }
 
-void AddPut(etcdserverpb::WatchResponse& r, const std::string& id, int64_t create, int64_t mod,
-            const std::string& value, const std::string& prefix = kPrefix) {
+// A put of the raw key `prefix + key`.
+void AddRawPut(etcdserverpb::WatchResponse& r, const std::string& key, int64_t create, int64_t mod,
+               const std::string& value, const std::string& prefix = kPrefix) {
   auto* ev = r.add_events();
   ev->set_type(mvccpb::Event::PUT);
-  ev->mutable_kv()->set_key(prefix + id);
+  ev->mutable_kv()->set_key(prefix + key);
   ev->mutable_kv()->set_create_revision(create);
   ev->mutable_kv()->set_mod_revision(mod);
   ev->mutable_kv()->set_version(mod == create ? 1 : 2);
   ev->mutable_kv()->set_value(value);
 }
+
+// A batch key holding `entries` (id, value), as EtcdLog::AppendBatch writes it.
+void AddBatch(etcdserverpb::WatchResponse& r, const std::string& batch_id,
+              std::vector<LogEntry> entries, int64_t create, int64_t mod) {
+  std::size_t count = entries.size();
+  auto value = EncodeBatch(std::move(entries));
+  ASSERT_TRUE(value.ok());
+  AddRawPut(r, BatchKeySuffix(batch_id, count), create, mod, *value);
+}
+
+// A batch of one entry named `id`.
+void AddPut(etcdserverpb::WatchResponse& r, const std::string& id, int64_t create, int64_t mod,
+            const std::string& value, const std::string& prefix = kPrefix) {
+  auto encoded = EncodeBatch({LogEntry{id, value}});
+  ASSERT_TRUE(encoded.ok());
+  AddRawPut(r, BatchKeySuffix(id, 1), create, mod, *encoded, prefix);
+}
+
+// The index of the single entry of the batch created at `revision`.
+int64_t At(int64_t revision) { return IndexOf(revision, 0); }
 
 etcdserverpb::WatchResponse Events(int64_t revision, int64_t watch_id = 0) {
   etcdserverpb::WatchResponse r;
@@ -210,7 +232,7 @@ const LogBatch& AsBatch(const std::vector<LogEvent>& events) {
 }
 
 TEST(WatchDecoder, CreatedThenBatch) {
-  WatchDecoder d(kPrefix, 5);
+  WatchDecoder d(kPrefix, At(5));
   EXPECT_TRUE(d.Feed(Created(7)).empty());
   EXPECT_TRUE(d.created());
   auto r = Events(12, 7);
@@ -220,12 +242,13 @@ TEST(WatchDecoder, CreatedThenBatch) {
   const auto& batch = AsBatch(events);
   EXPECT_EQ(batch.revision, 12);
   ASSERT_EQ(batch.records.size(), 2u);
-  EXPECT_EQ(batch.records[0].index, 5);
+  EXPECT_EQ(batch.records[0].index, 1280);
   EXPECT_EQ(batch.records[0].id, "a");
   EXPECT_EQ(batch.records[0].value, "va");
-  EXPECT_EQ(batch.records[1].index, 9);
+  EXPECT_FALSE(batch.records[0].malformed);
+  EXPECT_EQ(batch.records[1].index, 2304);
   EXPECT_EQ(batch.records[1].id, "b");
-  EXPECT_EQ(d.delivered_index(), 9);
+  EXPECT_EQ(d.delivered_index(), 2304);
 }
 
 TEST(WatchDecoder, DataBeforeCreatedIsAProtocolError) {
@@ -245,6 +268,7 @@ TEST(WatchDecoder, ProgressNotification) {
   auto events = d.Feed(Events(20));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(std::get<LogProgress>(events[0]).revision, 20);
+  EXPECT_EQ(std::get<LogProgress>(events[0]).end_index, 20 * 256 + 255);
   EXPECT_EQ(d.progress_revision(), 20);
   // Not moving forward: nothing.
   EXPECT_TRUE(d.Feed(Events(20)).empty());
@@ -279,7 +303,7 @@ TEST(WatchDecoder, FragmentsAreReassembled) {
   const auto& batch = AsBatch(events);
   ASSERT_EQ(batch.records.size(), 4u);
   EXPECT_EQ(batch.records[0].id, "a");
-  EXPECT_EQ(batch.records[2].index, 4);
+  EXPECT_EQ(batch.records[2].index, At(4));
   EXPECT_EQ(batch.records[3].id, "d");
   EXPECT_EQ(batch.revision, 50);
 }
@@ -296,7 +320,7 @@ TEST(WatchDecoder, FinalFragmentMayBeEmpty) {
 }
 
 TEST(WatchDecoder, CompactionCloses) {
-  WatchDecoder d(kPrefix, 3);
+  WatchDecoder d(kPrefix, At(3));
   d.Feed(Created());
   auto r = Events(40);
   r.set_canceled(true);
@@ -331,11 +355,11 @@ TEST(WatchDecoder, SkipsOverwritesDeletionsForeignKeysAndRepeats) {
   d.Feed(Created());
   auto r1 = Events(5);
   AddPut(r1, "a", 2, 2, "1");
-  AddPut(r1, "a", 2, 4, "overwritten");  // create != mod
+  AddRawPut(r1, "a.1", 2, 4, "overwritten");  // create != mod
   AddPut(r1, "z", 5, 5, "x", "/k8shmir/other/log/");
   auto* del = r1.add_events();
   del->set_type(mvccpb::Event::DELETE);
-  del->mutable_kv()->set_key(std::string(kPrefix) + "a");
+  del->mutable_kv()->set_key(std::string(kPrefix) + "a.1");
   del->mutable_kv()->set_mod_revision(5);
   auto events = d.Feed(r1);
   const auto& batch = AsBatch(events);
@@ -346,14 +370,14 @@ TEST(WatchDecoder, SkipsOverwritesDeletionsForeignKeysAndRepeats) {
   AddPut(r2, "a", 2, 2, "1");    // repeated
   AddPut(r2, "b", 1, 1, "old");  // back in time
   AddPut(r2, "c", 6, 6, "3");
-  AddPut(r2, "d", 6, 6, "4");  // same index as c: a foreign multi-key transaction
+  AddPut(r2, "d", 6, 6, "4");  // same revision as c: a foreign multi-key transaction
   AddPut(r2, "e", 8, 8, "5");
   events = d.Feed(r2);
   const auto& batch2 = AsBatch(events);
   ASSERT_EQ(batch2.records.size(), 2u);
   EXPECT_EQ(batch2.records[0].id, "c");
   EXPECT_EQ(batch2.records[1].id, "e");
-  EXPECT_EQ(d.delivered_index(), 8);
+  EXPECT_EQ(d.delivered_index(), At(8));
 
   // Nothing left after filtering: nothing delivered (not even an empty batch).
   auto r3 = Events(10);
@@ -362,7 +386,7 @@ TEST(WatchDecoder, SkipsOverwritesDeletionsForeignKeysAndRepeats) {
 }
 
 TEST(WatchDecoder, EntriesBeforeTheStartAreDropped) {
-  WatchDecoder d(kPrefix, 10);
+  WatchDecoder d(kPrefix, At(10));
   d.Feed(Created());
   auto r = Events(12);
   AddPut(r, "a", 9, 9, "1");
@@ -370,7 +394,79 @@ TEST(WatchDecoder, EntriesBeforeTheStartAreDropped) {
   auto events = d.Feed(r);
   const auto& batch = AsBatch(events);
   ASSERT_EQ(batch.records.size(), 1u);
-  EXPECT_EQ(batch.records[0].index, 10);
+  EXPECT_EQ(batch.records[0].index, At(10));
+}
+
+TEST(WatchDecoder, BatchesExpandIntoConsecutiveIndices) {
+  WatchDecoder d(kPrefix, 1);
+  d.Feed(Created());
+  auto r = Events(9);
+  AddBatch(r, "x", {{"x", "1"}, {"y", "2"}, {"z", "3"}}, 7, 7);
+  AddPut(r, "w", 9, 9, "4");
+  auto events = d.Feed(r);
+  const auto& batch = AsBatch(events);
+  ASSERT_EQ(batch.records.size(), 4u);
+  std::vector<std::pair<int64_t, std::string>> got;
+  for (const auto& rec : batch.records) got.emplace_back(rec.index, rec.id + "=" + rec.value);
+  EXPECT_EQ(got,
+            (std::vector<std::pair<int64_t, std::string>>{
+                {7 * 256, "x=1"}, {7 * 256 + 1, "y=2"}, {7 * 256 + 2, "z=3"}, {9 * 256, "w=4"}}));
+  EXPECT_EQ(d.delivered_index(), 9 * 256);
+}
+
+TEST(WatchDecoder, AForeignMultiKeyTransactionKeepsTheAnnouncedHeadReachable) {
+  // One foreign Txn put "y.1" and "x.3" at revision 3: Head() names x.3's last index, 3*256+2.
+  WatchDecoder d(kPrefix, 1);
+  d.Feed(Created());
+  auto r = Events(3);
+  AddPut(r, "y", 3, 3, "v");
+  AddRawPut(r, "x.3", 3, 3, "whatever");
+  AddRawPut(r, "w.2", 3, 3, "whatever");  // announces less than already delivered: nothing
+  auto events = d.Feed(r);
+  const auto& batch = AsBatch(events);
+  ASSERT_EQ(batch.records.size(), 2u);
+  EXPECT_EQ(batch.records[0].index, 3 * 256);
+  EXPECT_EQ(batch.records[0].id, "y");
+  EXPECT_FALSE(batch.records[0].malformed);
+  EXPECT_EQ(batch.records[1].index, 3 * 256 + 2);
+  EXPECT_EQ(batch.records[1].id, "x.3");
+  EXPECT_TRUE(batch.records[1].malformed);
+  EXPECT_EQ(d.delivered_index(), LastIndexOfBatch(3, "x.3"));
+}
+
+TEST(WatchDecoder, StartsInsideABatch) {
+  // A replica that applied the first two entries of the batch at revision 7 resumes at its third.
+  WatchDecoder d(kPrefix, 7 * 256 + 2);
+  d.Feed(Created());
+  auto r = Events(7);
+  AddBatch(r, "x", {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}}, 7, 7);
+  auto events = d.Feed(r);
+  const auto& batch = AsBatch(events);
+  ASSERT_EQ(batch.records.size(), 2u);
+  EXPECT_EQ(batch.records[0].index, 7 * 256 + 2);
+  EXPECT_EQ(batch.records[0].id, "c");
+  EXPECT_EQ(batch.records[1].index, 7 * 256 + 3);
+  EXPECT_EQ(batch.records[1].id, "d");
+}
+
+TEST(WatchDecoder, ForeignValuesBecomeOneMalformedRecordAtTheAnnouncedLastIndex) {
+  WatchDecoder d(kPrefix, 1);
+  d.Feed(Created());
+  auto r = Events(6);
+  AddRawPut(r, "plain-key", 3, 3, "not a batch \xff\xff");
+  AddRawPut(r, "liar.3", 4, 4, *EncodeBatch({{"only", "one"}}));  // announces 3, holds 1
+  AddPut(r, "ok", 6, 6, "v");
+  auto events = d.Feed(r);
+  const auto& batch = AsBatch(events);
+  ASSERT_EQ(batch.records.size(), 3u);
+  EXPECT_EQ(batch.records[0].index, 3 * 256);
+  EXPECT_TRUE(batch.records[0].malformed);
+  EXPECT_EQ(batch.records[0].value, "");
+  EXPECT_EQ(batch.records[1].index, 4 * 256 + 2);
+  EXPECT_TRUE(batch.records[1].malformed);
+  EXPECT_EQ(batch.records[2].index, 6 * 256);
+  EXPECT_FALSE(batch.records[2].malformed);
+  EXPECT_EQ(batch.records[2].value, "v");
 }
 
 TEST(WatchDecoder, OtherWatchIdsAreIgnored) {

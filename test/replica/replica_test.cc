@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -317,5 +318,119 @@ TEST_F(ReplicaTest, TooManyPendingRequestsAre503) {
   EXPECT_EQ(first->index, 1);
 }
 
+// ---- Group commit ------------------------------------------------------------------------------
+
+class GroupCommitTest : public ReplicaTest {
+ protected:
+  // Submits `body` without waiting; the reply lands in replies_[body].
+  void SendAsync(const std::string& body) {
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/journal";
+    req.body = body;
+    replica_->Submit(req, [this, body](ClientReply r) { replies_[body] = std::move(r); });
+  }
+  std::map<std::string, ClientReply> replies_;
+};
+
+TEST_F(GroupCommitTest, RequestsArrivingDuringAnAppendGoTogetherInTheNext) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.hold_appends = true;
+  SendAsync("a");  // alone: sent at once, nobody waits for company
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  for (const char* body : {"b", "c", "d", "e"}) SendAsync(body);
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(log_.held_appends(), 1u);  // one append in flight at a time
+  log_.hold_appends = false;
+  log_.ReleaseAppends();  // "a" commits; b..e go out as one batch
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == 5; }));
+  EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1, 4}));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  int64_t expected_index = 1;
+  for (const char* body : {"a", "b", "c", "d", "e"}) {
+    const ClientReply& r = replies_.at(body);
+    EXPECT_EQ(r.outcome, Outcome::kCommitted) << body;
+    EXPECT_EQ(r.index, expected_index) << body;
+    EXPECT_EQ(r.response.body,
+              std::string("applied ") + body + " at " + std::to_string(expected_index));
+    ++expected_index;
+  }
+  auto status = Status();
+  EXPECT_EQ(status.log_appends, 2u);
+  EXPECT_EQ(status.log_appended_entries, 5u);
+  EXPECT_EQ(app_.contract_violations, 0);
+}
+
+TEST_F(GroupCommitTest, BatchesAreCutByByteSize) {
+  options_.max_batch_bytes = 1;  // every entry is larger: one entry per batch
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.hold_appends = true;
+  SendAsync("a");
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  for (const char* body : {"b", "c"}) SendAsync(body);
+  ioc_.run_for(std::chrono::milliseconds(10));
+  log_.hold_appends = false;
+  log_.ReleaseAppends();
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == 3; }));
+  EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1, 1, 1}));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST_F(GroupCommitTest, BatchesAreCutAtTheEntryLimit) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.hold_appends = true;
+  SendAsync("first");
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  for (std::size_t i = 0; i < kMaxBatchEntries + 10; ++i) SendAsync("x" + std::to_string(i));
+  ioc_.run_for(std::chrono::milliseconds(20));
+  log_.hold_appends = false;
+  log_.ReleaseAppends();
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == kMaxBatchEntries + 11; }));
+  EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1, kMaxBatchEntries, 10}));
+  ASSERT_EQ(app_.journal.size(), kMaxBatchEntries + 11);
+  for (std::size_t i = 0; i < kMaxBatchEntries + 10; ++i) {
+    EXPECT_EQ(app_.journal[i + 1].body, "x" + std::to_string(i));
+  }
+}
+
+TEST_F(GroupCommitTest, ARequestStillWaitingForTheLogAtItsDeadlineIsNotCommitted) {
+  options_.request_timeout = std::chrono::milliseconds(200);
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.hold_appends = true;
+  SendAsync("a");
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  SendAsync("b");  // waits behind "a", which the log never answers
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == 2; }));
+  EXPECT_EQ(replies_.at("a").outcome, Outcome::kUnknown);
+  EXPECT_EQ(replies_.at("a").response.status, 504u);
+  EXPECT_EQ(replies_.at("b").outcome, Outcome::kNotCommitted);
+  EXPECT_EQ(replies_.at("b").response.status, 503u);
+  log_.hold_appends = false;
+  log_.ReleaseAppends();  // "a" commits late; "b" must never reach the log
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 1; }));
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1}));
+  EXPECT_EQ(log_.records().size(), 1u);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a"}));
+}
+
+TEST_F(GroupCommitTest, MalformedRecordsAreSkippedAlike) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  log_.DeliverRaw({LogRecord{5, "foreign", "", true}});
+  log_.BumpRevision(5);
+  ASSERT_EQ(Send("a")->index, 6);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(Status().entries_dropped, 1u);
+}
 }  // namespace
 }  // namespace k8shmir

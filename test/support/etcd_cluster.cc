@@ -5,6 +5,7 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "log/batch_format.h"
 #include "support/ports.h"
 #include "support/util.h"
 
@@ -251,6 +252,20 @@ int64_t EtcdCluster::CountPrefix(const std::string& prefix) {
                                         {"range_end", Base64Encode(PrefixEnd(prefix))},
                                         {"count_only", true}});
   return JsonInt(j, "count");
+}
+
+int64_t EtcdCluster::CountLogEntries(const std::string& prefix) {
+  json j = GatewayPost("/v3/kv/range", {{"key", Base64Encode(prefix)},
+                                        {"range_end", Base64Encode(PrefixEnd(prefix))},
+                                        {"keys_only", true}});
+  int64_t entries = 0;
+  if (j.contains("kvs")) {
+    for (const auto& kv : j.at("kvs")) {
+      std::string key = Base64Decode(kv.at("key").get<std::string>());
+      entries += static_cast<int64_t>(BatchCountOfKey(std::string_view(key).substr(prefix.size())));
+    }
+  }
+  return entries;
 }
 
 std::filesystem::path EtcdCluster::LogFile(int i) const {

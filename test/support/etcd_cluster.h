@@ -65,6 +65,8 @@ class EtcdCluster {
   void Compact(int64_t revision);                                 // physical compaction
   // Number of keys under `prefix` (a serializable count is not used: linearizable).
   int64_t CountPrefix(const std::string& prefix);
+  // Number of log entries in the batch keys under `prefix` (each key "<id>.<n>" holds n).
+  int64_t CountLogEntries(const std::string& prefix);
 
   const std::filesystem::path& log_dir() const { return log_dir_; }
   std::filesystem::path LogFile(int i) const;

@@ -296,13 +296,14 @@ void CheckHistory(ReplicatedCluster& cluster, History& history, const CheckOptio
     ASSERT_TRUE(committed) << "the marker request was never answered 2xx: " << last.Describe();
   }
 
-  // 3. Every checked app applied every entry the log holds: as many journal entries as keys.
+  // 3. Every checked app applied every entry the log holds: as many journal entries as the
+  //    log's batch keys hold.
   const std::string prefix = "/k8shmir/" + cluster.group() + "/log/";
   int64_t keys = -1;
   const bool converged = WaitFor(
       [&] {
         try {
-          keys = cluster.Etcd().CountPrefix(prefix);
+          keys = cluster.Etcd().CountLogEntries(prefix);
         } catch (const std::exception&) {
           return false;
         }

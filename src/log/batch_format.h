@@ -1,0 +1,51 @@
+// How k8shmir lays its log out on etcd: one key per batch of entries, named
+// "<prefix><batch id>.<entry count>", whose value is a k8shmir.v1.Batch. Entry i of a batch
+// created at revision R has index R * 256 + i. Indices thus increase strictly along the log,
+// keep gaps (other writes to etcd), and stay below 2^53 (exact in JavaScript) while R < 2^45.
+// Every mapping between etcd revisions and log indices lives here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "k8shmir/log.h"
+#include "k8shmir/result.h"
+
+namespace k8shmir {
+
+inline constexpr int kBatchPositionBits = 8;
+static_assert((std::size_t{1} << kBatchPositionBits) == kMaxBatchEntries);
+// Revisions from here on would give indices of 2^53 and more.
+inline constexpr int64_t kMaxBatchRevision = int64_t{1} << (53 - kBatchPositionBits);
+
+inline int64_t IndexOf(int64_t revision, int64_t position) {
+  return (revision << kBatchPositionBits) + position;
+}
+inline int64_t RevisionOfIndex(int64_t index) { return index >> kBatchPositionBits; }
+// The highest index a batch created at or before `revision` can have.
+inline int64_t EndIndexOfRevision(int64_t revision) {
+  return IndexOf(revision, static_cast<int64_t>(kMaxBatchEntries) - 1);
+}
+
+// "<batch id>.<count>".
+std::string BatchKeySuffix(std::string_view batch_id, std::size_t count);
+// The entry count a key suffix announces: 1 when it does not end in ".<1..256>" (not a batch of
+// ours: the decoder turns it into one malformed record).
+std::size_t BatchCountOfKey(std::string_view suffix);
+// Index of the last entry of the batch stored under `suffix`, created at `revision`.
+inline int64_t LastIndexOfBatch(int64_t revision, std::string_view suffix) {
+  return IndexOf(revision, static_cast<int64_t>(BatchCountOfKey(suffix)) - 1);
+}
+
+// kInvalid when the batch is empty, has more than kMaxBatchEntries entries, or an empty id.
+Result<std::string> EncodeBatch(std::vector<LogEntry> entries);
+
+// Appends the records of the batch stored under `suffix` at `revision`. A value that is not a
+// batch, or whose entry count differs from the key's, becomes one malformed record at the index
+// the key announces last, so that every replica skips it alike and the log head stays reachable.
+void DecodeBatch(int64_t revision, std::string_view suffix, const std::string& value,
+                 std::vector<LogRecord>& out);
+
+}  // namespace k8shmir
