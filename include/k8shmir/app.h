@@ -34,9 +34,12 @@ class App {
   virtual void LastIndex(IndexCallback done) = 0;
 
   // Sends `request` with the index header set to `index`. It is sent only on a connection whose
-  // app answered LastIndex == expected_applied when the connection was opened; otherwise the result
-  // is AppIndexMismatch and nothing is sent. At most one Forward is in flight at a time (the caller
-  // guarantees it). Callback runs exactly once, never inside this call.
+  // app answered LastIndex == expected_applied when the connection was opened (otherwise the
+  // result is AppIndexMismatch and nothing is sent), or on which the entry written last had index
+  // expected_applied. Several Forwards may be in flight (HTTP/1.1 pipelining on that one
+  // connection): they are written in call order and complete in call order, and once one fails
+  // every later one in flight fails too, so the caller re-validates before sending again.
+  // Callback runs exactly once, never inside this call.
   virtual void Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                        ForwardCallback done) = 0;
 

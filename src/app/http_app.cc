@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -155,8 +156,23 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     beast::tcp_stream stream;
     beast::flat_buffer buffer;
     Clock::time_point last_used = Clock::now();
+    // Index of the last entry written on this connection (at first: the validated index). The
+    // next entry may be written only if it expects exactly this index to be applied.
+    int64_t last_index = 0;
+  };
+  // One Forward: written by the writer coroutine, answered by the reader coroutine, in order.
+  struct Job {
+    std::string wire;
+    bool head = false;
+    int64_t index = 0;
+    int64_t expected = 0;
+    ForwardCallback done;
   };
   std::shared_ptr<Connection> conn;
+  std::deque<Job> to_write;  // not written yet
+  std::deque<Job> to_read;   // written on `conn`, response not read yet
+  bool writer_running = false;
+  bool reader_running = false;
   bool warned_lenient = false;
 
   Impl(asio::any_io_executor ex, HttpAppOptions o)
@@ -246,74 +262,203 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     }
   }
 
-  // Writes `wire` (a serialized request) and reads the response.
-  asio::awaitable<Exchange> RoundTripWire(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                          const std::string& wire, bool head) {
-    Exchange x;
-    stream.expires_after(options.timeout);
-    co_await asio::async_write(stream, asio::buffer(wire),
-                               asio::redirect_error(asio::use_awaitable, x.ec));
-    if (x.ec) co_return x;
-    ResponseParser parser;
-    parser.body_limit(options.response_limit);
-    parser.header_limit(64 * 1024);
-    if (head) parser.skip(true);
-    co_await http::async_read(stream, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, x.ec));
-    if (x.ec) co_return x;
-    x.response = parser.release();
-    co_return x;
+  // Ends every job still awaiting its response or queued, oldest first, with `error` (the
+  // connection they were on, or would have used, is gone). The replica re-validates the app
+  // before anything else.
+  void FailAll(const Error& error) {
+    std::deque<Job> jobs = std::move(to_read);
+    to_read.clear();
+    for (auto& job : to_write) jobs.push_back(std::move(job));
+    to_write.clear();
+    for (auto& job : jobs) job.done(error);
   }
 
-  asio::awaitable<ForwardResult> ForwardOnce(const std::string& wire, bool head, int64_t index,
-                                             int64_t expected) {
-    if (conn && Clock::now() - conn->last_used > options.max_idle) CloseConnection();
-    if (!conn) {
-      auto fresh = std::make_shared<Connection>(strand);
-      if (auto ec = co_await Connect(fresh->stream)) {
-        co_return Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
-      }
-      auto app_index = co_await QueryIndex(fresh->stream, fresh->buffer);
-      if (!app_index) co_return app_index.error();
-      if (*app_index != expected) co_return AppIndexMismatch{*app_index};
-      if (!fresh->stream.socket().is_open()) {
-        // The app closed after answering; validate a new connection next time.
-        co_return Error{ErrorCode::kUnavailable, "app closed the validated connection"};
-      }
-      conn = fresh;
+  // Ends `job` with `result` and every other job with an error, in index order: jobs behind it
+  // were sent (or queued) on the assumption that it applied. `job` is older than the jobs still
+  // awaiting a response when it comes from the reader, newer when it comes from the writer.
+  void Fail(Job job, ForwardResult result, bool oldest) {
+    CloseConnection();
+    Error broken{ErrorCode::kUnknown, "the app connection broke at index " +
+                                          std::to_string(job.index) +
+                                          "; the app must be re-validated"};
+    std::deque<Job> older;
+    if (!oldest) {
+      older = std::move(to_read);
+      to_read.clear();
     }
-    std::shared_ptr<Connection> c = conn;
-    Exchange x = co_await RoundTripWire(c->stream, c->buffer, wire, head);
-    c->last_used = Clock::now();
-    if (x.ec) {
-      if (conn == c) CloseConnection();
-      co_return Error{ErrorCode::kUnknown,
-                      "forward of index " + std::to_string(index) + " failed: " + x.ec.message()};
-    }
-    HttpResponse out;
-    out.status = x.response->result_int();
-    out.version = x.response->version();
-    for (const auto& f : *x.response) {
-      out.headers.push_back({std::string(f.name_string()), std::string(f.value())});
-    }
-    out.body = std::move(x.response->body());
-    if (!x.response->keep_alive() && conn == c) CloseConnection();
-    co_return out;
+    for (auto& j : older) j.done(broken);
+    job.done(std::move(result));
+    FailAll(broken);
   }
 
-  asio::awaitable<void> DoForward(std::string wire, bool head, int64_t index, int64_t expected,
-                                  ForwardCallback done) {
-    // `done` runs exactly once, whatever happens: co_spawn(detached) would swallow an exception,
-    // and the replica would wait for this forward for ever (it has only one in flight).
-    ForwardResult result = Error{ErrorCode::kUnknown, "forward did not complete"};
-    try {
-      result = co_await ForwardOnce(wire, head, index, expected);
-    } catch (const std::exception& e) {
-      CloseConnection();
-      result = Error{ErrorCode::kUnknown,
-                     "forward of index " + std::to_string(index) + " failed: " + e.what()};
+  // Opens and validates a connection for `job`: the app must report exactly job.expected.
+  // Nullopt on success; otherwise the job's result (nothing was sent).
+  asio::awaitable<std::optional<ForwardResult>> OpenValidated(const Job& job) {
+    auto fresh = std::make_shared<Connection>(strand);
+    if (auto ec = co_await Connect(fresh->stream)) {
+      co_return ForwardResult{Error{ErrorCode::kUnavailable, "app connect: " + ec.message()}};
     }
-    done(std::move(result));
+    auto app_index = co_await QueryIndex(fresh->stream, fresh->buffer);
+    if (!app_index) co_return ForwardResult{app_index.error()};
+    if (*app_index != job.expected) co_return ForwardResult{AppIndexMismatch{*app_index}};
+    if (!fresh->stream.socket().is_open()) {
+      // The app closed after answering; validate a new connection next time.
+      co_return ForwardResult{
+          Error{ErrorCode::kUnavailable, "app closed the validated connection"}};
+    }
+    fresh->last_index = job.expected;
+    conn = fresh;
+    co_return std::nullopt;
+  }
+
+  // Writes queued jobs in order, each on the validated connection, and hands them to the reader.
+  asio::awaitable<void> Writer() {
+    while (!to_write.empty()) {
+      if (conn && to_read.empty() && Clock::now() - conn->last_used > options.max_idle) {
+        CloseConnection();
+      }
+      if (!conn && !to_read.empty()) {
+        // The connection broke under jobs still awaiting responses: the reader fails them all.
+        break;
+      }
+      if (!conn) {
+        const Job& first = to_write.front();
+        std::optional<ForwardResult> refused = co_await OpenValidated(first);
+        if (refused) {
+          Job job = std::move(to_write.front());
+          to_write.pop_front();
+          Fail(std::move(job), std::move(*refused), /*oldest=*/true);
+          continue;
+        }
+      }
+      std::shared_ptr<Connection> c = conn;
+      if (to_write.front().expected != c->last_index) {
+        // Would skip or repeat an entry on this connection: never send it.
+        Job job = std::move(to_write.front());
+        to_write.pop_front();
+        std::string why = "forward of index " + std::to_string(job.index) + " expects index " +
+                          std::to_string(job.expected) + " applied, but the connection is at " +
+                          std::to_string(c->last_index);
+        Fail(std::move(job), Error{ErrorCode::kUnavailable, why}, /*oldest=*/false);
+        continue;
+      }
+      Job job = std::move(to_write.front());
+      to_write.pop_front();
+      beast::error_code ec;
+      c->stream.expires_after(options.timeout);
+      co_await asio::async_write(c->stream, asio::buffer(job.wire),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      c->last_used = Clock::now();
+      if (ec) {
+        if (conn == c) CloseConnection();
+        Fail(std::move(job),
+             Error{ErrorCode::kUnknown,
+                   "forward of index " + std::to_string(job.index) + " failed: " + ec.message()},
+             /*oldest=*/false);
+        continue;
+      }
+      if (conn != c) {
+        // Reset or a failure closed the connection during the write: the outcome is unknown.
+        Fail(std::move(job),
+             Error{ErrorCode::kUnknown, "forward of index " + std::to_string(job.index) +
+                                            " interrupted: connection closed"},
+             /*oldest=*/false);
+        continue;
+      }
+      c->last_index = job.index;
+      job.wire.clear();
+      job.wire.shrink_to_fit();
+      to_read.push_back(std::move(job));
+      StartReader();
+    }
+  }
+
+  // Reads the responses of written jobs, in order, and completes them.
+  asio::awaitable<void> Reader() {
+    while (!to_read.empty()) {
+      std::shared_ptr<Connection> c = conn;
+      if (!c) {
+        FailAll(Error{ErrorCode::kUnknown, "the app connection closed before answering index " +
+                                               std::to_string(to_read.front().index)});
+        break;
+      }
+      beast::error_code ec;
+      ResponseParser parser;
+      parser.body_limit(options.response_limit);
+      parser.header_limit(64 * 1024);
+      if (to_read.front().head) parser.skip(true);
+      c->stream.expires_after(options.timeout);
+      co_await http::async_read(c->stream, c->buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      c->last_used = Clock::now();
+      if (to_read.empty()) break;  // failed meanwhile by the writer
+      Job job = std::move(to_read.front());
+      to_read.pop_front();
+      if (ec || conn != c) {
+        if (conn == c) CloseConnection();
+        Fail(std::move(job),
+             Error{ErrorCode::kUnknown,
+                   "forward of index " + std::to_string(job.index) +
+                       " failed: " + (ec ? ec.message() : std::string("connection closed"))},
+             /*oldest=*/true);
+        continue;
+      }
+      auto response = parser.release();
+      HttpResponse out;
+      out.status = response.result_int();
+      out.version = response.version();
+      for (const auto& f : response) {
+        out.headers.push_back({std::string(f.name_string()), std::string(f.value())});
+      }
+      out.body = std::move(response.body());
+      const bool closing = !response.keep_alive();
+      if (closing) CloseConnection();
+      job.done(std::move(out));
+      if (closing) {
+        // Anything written after this request will never be answered.
+        FailAll(Error{ErrorCode::kUnknown,
+                      "the app closed the connection after index " + std::to_string(job.index)});
+      }
+    }
+  }
+
+  // Both loops turn any exception into failed jobs: co_spawn(detached) would swallow it, and
+  // the replica would wait for these forwards for ever.
+  void StartWriter() {
+    if (writer_running) return;
+    writer_running = true;
+    asio::co_spawn(
+        strand,
+        [self = shared_from_this()]() -> asio::awaitable<void> {
+          try {
+            co_await self->Writer();
+          } catch (const std::exception& e) {
+            self->CloseConnection();
+            self->FailAll(Error{ErrorCode::kUnknown, std::string("forward failed: ") + e.what()});
+          }
+          self->writer_running = false;
+          // Jobs queued while the loop was ending (or left after a break) start a new round.
+          if (!self->to_write.empty() && !self->reader_running) self->StartWriter();
+        },
+        asio::detached);
+  }
+
+  void StartReader() {
+    if (reader_running) return;
+    reader_running = true;
+    asio::co_spawn(
+        strand,
+        [self = shared_from_this()]() -> asio::awaitable<void> {
+          try {
+            co_await self->Reader();
+          } catch (const std::exception& e) {
+            self->CloseConnection();
+            self->FailAll(Error{ErrorCode::kUnknown, std::string("forward failed: ") + e.what()});
+          }
+          self->reader_running = false;
+          if (!self->to_write.empty()) self->StartWriter();
+        },
+        asio::detached);
   }
 };
 
@@ -336,16 +481,17 @@ void HttpApp::LastIndex(IndexCallback done) {
 
 void HttpApp::Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                       ForwardCallback done) {
-  // Serialized here, once: the coroutine keeps only the bytes, not a copy of the request.
-  std::string wire = SerializeForwardRequest(request, index, impl_->options.index_header);
-  const bool head = request.method == "HEAD";
-  asio::co_spawn(
-      impl_->strand,
-      [impl = impl_, wire = std::move(wire), head, index, expected_applied,
-       done = std::move(done)]() mutable {
-        return impl->DoForward(std::move(wire), head, index, expected_applied, std::move(done));
-      },
-      asio::detached);
+  // Serialized here, once: the job keeps only the bytes, not a copy of the request.
+  Impl::Job job;
+  job.wire = SerializeForwardRequest(request, index, impl_->options.index_header);
+  job.head = request.method == "HEAD";
+  job.index = index;
+  job.expected = expected_applied;
+  job.done = std::move(done);
+  asio::post(impl_->strand, [impl = impl_, job = std::move(job)]() mutable {
+    impl->to_write.push_back(std::move(job));
+    impl->StartWriter();
+  });
 }
 
 void HttpApp::Reset() {

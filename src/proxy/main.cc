@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   replica_options.max_queued_entries = config.max_queued_entries;
   replica_options.max_appends_in_flight = config.max_appends_in_flight;
   replica_options.max_batch_bytes = config.max_batch_bytes;
+  replica_options.app_pipeline_depth = config.app_pipeline_depth;
   replica_options.heartbeat_interval = config.heartbeat_interval;
   auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options);
 

@@ -152,8 +152,10 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
   watch_paused_ = false;
   queue_.clear();
   forward_failures_ = 0;
+  forward_retry_pending_ = false;
+  BreakPipeline();
   app_.Reset();
-  if (forwarding_) {
+  if (in_flight_ > 0) {
     // Validate only once the app has answered the entry in flight, so its index is stable.
     recover_pending_ = true;
     return;
@@ -319,12 +321,22 @@ void Replica::ResubscribeLater() {
 
 // ---- Applying ----------------------------------------------------------------------------------
 
+void Replica::BreakPipeline() {
+  ++pipe_gen_;
+  sent_ = 0;
+  sent_at_.clear();
+}
+
 void Replica::TryForward() {
-  while (!stopped_ && !forwarding_ && !recover_pending_ && !queue_.empty()) {
-    const LogRecord& record = queue_.front();
+  const std::size_t depth = std::max<std::size_t>(options_.app_pipeline_depth, 1);
+  while (!stopped_ && !recover_pending_ && !forward_retry_pending_ && sent_ < queue_.size() &&
+         in_flight_ < depth) {
+    const LogRecord& record = queue_[sent_];
     auto entry = record.malformed ? Result<Entry>(Error{ErrorCode::kProtocol, "not an entry"})
                                   : DecodeEntry(record.value);
     if (!entry) {
+      // Skipped only at the front, once everything before it was applied.
+      if (sent_ > 0) break;
       // Every replica decodes the same bytes, so every replica skips this entry alike.
       spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id, record.id,
                     record.index, entry.error().message);
@@ -337,40 +349,61 @@ void Replica::TryForward() {
       }
       continue;
     }
-    forwarding_ = true;
-    ++forwards_started_;
-    forward_started_ = Clock::now();
+    // The app must have applied exactly the entry before this one (or, at the front, what it
+    // has applied so far).
+    int64_t expected = sent_ == 0 ? status_.applied_index : queue_[sent_ - 1].index;
     int64_t index = record.index;
-    app_.Forward(entry->request, index, status_.applied_index,
-                 [self = shared_from_this(), gen = app_gen_, index](ForwardResult r) {
-                   asio::post(self->strand_, [self, gen, index, r = std::move(r)]() mutable {
-                     self->OnForwarded(gen, index, std::move(r));
-                   });
-                 });
+    ++sent_;
+    ++in_flight_;
+    ++forwards_started_;
+    sent_at_.push_back(Clock::now());
+    app_.Forward(
+        entry->request, index, expected,
+        [self = shared_from_this(), gen = app_gen_, pipe = pipe_gen_, index](ForwardResult r) {
+          asio::post(self->strand_, [self, gen, pipe, index, r = std::move(r)]() mutable {
+            self->OnForwarded(gen, pipe, index, std::move(r));
+          });
+        });
   }
   MaybeServing();
 }
 
-void Replica::OnForwarded(uint64_t gen, int64_t index, ForwardResult result) {
-  forwarding_ = false;
+void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardResult result) {
+  --in_flight_;
   if (stopped_) return;
   if (recover_pending_) {
-    recover_pending_ = false;
-    BeginValidation();
+    if (in_flight_ == 0) {
+      recover_pending_ = false;
+      BeginValidation();
+    }
     return;
   }
-  if (gen != app_gen_ || queue_.empty() || queue_.front().index != index) return;
+  if (gen != app_gen_ || pipe != pipe_gen_) {
+    // A result of a superseded pipeline: what it applied, the app's index will tell.
+    TryForward();
+    return;
+  }
+  if (sent_ == 0 || queue_.empty() || queue_.front().index != index) {
+    // The app answers in order; anything else is a bug of ours: trust only the app's index.
+    Recover(ReplicaState::kRecovering, "forward result for index " + std::to_string(index) +
+                                           " out of order; re-validating the app");
+    return;
+  }
+  const auto started = sent_at_.front();
   std::visit(Overloaded{
                  [&](HttpResponse& response) {
                    forward_failures_ = 0;
-                   status_.apply_latency.Observe(SecondsSince(forward_started_));
+                   status_.apply_latency.Observe(SecondsSince(started));
                    MarkApplied(queue_.front(), &response);
+                   TryForward();
                  },
                  [&](AppIndexMismatch& m) {
+                   BreakPipeline();
                    if (m.app_index == index) {
                      // An earlier attempt reached the app but its response was lost.
                      forward_failures_ = 0;
                      MarkApplied(queue_.front(), nullptr);
+                     TryForward();
                      return;
                    }
                    Recover(ReplicaState::kRecovering,
@@ -379,6 +412,7 @@ void Replica::OnForwarded(uint64_t gen, int64_t index, ForwardResult result) {
                                " was applied: the app restarted or was changed behind the proxy");
                  },
                  [&](Error& e) {
+                   BreakPipeline();
                    ++forward_failures_;
                    RecordError(e.message);
                    if (forward_failures_ > options_.forward_retries) {
@@ -389,16 +423,15 @@ void Replica::OnForwarded(uint64_t gen, int64_t index, ForwardResult result) {
                    }
                    // Unknown outcome: the retry re-validates the app on a fresh connection first.
                    uint64_t app_gen = app_gen_;
+                   forward_retry_pending_ = true;
                    ScheduleRetry([self = shared_from_this(), app_gen] {
-                     if (app_gen == self->app_gen_) self->TryForward();
+                     if (app_gen != self->app_gen_) return;
+                     self->forward_retry_pending_ = false;
+                     self->TryForward();
                    });
                  },
              },
              result);
-  if (std::holds_alternative<HttpResponse>(result) ||
-      std::holds_alternative<AppIndexMismatch>(result)) {
-    TryForward();
-  }
 }
 
 void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
@@ -409,6 +442,10 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   std::string id = record.id;
   int64_t index = record.index;
   queue_.pop_front();
+  if (sent_ > 0) {
+    --sent_;
+    sent_at_.pop_front();
+  }
   if (pending_.count(id)) {
     if (response != nullptr) {
       ClientReply reply;
@@ -455,7 +492,7 @@ void Replica::ScheduleHeartbeat() {
 void Replica::Heartbeat() {
   // Entries waiting to be forwarded will validate the app themselves (and a forward being retried
   // may have applied already, which a heartbeat would misread as a restart).
-  if (heartbeat_in_flight_ || status_.state != ReplicaState::kServing || forwarding_ ||
+  if (heartbeat_in_flight_ || status_.state != ReplicaState::kServing || in_flight_ > 0 ||
       !queue_.empty()) {
     return;
   }

@@ -79,6 +79,11 @@ class RecordingApp {
   int64_t index = 0;
   int connections = 0;
   std::vector<http::request<http::string_body>> requests;
+  // Answer forwards only once this many have arrived (a client that does not pipeline waits in
+  // vain), then all at once.
+  std::size_t answer_in_groups_of = 1;
+  // Close the connection after answering this many forwards on it (0 = never).
+  int close_after_forwards = 0;
 
  private:
   void Serve() {
@@ -92,11 +97,16 @@ class RecordingApp {
         ++connections;
       }
       beast::flat_buffer buf;
+      std::vector<http::response<http::string_body>> held;
+      int answered = 0;
       for (;;) {
         http::request<http::string_body> req;
         http::read(sock, buf, req, ec);
         if (ec) break;
         http::response<http::string_body> res{http::status::ok, 11};
+        std::size_t group = 1;
+        int close_after = 0;
+        bool forward = false;
         {
           std::lock_guard lock(mu);
           if (req.target() == "/last-index") {
@@ -105,11 +115,22 @@ class RecordingApp {
             index = std::stoll(std::string(req["Log-Index"]));
             res.body() = "applied " + req.body();
             requests.push_back(req);
+            group = answer_in_groups_of;
+            close_after = close_after_forwards;
+            forward = true;
           }
         }
         res.prepare_payload();
-        http::write(sock, res, ec);
+        held.push_back(std::move(res));
+        if (held.size() < group) continue;
+        for (auto& r : held) {
+          http::write(sock, r, ec);
+          if (ec) break;
+        }
+        held.clear();
         if (ec) break;
+        if (forward) ++answered;
+        if (close_after > 0 && answered >= close_after) break;
       }
     }
   }
@@ -197,6 +218,70 @@ TEST_F(HttpAppTest, UnreachableAppIsAnErrorNotAMismatch) {
   client_ = std::make_unique<HttpApp>(ioc_.get_executor(), o);
   auto r = Forward({"POST", "/a", 11, {}, "1"}, 1, 0);
   ASSERT_TRUE(std::holds_alternative<Error>(r));
+}
+
+// Issues forwards of `bodies` at consecutive indices 1.. without waiting, and returns their
+// results in completion order as (index, result).
+std::vector<std::pair<int64_t, ForwardResult>> ForwardPipelined(
+    HttpApp& client, asio::io_context& ioc, const std::vector<std::string>& bodies) {
+  std::vector<std::pair<int64_t, ForwardResult>> results;
+  for (std::size_t k = 0; k < bodies.size(); ++k) {
+    const auto index = static_cast<int64_t>(k + 1);
+    client.Forward(
+        {"POST", "/journal", 11, {}, bodies[k]}, index, index - 1,
+        [&results, index](ForwardResult r) { results.emplace_back(index, std::move(r)); });
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (results.size() < bodies.size() && std::chrono::steady_clock::now() < deadline) {
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(5));
+  }
+  return results;
+}
+
+TEST_F(HttpAppTest, PipelinedForwardsAreAllWrittenBeforeTheFirstAnswerAndCompleteInOrder) {
+  {
+    std::lock_guard lock(app_.mu);
+    app_.answer_in_groups_of = 3;  // nothing is answered before the third request arrived
+  }
+  auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3"});
+  ASSERT_EQ(results.size(), 3u);
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(results[k].first, k + 1);
+    ASSERT_TRUE(std::holds_alternative<HttpResponse>(results[k].second)) << k;
+    EXPECT_EQ(std::get<HttpResponse>(results[k].second).body, "applied b" + std::to_string(k + 1));
+  }
+  std::lock_guard lock(app_.mu);
+  ASSERT_EQ(app_.requests.size(), 3u);
+  EXPECT_EQ(app_.requests[2]["Log-Index"], "3");
+  EXPECT_EQ(app_.connections, 1);
+}
+
+TEST_F(HttpAppTest, AConnectionClosedUnderPipelinedForwardsFailsTheRestInOrder) {
+  {
+    std::lock_guard lock(app_.mu);
+    app_.close_after_forwards = 1;
+  }
+  auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3"});
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].first, 1);
+  ASSERT_TRUE(std::holds_alternative<HttpResponse>(results[0].second));
+  for (int k = 1; k < 3; ++k) {
+    EXPECT_EQ(results[k].first, k + 1);
+    ASSERT_TRUE(std::holds_alternative<Error>(results[k].second)) << k;
+    EXPECT_EQ(std::get<Error>(results[k].second).code, ErrorCode::kUnknown);
+  }
+}
+
+TEST_F(HttpAppTest, AForwardOutOfSequenceOnTheConnectionIsNotSent) {
+  ASSERT_TRUE(std::holds_alternative<HttpResponse>(Forward({"POST", "/a", 11, {}, "1"}, 1, 0)));
+  // Expects index 3 applied, but the connection's last entry was index 1: never written.
+  auto r = Forward({"POST", "/a", 11, {}, "5"}, 5, 3);
+  ASSERT_TRUE(std::holds_alternative<Error>(r));
+  EXPECT_NE(std::get<Error>(r).message.find("connection is at 1"), std::string::npos)
+      << std::get<Error>(r).message;
+  std::lock_guard lock(app_.mu);
+  EXPECT_EQ(app_.requests.size(), 1u);
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 // contract (validated connections, increasing indices) and can fail the ways a real app does.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
+#include <iterator>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "k8shmir/app.h"
@@ -24,6 +27,8 @@ class FakeApp : public App {
   int fail_next_forwards_applied = 0;      // apply, then report a connection error
   int fail_next_forwards_not_applied = 0;  // report a connection error without applying
   bool down = false;                       // LastIndex and Forward fail: the app is not running
+  int64_t fail_at_index = 0;               // the forward of this index breaks the connection,
+  bool fail_at_index_applies = false;      // after applying it or before
 
   // A restart: state lost, index back to 0.
   void Restart() {
@@ -37,6 +42,7 @@ class FakeApp : public App {
   int64_t last_index = 0;
   int contract_violations = 0;  // forwards with index <= last_index
   int forwards = 0;
+  int max_pipelined = 0;  // most forwards queued at once
   bool connection_valid = false;
 
   void LastIndex(IndexCallback done) override {
@@ -47,44 +53,91 @@ class FakeApp : public App {
     Post([done, i = last_index] { done(i); });
   }
 
+  // Like HttpApp, forwards are queued and processed in order on one "connection" (pipelining);
+  // a failure breaks the connection, and every forward queued behind it fails unapplied.
   void Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                ForwardCallback done) override {
     ++forwards;
-    if (down) {
-      Post([done] { done(Error{ErrorCode::kUnavailable, "fake app down"}); });
-      return;
+    queued_.push_back(Job{request.body, index, expected_applied, std::move(done)});
+    max_pipelined = std::max(max_pipelined, static_cast<int>(queued_.size()));
+    if (!processing_) {
+      processing_ = true;
+      Post([this] { ProcessQueue(); });
     }
-    if (!connection_valid) {
-      if (last_index != expected_applied) {
-        Post([done, i = last_index] { done(AppIndexMismatch{i}); });
-        return;
-      }
-      connection_valid = true;
-    }
-    if (fail_next_forwards_not_applied > 0) {
-      --fail_next_forwards_not_applied;
-      connection_valid = false;
-      Post([done] { done(Error{ErrorCode::kUnknown, "fake reset before apply"}); });
-      return;
-    }
-    if (index <= last_index) ++contract_violations;
-    last_index = index;
-    journal.push_back({index, request.body});
-    if (fail_next_forwards_applied > 0) {
-      --fail_next_forwards_applied;
-      connection_valid = false;
-      Post([done] { done(Error{ErrorCode::kUnknown, "fake reset after apply"}); });
-      return;
-    }
-    HttpResponse res;
-    res.status = 200;
-    res.body = "applied " + request.body + " at " + std::to_string(index);
-    Post([done, res] { done(res); });
   }
 
   void Reset() override { connection_valid = false; }
 
  private:
+  struct Job {
+    std::string body;
+    int64_t index;
+    int64_t expected;
+    ForwardCallback done;
+  };
+
+  void ProcessQueue() {
+    processing_ = false;
+    std::vector<Job> jobs(std::make_move_iterator(queued_.begin()),
+                          std::make_move_iterator(queued_.end()));
+    queued_.clear();
+    bool broken = false;
+    for (auto& job : jobs) {
+      ForwardResult result =
+          broken ? ForwardResult(Error{ErrorCode::kUnknown, "fake: broken"}) : Apply(job);
+      if (!std::holds_alternative<HttpResponse>(result)) broken = true;
+      Post([done = std::move(job.done), result = std::move(result)]() mutable {
+        done(std::move(result));
+      });
+    }
+  }
+
+  ForwardResult Apply(const Job& job) {
+    if (down) return Error{ErrorCode::kUnavailable, "fake app down"};
+    if (!connection_valid) {
+      if (last_index != job.expected) return AppIndexMismatch{last_index};
+      connection_valid = true;
+      connection_index_ = job.expected;
+    }
+    if (job.expected != connection_index_) {
+      connection_valid = false;
+      return Error{ErrorCode::kUnavailable, "fake: forward out of sequence"};
+    }
+    if (fail_at_index == job.index) {
+      fail_at_index = 0;
+      connection_valid = false;
+      if (!fail_at_index_applies) return Error{ErrorCode::kUnknown, "fake reset before apply"};
+      Record(job);
+      return Error{ErrorCode::kUnknown, "fake reset after apply"};
+    }
+    if (fail_next_forwards_not_applied > 0) {
+      --fail_next_forwards_not_applied;
+      connection_valid = false;
+      return Error{ErrorCode::kUnknown, "fake reset before apply"};
+    }
+    Record(job);
+    if (fail_next_forwards_applied > 0) {
+      --fail_next_forwards_applied;
+      connection_valid = false;
+      return Error{ErrorCode::kUnknown, "fake reset after apply"};
+    }
+    HttpResponse res;
+    res.status = 200;
+    res.body = "applied " + job.body + " at " + std::to_string(job.index);
+    return res;
+  }
+
+  void Record(const Job& job) {
+    if (job.index <= last_index) ++contract_violations;
+    last_index = job.index;
+    connection_index_ = job.index;
+    journal.push_back({job.index, job.body});
+  }
+
+  std::vector<Job> queued_;
+  bool processing_ = false;
+  int64_t connection_index_ = 0;
+
   template <class F>
   void Post(F f) {
     boost::asio::post(ex_, std::move(f));

@@ -432,5 +432,112 @@ TEST_F(GroupCommitTest, MalformedRecordsAreSkippedAlike) {
   EXPECT_EQ(Bodies(), (std::vector<std::string>{"a"}));
   EXPECT_EQ(Status().entries_dropped, 1u);
 }
+// ---- Pipelined forwarding (--app-pipeline-depth) ----------------------------------------------
+
+class PipelineTest : public GroupCommitTest {
+ protected:
+  PipelineTest() { options_.app_pipeline_depth = 4; }
+
+  // n entries e1..en in the log before the replica starts; returns their indices.
+  std::vector<int64_t> Backlog(int n) {
+    std::vector<int64_t> indices;
+    for (int k = 1; k <= n; ++k) {
+      std::string id = "e" + std::to_string(k);
+      indices.push_back(log_.AddEntry(id, EncodedBody("b" + std::to_string(k), id)));
+    }
+    return indices;
+  }
+  static std::vector<std::string> BodiesUpTo(int n) {
+    std::vector<std::string> out;
+    for (int k = 1; k <= n; ++k) out.push_back("b" + std::to_string(k));
+    return out;
+  }
+};
+
+TEST_F(PipelineTest, CatchUpKeepsSeveralEntriesInFlightAndAppliesInOrder) {
+  Backlog(20);
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), BodiesUpTo(20));
+  EXPECT_EQ(app_.max_pipelined, 4);
+  EXPECT_EQ(app_.forwards, 20);
+  EXPECT_EQ(app_.contract_violations, 0);
+  EXPECT_EQ(Status().applied_index, 20);
+}
+
+TEST_F(PipelineTest, DepthOneNeverPipelines) {
+  options_.app_pipeline_depth = 1;
+  Backlog(10);
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), BodiesUpTo(10));
+  EXPECT_EQ(app_.max_pipelined, 1);
+}
+
+TEST_F(PipelineTest, ABreakAfterApplyingMidPipelineLosesAndRepeatsNothing) {
+  auto indices = Backlog(12);
+  app_.fail_at_index = indices[5];  // applied, then the connection breaks; 7.. fail unapplied
+  app_.fail_at_index_applies = true;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), BodiesUpTo(12));
+  EXPECT_EQ(app_.contract_violations, 0);
+  EXPECT_EQ(Status().recoveries, 0u);  // the front's retry found it applied
+}
+
+TEST_F(PipelineTest, ABreakBeforeApplyingMidPipelineIsRetried) {
+  auto indices = Backlog(12);
+  app_.fail_at_index = indices[2];
+  app_.fail_at_index_applies = false;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), BodiesUpTo(12));
+  EXPECT_EQ(app_.contract_violations, 0);
+}
+
+TEST_F(PipelineTest, AnAppRestartMidPipelineReplaysEverythingInOrder) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  for (const char* body : {"a", "b", "c", "d", "e", "f"}) SendAsync(body);
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == 6; }));
+  app_.Restart();
+  for (const char* body : {"g", "h"}) SendAsync(body);
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == 8; }));
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g", "h"}));
+  EXPECT_EQ(app_.contract_violations, 0);
+  EXPECT_GE(Status().recoveries, 1u);
+  for (const char* body : {"a", "b", "c", "d", "e", "f"}) {
+    EXPECT_EQ(replies_.at(body).outcome, Outcome::kCommitted) << body;
+    EXPECT_EQ(replies_.at(body).response.status, 200u) << body;
+  }
+  // g and h were committed; their client sees the replayed app's answer or a committed error.
+  for (const char* body : {"g", "h"}) {
+    EXPECT_EQ(replies_.at(body).outcome, Outcome::kCommitted) << body;
+  }
+}
+
+TEST_F(PipelineTest, ClientsGetTheirOwnAppsAnswersUnderPipelining) {
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  std::vector<std::string> bodies;
+  for (int k = 0; k < 40; ++k) bodies.push_back("r" + std::to_string(k));
+  for (const auto& b : bodies) SendAsync(b);
+  ASSERT_TRUE(RunUntil([&] { return replies_.size() == bodies.size(); }));
+  ASSERT_EQ(Bodies(), bodies);
+  for (std::size_t k = 0; k < bodies.size(); ++k) {
+    const ClientReply& r = replies_.at(bodies[k]);
+    EXPECT_EQ(r.outcome, Outcome::kCommitted);
+    EXPECT_EQ(r.index, app_.journal[k].index);
+    EXPECT_EQ(r.response.body, "applied " + bodies[k] + " at " + std::to_string(r.index));
+  }
+}
+
 }  // namespace
 }  // namespace k8shmir
