@@ -19,6 +19,12 @@ struct Config {
   std::string admin_address = "0.0.0.0";
   uint16_t admin_port = 9901;
   std::vector<std::string> etcd_endpoints = {"127.0.0.1:2379"};
+  // TLS to etcd, on when a CA file or a client certificate is given (see log/etcd_log.h,
+  // EtcdTlsOptions). Without a CA file the system's trusted roots verify the server.
+  std::string etcd_ca_file;
+  std::string etcd_cert_file;  // with etcd_key_file: a client certificate for --client-cert-auth
+  std::string etcd_key_file;
+  std::string etcd_server_name;  // verify this name in the server certificate, not the host
   std::string group = "default";
   std::string last_index_path = "/last-index";
   std::string index_header = "Log-Index";

@@ -181,11 +181,15 @@ Error WatchStreamError(grpc::StatusCode code, std::string_view message) {
 
 Result<std::string> NormalizeEndpoint(std::string_view endpoint) {
   std::string_view rest = endpoint;
+  // The scheme only says whether the member wants TLS; whether the log uses TLS is decided by its
+  // TLS options, which ValidateEtcdTlsOptions checks against an https:// scheme.
   if (rest.substr(0, 7) == "http://") {
     rest.remove_prefix(7);
+  } else if (rest.substr(0, 8) == "https://") {
+    rest.remove_prefix(8);
   } else if (rest.find("://") != std::string_view::npos) {
-    return Error{ErrorCode::kInvalid,
-                 "etcd endpoint '" + std::string(endpoint) + "': only plain http is supported"};
+    return Error{ErrorCode::kInvalid, "etcd endpoint '" + std::string(endpoint) +
+                                          "': only http:// and https:// are supported"};
   }
   while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   auto colon = rest.rfind(':');

@@ -46,8 +46,8 @@ RpcFailure ClassifyCompactFailure(grpc::StatusCode code, std::string_view messag
 // The error a subscription reports when its watch stream ends with this status.
 Error WatchStreamError(grpc::StatusCode code, std::string_view message);
 
-// "host:port" from "host:port", "http://host:port" or "http://host:port/". TLS endpoints and
-// anything without a port are rejected (kInvalid).
+// "host:port" from "host:port", "http://host:port", "https://host:port" or the same with a
+// trailing "/". Other schemes and anything without a port are rejected (kInvalid).
 Result<std::string> NormalizeEndpoint(std::string_view endpoint);
 
 }  // namespace k8shmir

@@ -16,6 +16,7 @@
 
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "log/batch_format.h"
+#include "log/etcd_credentials.h"
 #include "log/etcd_errors.h"
 #include "log/timer_queue.h"
 #include "log/watch_decoder.h"
@@ -73,7 +74,7 @@ Status ValidateEtcdLogOptions(const EtcdLogOptions& options) {
       options.liveness_timeout <= milliseconds::zero()) {
     return Error{ErrorCode::kInvalid, "etcd log timeouts and intervals must be positive"};
   }
-  return OkStatus();
+  return ValidateEtcdTlsOptions(options.endpoints, options.tls);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -624,11 +625,14 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
   args.SetLoadBalancingPolicyName("pick_first");
   // Our own subchannels: per-endpoint failover must not be defeated by sharing.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // The same credentials for every endpoint: TLS is a setting of the log (see EtcdTlsOptions).
+  auto credentials = MakeEtcdChannelCredentials(options.tls);
+  if (!credentials) throw std::invalid_argument(credentials.error().message);
+  if (!options.tls.server_name.empty()) args.SetSslTargetNameOverride(options.tls.server_name);
   for (const auto& endpoint : options.endpoints) {
     auto normalized = NormalizeEndpoint(endpoint);
     if (!normalized) throw std::invalid_argument(normalized.error().message);
-    auto channel = grpc::CreateCustomChannel("dns:///" + *normalized,
-                                             grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel("dns:///" + *normalized, *credentials, args);
     channel->GetState(/*try_to_connect=*/true);
     endpoints_.push_back(*normalized);
     kv_.push_back(etcdserverpb::KV::NewStub(channel));

@@ -19,9 +19,27 @@
 
 namespace k8shmir {
 
+// TLS to etcd (see log/etcd_credentials.h). TLS is on when `ca_file` or `cert_file` is set, for
+// every endpoint: the transport is one setting of the log, not of each endpoint, so an
+// "http://" endpoint is connected with TLS too, and an "https://" endpoint without TLS options is
+// refused by ValidateEtcdLogOptions rather than silently connected in plaintext.
+struct EtcdTlsOptions {
+  // PEM file of the CA(s) that signed the etcd server certificates. Empty with TLS on: gRPC's
+  // default root store (the system's trusted roots) verifies the server.
+  std::string ca_file;
+  // PEM files of a client certificate and its private key, for etcd's --client-cert-auth. Both
+  // or neither.
+  std::string cert_file;
+  std::string key_file;
+  // The name the server certificate must carry, instead of the endpoint's host (e.g. when
+  // connecting by IP address to a certificate that names only DNS names).
+  std::string server_name;
+};
+
 struct EtcdLogOptions {
-  // etcd client URLs as "host:port" (or "http://host:port"). One gRPC channel per endpoint; an
-  // operation that fails on one member is retried on the next, so any single member may be down.
+  // etcd client URLs as "host:port", "http://host:port" or "https://host:port". One gRPC channel
+  // per endpoint; an operation that fails on one member is retried on the next, so any single
+  // member may be down.
   std::vector<std::string> endpoints;
   // Key prefix of the group's log, e.g. "/k8shmir/<group>/log/". Must not be empty.
   std::string prefix;
@@ -32,9 +50,12 @@ struct EtcdLogOptions {
   // No response at all within this time after a progress request => the stream is dead
   // (a killed or partitioned member): LogClosed{kUnavailable}.
   std::chrono::milliseconds liveness_timeout{5000};
+  // Plaintext unless set.
+  EtcdTlsOptions tls;
 };
 
-// kInvalid with the reason if `options` cannot be used.
+// kInvalid with the reason if `options` cannot be used, including TLS files that cannot be read
+// (so that a bad file is reported before the log is constructed).
 Status ValidateEtcdLogOptions(const EtcdLogOptions& options);
 
 class EtcdLog : public Log {

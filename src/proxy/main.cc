@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "http/front_server.h"
 #include "k8shmir/config.h"
+#include "log/etcd_credentials.h"
 #include "log/etcd_log.h"
 #include "replica/replica.h"
 
@@ -51,6 +52,10 @@ int main(int argc, char** argv) {
   log_options.endpoints = config.etcd_endpoints;
   log_options.prefix = config.LogPrefix();
   log_options.rpc_timeout = config.etcd_timeout;
+  log_options.tls.ca_file = config.etcd_ca_file;
+  log_options.tls.cert_file = config.etcd_cert_file;
+  log_options.tls.key_file = config.etcd_key_file;
+  log_options.tls.server_name = config.etcd_server_name;
   if (Status s = ValidateEtcdLogOptions(log_options); !s) {
     std::cerr << "k8shmir-proxy: " << s.error().message << "\n";
     return 2;
@@ -97,10 +102,11 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  spdlog::info("k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {}",
-               config.replica_id, config.group, config.listen_address, config.listen_port,
-               config.app_host, config.app_port, config.admin_address, config.admin_port,
-               fmt::join(config.etcd_endpoints, ","));
+  spdlog::info(
+      "k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {} ({})",
+      config.replica_id, config.group, config.listen_address, config.listen_port, config.app_host,
+      config.app_port, config.admin_address, config.admin_port,
+      fmt::join(config.etcd_endpoints, ","), EtcdTlsEnabled(log_options.tls) ? "TLS" : "plaintext");
 
   replica->Start();
   front.Start();

@@ -75,10 +75,76 @@ TEST(ConfigTest, HelpListsEveryFlagWithItsVariable) {
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->show_help);
   std::string usage = ConfigUsage();
-  for (const char* s : {"--listen-port", "K8SHMIR_LISTEN_PORT", "--etcd-endpoints",
-                        "K8SHMIR_ETCD_ENDPOINTS", "--body-limit", "--replica-id"}) {
+  for (const char* s :
+       {"--listen-port", "K8SHMIR_LISTEN_PORT", "--etcd-endpoints", "K8SHMIR_ETCD_ENDPOINTS",
+        "--body-limit", "--replica-id", "--etcd-ca-file", "K8SHMIR_ETCD_CA_FILE",
+        "--etcd-cert-file", "K8SHMIR_ETCD_CERT_FILE", "--etcd-key-file", "K8SHMIR_ETCD_KEY_FILE",
+        "--etcd-server-name", "K8SHMIR_ETCD_SERVER_NAME"}) {
     EXPECT_NE(usage.find(s), std::string::npos) << s;
   }
+}
+
+TEST(ConfigTest, EtcdTlsIsOffByDefault) {
+  auto r = Parse({});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->config.etcd_ca_file, "");
+  EXPECT_EQ(r->config.etcd_cert_file, "");
+  EXPECT_EQ(r->config.etcd_key_file, "");
+  EXPECT_EQ(r->config.etcd_server_name, "");
+}
+
+TEST(ConfigTest, EtcdTlsFromFlagsAndFromTheChartsVariables) {
+  // The variables the Helm chart sets (charts/k8shmir/templates/_helpers.tpl).
+  auto env = Parse({}, {"K8SHMIR_ETCD_CA_FILE=/etc/k8shmir/etcd-tls/ca.crt",
+                        "K8SHMIR_ETCD_CERT_FILE=/etc/k8shmir/etcd-tls/tls.crt",
+                        "K8SHMIR_ETCD_KEY_FILE=/etc/k8shmir/etcd-tls/tls.key",
+                        "K8SHMIR_ETCD_SERVER_NAME=etcd.example"});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->config.etcd_ca_file, "/etc/k8shmir/etcd-tls/ca.crt");
+  EXPECT_EQ(env->config.etcd_cert_file, "/etc/k8shmir/etcd-tls/tls.crt");
+  EXPECT_EQ(env->config.etcd_key_file, "/etc/k8shmir/etcd-tls/tls.key");
+  EXPECT_EQ(env->config.etcd_server_name, "etcd.example");
+
+  auto flags = Parse({"--etcd-ca-file=/ca.pem", "--etcd-server-name", "etcd.test"},
+                     {"K8SHMIR_ETCD_CA_FILE=/from-env.pem"});
+  ASSERT_TRUE(flags) << flags.error().message;
+  EXPECT_EQ(flags->config.etcd_ca_file, "/ca.pem");
+  EXPECT_EQ(flags->config.etcd_server_name, "etcd.test");
+
+  // A client certificate alone turns TLS on too; the system's roots then verify the server.
+  auto no_ca = Parse({"--etcd-cert-file", "/c.pem", "--etcd-key-file", "/k.pem"});
+  ASSERT_TRUE(no_ca) << no_ca.error().message;
+  EXPECT_EQ(no_ca->config.etcd_ca_file, "");
+  EXPECT_EQ(no_ca->config.etcd_cert_file, "/c.pem");
+}
+
+TEST(ConfigTest, EtcdCertificateAndKeyGoTogether) {
+  auto cert_only = Parse({"--etcd-ca-file", "/ca.pem", "--etcd-cert-file", "/c.pem"});
+  ASSERT_FALSE(cert_only);
+  EXPECT_EQ(cert_only.error().message,
+            "--etcd-cert-file and --etcd-key-file must be given together (--etcd-cert-file alone)");
+  auto key_only = Parse({}, {"K8SHMIR_ETCD_KEY_FILE=/k.pem"});
+  ASSERT_FALSE(key_only);
+  EXPECT_EQ(key_only.error().message,
+            "--etcd-cert-file and --etcd-key-file must be given together (--etcd-key-file alone)");
+}
+
+TEST(ConfigTest, EtcdServerNameNeedsTls) {
+  auto r = Parse({"--etcd-server-name", "etcd.test"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("--etcd-server-name needs TLS"), std::string::npos)
+      << r.error().message;
+}
+
+TEST(ConfigTest, HttpsEndpointsKeepTheirScheme) {
+  // http:// is dropped as before; https:// stays so that the etcd log can insist on TLS for it.
+  auto r = Parse({"--etcd-endpoints", "https://10.0.0.1:2379,http://10.0.0.2:2379,10.0.0.3:2379",
+                  "--etcd-ca-file", "/ca.pem"});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->config.etcd_endpoints,
+            (std::vector<std::string>{"https://10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"}));
+  EXPECT_FALSE(Parse({"--etcd-endpoints", "https://10.0.0.1"}));
+  EXPECT_FALSE(Parse({"--etcd-endpoints", "https://:2379"}));
 }
 
 }  // namespace

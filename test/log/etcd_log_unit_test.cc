@@ -144,10 +144,12 @@ TEST(NormalizeEndpoint, AcceptsHostPort) {
   EXPECT_EQ(NormalizeEndpoint("127.0.0.1:2379").value(), "127.0.0.1:2379");
   EXPECT_EQ(NormalizeEndpoint("http://etcd-0.etcd:2379/").value(), "etcd-0.etcd:2379");
   EXPECT_EQ(NormalizeEndpoint("[::1]:2379").value(), "[::1]:2379");
+  // The scheme is dropped: TLS is decided by the log's TLS options (see etcd_credentials_test).
+  EXPECT_EQ(NormalizeEndpoint("https://etcd-0.etcd:2379/").value(), "etcd-0.etcd:2379");
 }
 
 TEST(NormalizeEndpoint, Rejects) {
-  for (const char* bad : {"https://etcd:2379", "etcd", "etcd:", ":2379", "etcd:0", "etcd:70000",
+  for (const char* bad : {"grpcs://etcd:2379", "etcd", "etcd:", ":2379", "etcd:0", "etcd:70000",
                           "etcd:12ab", "unix://sock", "http://etcd:2379/path"}) {
     auto result = NormalizeEndpoint(bad);
     ASSERT_FALSE(result.ok()) << bad;
@@ -167,8 +169,15 @@ TEST(ValidateEtcdLogOptions, Rules) {
   no_endpoint.endpoints.clear();
   EXPECT_FALSE(ValidateEtcdLogOptions(no_endpoint).ok());
   auto bad_endpoint = options;
-  bad_endpoint.endpoints.push_back("https://x:1");
+  bad_endpoint.endpoints.push_back("unix://x:1");
   EXPECT_FALSE(ValidateEtcdLogOptions(bad_endpoint).ok());
+  auto https_without_tls = options;
+  https_without_tls.endpoints.push_back("https://x:1");
+  EXPECT_FALSE(ValidateEtcdLogOptions(https_without_tls).ok());
+  auto missing_ca = options;
+  missing_ca.tls.ca_file = "/nonexistent/ca.crt";
+  EXPECT_FALSE(ValidateEtcdLogOptions(missing_ca).ok());
+  EXPECT_THROW(EtcdLog{missing_ca}, std::invalid_argument);
   auto zero = options;
   zero.liveness_timeout = 0ms;
   EXPECT_FALSE(ValidateEtcdLogOptions(zero).ok());

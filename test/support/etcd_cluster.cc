@@ -36,8 +36,8 @@ std::string PrefixEnd(std::string prefix) {
 
 }  // namespace
 
-EtcdCluster::EtcdCluster(int members, std::filesystem::path log_dir)
-    : log_dir_(std::move(log_dir)) {
+EtcdCluster::EtcdCluster(int members, std::filesystem::path log_dir, EtcdClusterTls tls)
+    : tls_(std::move(tls)), log_dir_(std::move(log_dir)) {
   static int counter = 0;
   token_ = "k8shmir-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   data_root_ = MakeTempDir("k8shmir-etcd-", ScratchBase());
@@ -52,6 +52,7 @@ EtcdCluster::EtcdCluster(int members, std::filesystem::path log_dir)
     m->name = "etcd" + std::to_string(i);
     m->client_port = FreePort();
     m->peer_port = FreePort();
+    if (this->tls()) m->metrics_port = FreePort();
     m->data_dir = data_root_ / m->name;
     members_.push_back(std::move(m));
   }
@@ -76,37 +77,57 @@ std::vector<std::string> EtcdCluster::MemberArgs(int i) const {
     if (!initial_cluster.empty()) initial_cluster += ",";
     initial_cluster += other->name + "=" + Url(other->peer_port);
   }
-  return {kEtcdBin,
-          "--name",
-          m.name,
-          "--data-dir",
-          m.data_dir.string(),
-          "--listen-client-urls",
-          Url(m.client_port),
-          "--advertise-client-urls",
-          Url(m.client_port),
-          "--listen-peer-urls",
-          Url(m.peer_port),
-          "--initial-advertise-peer-urls",
-          Url(m.peer_port),
-          "--initial-cluster",
-          initial_cluster,
-          "--initial-cluster-state",
-          "new",
-          "--initial-cluster-token",
-          token_,
-          "--heartbeat-interval",
-          "50",
-          "--election-timeout",
-          "500",
-          "--experimental-watch-progress-notify-interval",
-          "1s",
-          "--logger",
-          "zap",
-          "--log-outputs",
-          "stderr",
-          "--log-level",
-          "info"};
+  std::vector<std::string> args = {kEtcdBin,
+                                   "--name",
+                                   m.name,
+                                   "--data-dir",
+                                   m.data_dir.string(),
+                                   "--listen-client-urls",
+                                   ClientUrl(i),
+                                   "--advertise-client-urls",
+                                   ClientUrl(i),
+                                   "--listen-peer-urls",
+                                   Url(m.peer_port),
+                                   "--initial-advertise-peer-urls",
+                                   Url(m.peer_port),
+                                   "--initial-cluster",
+                                   initial_cluster,
+                                   "--initial-cluster-state",
+                                   "new",
+                                   "--initial-cluster-token",
+                                   token_,
+                                   "--heartbeat-interval",
+                                   "50",
+                                   "--election-timeout",
+                                   "500",
+                                   "--experimental-watch-progress-notify-interval",
+                                   "1s",
+                                   "--logger",
+                                   "zap",
+                                   "--log-outputs",
+                                   "stderr",
+                                   "--log-level",
+                                   "info"};
+  if (tls()) {
+    args.insert(args.end(), {"--cert-file", tls_.cert_file.string(), "--key-file",
+                             tls_.key_file.string(), "--listen-metrics-urls", Url(m.metrics_port)});
+    if (!tls_.ca_file.empty()) {
+      args.insert(args.end(), {"--trusted-ca-file", tls_.ca_file.string()});
+    }
+    if (tls_.client_cert_auth) args.push_back("--client-cert-auth");
+  }
+  return args;
+}
+
+std::string EtcdCluster::ClientUrl(int i) const {
+  return (tls() ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(ClientPort(i));
+}
+
+void EtcdCluster::RequirePlaintext(const char* what) const {
+  if (tls()) {
+    throw std::logic_error(std::string("EtcdCluster::") + what +
+                           " uses the plaintext v3 gateway, which a TLS cluster does not serve");
+  }
 }
 
 void EtcdCluster::Start(std::chrono::milliseconds timeout) {
@@ -149,7 +170,7 @@ pid_t EtcdCluster::MemberPid(int i) const {
 }
 
 bool EtcdCluster::MemberHealthy(int i, std::chrono::milliseconds timeout) const {
-  HttpResult r = Http(ClientPort(i), "GET", "/health", "", {}, timeout);
+  HttpResult r = Http(HealthPort(i), "GET", "/health", "", {}, timeout);
   if (r.status != 200) return false;
   json j = r.Json();
   return j.is_object() && j.value("health", "") == "true";
@@ -188,7 +209,22 @@ uint16_t EtcdCluster::PeerPort(int i) const {
   return members_.at(static_cast<size_t>(i))->peer_port;
 }
 
+uint16_t EtcdCluster::HealthPort(int i) const {
+  const Member& m = *members_.at(static_cast<size_t>(i));
+  return tls() ? m.metrics_port : m.client_port;
+}
+
+std::string EtcdCluster::Urls() const {
+  std::string out;
+  for (int i = 0; i < size(); ++i) {
+    if (!out.empty()) out += ",";
+    out += ClientUrl(i);
+  }
+  return out;
+}
+
 int EtcdCluster::LeaderIndex(std::chrono::milliseconds timeout) {
+  RequirePlaintext("LeaderIndex");
   int leader = -1;
   WaitFor(
       [&] {
@@ -221,6 +257,7 @@ int EtcdCluster::LeaderIndex(std::chrono::milliseconds timeout) {
 }
 
 json EtcdCluster::GatewayPost(const std::string& path, const json& body) {
+  RequirePlaintext("GatewayPost");
   std::string last_error = "no running member";
   for (int i = 0; i < size(); ++i) {
     if (!MemberRunning(i)) continue;

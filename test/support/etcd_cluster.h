@@ -15,13 +15,26 @@ namespace k8shmir::testing {
 
 inline constexpr const char* kEtcdBin = "/usr/bin/etcd";
 
+// TLS on the members' client URLs (peers stay plaintext: the tests are about clients).
+struct EtcdClusterTls {
+  std::filesystem::path cert_file;  // the server certificate (--cert-file); empty: no TLS
+  std::filesystem::path key_file;   // --key-file
+  std::filesystem::path ca_file;    // --trusted-ca-file: the CA client certificates must chain to
+  bool client_cert_auth = true;     // --client-cert-auth
+};
+
 class EtcdCluster {
  public:
   // Picks ports and directories; starts nothing. Data directories live under a fresh temporary
   // directory (on /dev/shm when possible) removed by the destructor; logs (etcd-<i>.log) go to
   // `log_dir`, or to a fresh temporary directory when empty, which is removed by the destructor
   // unless the test failed (then its path and the last 50 lines of each log are printed).
-  explicit EtcdCluster(int members = 3, std::filesystem::path log_dir = {});
+  // With `tls.cert_file` set, clients connect with TLS (https:// client URLs), and /health is
+  // served in plaintext on a separate metrics port (--listen-metrics-urls) for the harness's
+  // own HTTP client; the v3 JSON gateway calls below (Revision, Put, Compact, CountPrefix,
+  // LeaderIndex) are then unavailable and throw std::logic_error.
+  explicit EtcdCluster(int members = 3, std::filesystem::path log_dir = {},
+                       EtcdClusterTls tls = {});
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
@@ -48,11 +61,17 @@ class EtcdCluster {
   pid_t MemberPid(int i) const;
 
   int size() const { return static_cast<int>(members_.size()); }
-  // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (no scheme), as --etcd-endpoints takes it.
+  // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (no scheme), as --etcd-endpoints takes it. With
+  // TLS as well: the client's TLS options, not the scheme, decide (see EtcdTlsOptions).
   std::string Endpoints() const;
+  // The same with the scheme: "https://127.0.0.1:p1,..." with TLS, "http://..." without.
+  std::string Urls() const;
+  bool tls() const { return !tls_.cert_file.empty(); }
   std::string Endpoint(int i) const;  // "127.0.0.1:p"
   uint16_t ClientPort(int i) const;
   uint16_t PeerPort(int i) const;
+  // Where GET /health is answered in plaintext: the client port, or the metrics port with TLS.
+  uint16_t HealthPort(int i) const;
 
   // The member that is leader, as the running members see it; -1 when no leader is agreed on
   // within `timeout`.
@@ -78,14 +97,19 @@ class EtcdCluster {
     std::string name;
     uint16_t client_port = 0;
     uint16_t peer_port = 0;
+    uint16_t metrics_port = 0;  // only with TLS
     std::filesystem::path data_dir;
     ChildProcess process;
   };
 
   std::vector<std::string> MemberArgs(int i) const;
+  std::string ClientUrl(int i) const;
+  // Throws std::logic_error naming `what` when the cluster uses TLS (no plaintext gateway).
+  void RequirePlaintext(const char* what) const;
   // POST `path` with a JSON body to the first member that answers 200; throws otherwise.
   json GatewayPost(const std::string& path, const json& body);
 
+  EtcdClusterTls tls_;
   std::string token_;
   std::filesystem::path data_root_;
   std::filesystem::path log_dir_;

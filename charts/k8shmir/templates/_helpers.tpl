@@ -137,7 +137,8 @@ app.kubernetes.io/component: etcd
     - name: K8SHMIR_LOG_FORMAT
       value: {{ .Values.proxy.logFormat | quote }}
     {{- if and (eq .Values.etcd.mode "external") .Values.etcd.external.tls.enabled }}
-    # Read by a k8shmir-proxy with etcd TLS support (not yet implemented; see the chart README).
+    # TLS to etcd (--etcd-ca-file and friends): ca.crt always; the key pair only with clientAuth,
+    # as the proxy refuses a certificate without its key.
     - name: K8SHMIR_ETCD_CA_FILE
       value: /etc/k8shmir/etcd-tls/ca.crt
     {{- if .Values.etcd.external.tls.clientAuth }}
