@@ -145,6 +145,9 @@ std::string SerializeForwardRequest(const HttpRequest& request, int64_t index,
   return out;
 }
 
+// Forwards written with one system call at most (pipelining).
+constexpr std::size_t kMaxJobsPerWrite = 64;
+
 // All connection state lives on one strand; every public call posts into it.
 struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
   asio::strand<asio::any_io_executor> strand;
@@ -332,7 +335,17 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
         }
       }
       std::shared_ptr<Connection> c = conn;
-      if (to_write.front().expected != c->last_index) {
+      // Every queued job that continues the connection's sequence goes out in one write: the
+      // app then reads them with one system call, too.
+      std::vector<Job> run;
+      int64_t last = c->last_index;
+      while (!to_write.empty() && run.size() < kMaxJobsPerWrite &&
+             to_write.front().expected == last) {
+        last = to_write.front().index;
+        run.push_back(std::move(to_write.front()));
+        to_write.pop_front();
+      }
+      if (run.empty()) {
         // Would skip or repeat an entry on this connection: never send it.
         Job job = std::move(to_write.front());
         to_write.pop_front();
@@ -342,33 +355,27 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
         Fail(std::move(job), Error{ErrorCode::kUnavailable, why}, /*oldest=*/false);
         continue;
       }
-      Job job = std::move(to_write.front());
-      to_write.pop_front();
+      std::vector<asio::const_buffer> buffers;
+      buffers.reserve(run.size());
+      for (const auto& job : run) buffers.push_back(asio::buffer(job.wire));
       beast::error_code ec;
       c->stream.expires_after(options.timeout);
-      co_await asio::async_write(c->stream, asio::buffer(job.wire),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      co_await asio::async_write(c->stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
       c->last_used = Clock::now();
-      if (ec) {
-        if (conn == c) CloseConnection();
-        Fail(std::move(job),
-             Error{ErrorCode::kUnknown,
-                   "forward of index " + std::to_string(job.index) + " failed: " + ec.message()},
-             /*oldest=*/false);
+      const int64_t first_index = run.front().index;
+      for (auto& job : run) {
+        job.wire = std::string();
+        to_read.push_back(std::move(job));
+      }
+      if (ec || conn != c) {
+        // Written in part, or the connection broke meanwhile: every outcome is unknown.
+        CloseConnection();
+        FailAll(Error{ErrorCode::kUnknown,
+                      "forward from index " + std::to_string(first_index) +
+                          " failed: " + (ec ? ec.message() : std::string("connection closed"))});
         continue;
       }
-      if (conn != c) {
-        // Reset or a failure closed the connection during the write: the outcome is unknown.
-        Fail(std::move(job),
-             Error{ErrorCode::kUnknown, "forward of index " + std::to_string(job.index) +
-                                            " interrupted: connection closed"},
-             /*oldest=*/false);
-        continue;
-      }
-      c->last_index = job.index;
-      job.wire.clear();
-      job.wire.shrink_to_fit();
-      to_read.push_back(std::move(job));
+      c->last_index = last;
       StartReader();
     }
   }
