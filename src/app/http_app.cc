@@ -1,6 +1,9 @@
 #include "app/http_app.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -394,6 +397,12 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       parser.body_limit(options.response_limit);
       parser.header_limit(64 * 1024);
       if (to_read.front().head) parser.skip(true);
+      // Acknowledge at once what the app sends: an app with Nagle's algorithm on (the socket
+      // default) holds a second pipelined response until the first is acknowledged, and a
+      // delayed ACK would stall it for up to 40 ms. Linux clears the flag again on its own.
+      int quickack = 1;
+      ::setsockopt(c->stream.socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &quickack,
+                   sizeof quickack);
       c->stream.expires_after(options.timeout);
       co_await http::async_read(c->stream, c->buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
