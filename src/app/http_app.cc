@@ -438,41 +438,34 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     }
   }
 
-  // Both loops turn any exception into failed jobs: co_spawn(detached) would swallow it, and
-  // the replica would wait for these forwards for ever.
   void StartWriter() {
     if (writer_running) return;
     writer_running = true;
-    asio::co_spawn(
-        strand,
-        [self = shared_from_this()]() -> asio::awaitable<void> {
-          try {
-            co_await self->Writer();
-          } catch (const std::exception& e) {
-            self->CloseConnection();
-            self->FailAll(Error{ErrorCode::kUnknown, std::string("forward failed: ") + e.what()});
-          }
-          self->writer_running = false;
-          // Jobs queued while the loop was ending (or left after a break) start a new round.
-          if (!self->to_write.empty() && !self->reader_running) self->StartWriter();
-        },
-        asio::detached);
+    Spawn(&Impl::Writer, &Impl::writer_running);
   }
 
   void StartReader() {
     if (reader_running) return;
     reader_running = true;
+    Spawn(&Impl::Reader, &Impl::reader_running);
+  }
+
+  // Runs one of the two loops. Any exception becomes failed jobs: co_spawn(detached) would
+  // swallow it, and the replica would wait for these forwards for ever.
+  void Spawn(asio::awaitable<void> (Impl::*loop)(), bool Impl::*running) {
     asio::co_spawn(
         strand,
-        [self = shared_from_this()]() -> asio::awaitable<void> {
+        [self = shared_from_this(), loop, running]() -> asio::awaitable<void> {
           try {
-            co_await self->Reader();
+            co_await (self.get()->*loop)();
           } catch (const std::exception& e) {
             self->CloseConnection();
             self->FailAll(Error{ErrorCode::kUnknown, std::string("forward failed: ") + e.what()});
           }
-          self->reader_running = false;
-          if (!self->to_write.empty()) self->StartWriter();
+          self.get()->*running = false;
+          // Jobs queued while a loop was ending, or left when the writer stopped for a broken
+          // connection, start a new round once the reader has failed what was in flight.
+          if (!self->to_write.empty() && !self->reader_running) self->StartWriter();
         },
         asio::detached);
   }

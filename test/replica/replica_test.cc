@@ -447,6 +447,17 @@ class PipelineTest : public GroupCommitTest {
     }
     return indices;
   }
+  // Catches up 12 entries while the forward of entry `at` (0-based) breaks the connection.
+  void CatchUpThroughABreak(int at, bool applies) {
+    auto indices = Backlog(12);
+    app_.fail_at_index = indices[at];
+    app_.fail_at_index_applies = applies;
+    Make();
+    replica_->Start();
+    ASSERT_TRUE(WaitState(ReplicaState::kServing));
+    EXPECT_EQ(Bodies(), BodiesUpTo(12));
+    EXPECT_EQ(app_.contract_violations, 0);
+  }
   static std::vector<std::string> BodiesUpTo(int n) {
     std::vector<std::string> out;
     for (int k = 1; k <= n; ++k) out.push_back("b" + std::to_string(k));
@@ -477,26 +488,13 @@ TEST_F(PipelineTest, DepthOneNeverPipelines) {
 }
 
 TEST_F(PipelineTest, ABreakAfterApplyingMidPipelineLosesAndRepeatsNothing) {
-  auto indices = Backlog(12);
-  app_.fail_at_index = indices[5];  // applied, then the connection breaks; 7.. fail unapplied
-  app_.fail_at_index_applies = true;
-  Make();
-  replica_->Start();
-  ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  EXPECT_EQ(Bodies(), BodiesUpTo(12));
-  EXPECT_EQ(app_.contract_violations, 0);
+  // Entry 6 is applied, then the connection breaks; 7.. fail unapplied.
+  CatchUpThroughABreak(/*at=*/5, /*applies=*/true);
   EXPECT_EQ(Status().recoveries, 0u);  // the front's retry found it applied
 }
 
 TEST_F(PipelineTest, ABreakBeforeApplyingMidPipelineIsRetried) {
-  auto indices = Backlog(12);
-  app_.fail_at_index = indices[2];
-  app_.fail_at_index_applies = false;
-  Make();
-  replica_->Start();
-  ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  EXPECT_EQ(Bodies(), BodiesUpTo(12));
-  EXPECT_EQ(app_.contract_violations, 0);
+  CatchUpThroughABreak(/*at=*/2, /*applies=*/false);
 }
 
 TEST_F(PipelineTest, AnAppRestartMidPipelineReplaysEverythingInOrder) {
