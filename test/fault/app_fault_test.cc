@@ -18,32 +18,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Small timeouts keep the suite fast; assertions never depend on them except as upper bounds.
-ReplicatedClusterOptions FaultOptions(const std::string& group,
-                                      const std::string& heartbeat_ms = "200",
-                                      const std::string& app_timeout_ms = "2000") {
-  ReplicatedClusterOptions o;
-  o.group = group;
-  o.request_timeout = 5000ms;
-  o.extra_proxy_args = {"--heartbeat-interval-ms", heartbeat_ms, "--app-timeout-ms", app_timeout_ms,
-                        "--etcd-timeout-ms",       "2000"};
-  return o;
-}
-
-void StartAndWait(ReplicatedCluster& cluster) {
-  cluster.StartAll();
-  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
-}
-
-bool Ready(ReplicatedCluster& cluster, int i) {
-  return Http(cluster.AdminPort(i), "GET", "/readyz", "", {}, 2s).status == 200;
-}
-
-int64_t StatusCounter(ReplicatedCluster& cluster, int i, const char* name) {
-  const json s = cluster.Status(i);
-  return s.is_object() ? s.value(name, int64_t{-1}) : -1;
-}
-
 // 1. The app of replica 2 is SIGKILLed and restarted (empty) 3 s later, while clients load the
 // other replicas. Its proxy leaves serving, refuses requests quickly meanwhile, and replays the
 // whole log into the new app (through a small entry queue, so the watch is paused and resumed

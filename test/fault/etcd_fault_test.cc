@@ -17,20 +17,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-ReplicatedClusterOptions FaultOptions(const std::string& group) {
-  ReplicatedClusterOptions o;
-  o.group = group;
-  o.request_timeout = 5000ms;
-  o.extra_proxy_args = {"--heartbeat-interval-ms", "200", "--app-timeout-ms", "2000",
-                        "--etcd-timeout-ms",       "2000"};
-  return o;
-}
-
-void StartAndWait(ReplicatedCluster& cluster) {
-  cluster.StartAll();
-  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
-}
-
 // 5. The etcd leader is SIGKILLed under load on every replica: a new leader is elected and the
 // service continues; the old leader rejoins. Twice.
 TEST(EtcdFault, LeaderKilledUnderLoadAndServiceContinues) {

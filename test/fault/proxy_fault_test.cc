@@ -17,20 +17,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ReplicatedClusterOptions FaultOptions(const std::string& group) {
-  ReplicatedClusterOptions o;
-  o.group = group;
-  o.request_timeout = 5000ms;
-  o.extra_proxy_args = {"--heartbeat-interval-ms", "200", "--app-timeout-ms", "2000",
-                        "--etcd-timeout-ms",       "2000"};
-  return o;
-}
-
-void StartAndWait(ReplicatedCluster& cluster) {
-  cluster.StartAll();
-  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
-}
-
 // 3a. Proxy 2 SIGKILLed while clients load replicas 0 and 1, restarted 1 s later: it catches its
 // app up from the app's own index and serves again; the others are not disturbed.
 TEST(ProxyFault, ProxyKilledAndRestartedWhileOthersServe) {

@@ -114,11 +114,6 @@ int64_t SendAndCheck(uint16_t port, const CounterOp& op, CounterModel& model) {
   return index;
 }
 
-void StartAndWait(ReplicatedCluster& cluster) {
-  cluster.StartAll();
-  ASSERT_TRUE(cluster.WaitAllServing(kServingTimeout)) << "logs in " << cluster.log_dir();
-}
-
 // 1. Sequential mixed operations sent to one replica reach every replica, exactly.
 TEST(Replication, SequentialMixedOpsReachEveryReplicaExactly) {
   ReplicatedCluster cluster;

@@ -92,6 +92,30 @@ HttpResult SendOp(HttpConnection& conn, const CounterOp& op, std::chrono::millis
   return conn.Request(op.Method(), op.Target(), op.Body(), headers, timeout);
 }
 
+ReplicatedClusterOptions FaultOptions(const std::string& group, const std::string& heartbeat_ms,
+                                      const std::string& app_timeout_ms) {
+  ReplicatedClusterOptions o;
+  o.group = group;
+  o.request_timeout = 5000ms;
+  o.extra_proxy_args = {"--heartbeat-interval-ms", heartbeat_ms, "--app-timeout-ms", app_timeout_ms,
+                        "--etcd-timeout-ms",       "2000"};
+  return o;
+}
+
+void StartAndWait(ReplicatedCluster& cluster) {
+  cluster.StartAll();
+  ASSERT_TRUE(cluster.WaitAllServing(60s)) << "logs in " << cluster.log_dir();
+}
+
+bool Ready(ReplicatedCluster& cluster, int i) {
+  return Http(cluster.AdminPort(i), "GET", "/readyz", "", {}, 2s).status == 200;
+}
+
+int64_t StatusCounter(ReplicatedCluster& cluster, int i, const char* name) {
+  const json s = cluster.Status(i);
+  return s.is_object() ? s.value(name, int64_t{-1}) : -1;
+}
+
 CounterOp UniqueOp(int client, int k) {
   const int64_t base = 1000000LL * (client + 1) + k;  // unique per (client, k) for k < 10^6
   switch (k % 5) {

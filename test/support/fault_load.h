@@ -113,6 +113,18 @@ class Load {
   std::vector<std::unique_ptr<Client>> clients_;
 };
 
+// The cluster options every fault scenario starts from: small timeouts keep the suite fast (no
+// assertion depends on them except as an upper bound).
+ReplicatedClusterOptions FaultOptions(const std::string& group,
+                                      const std::string& heartbeat_ms = "200",
+                                      const std::string& app_timeout_ms = "2000");
+// Starts every process of `cluster` and asserts that every replica serves within 60 s.
+void StartAndWait(ReplicatedCluster& cluster);
+// Proxy `i`'s /readyz answers 200.
+bool Ready(ReplicatedCluster& cluster, int i);
+// The counter `name` of proxy `i`'s /status, -1 when unreadable.
+int64_t StatusCounter(ReplicatedCluster& cluster, int i, const char* name);
+
 // The `k`-th operation of client `client`: unique across clients and k.
 CounterOp UniqueOp(int client, int k);
 
