@@ -308,9 +308,13 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     if (!app_index) co_return ForwardResult{app_index.error()};
     if (*app_index != job.expected) co_return ForwardResult{AppIndexMismatch{*app_index}};
     if (!fresh->stream.socket().is_open()) {
-      // The app closed after answering; validate a new connection next time.
+      // The app closed after answering; validate a new connection next time. An app that always
+      // does so never gets an entry: say what it must change.
       co_return ForwardResult{
-          Error{ErrorCode::kUnavailable, "app closed the validated connection"}};
+          Error{ErrorCode::kUnavailable,
+                "the app closed the connection after answering " + options.last_index_path +
+                    ": entries are sent on the connection that was validated, so the app must "
+                    "keep HTTP/1.1 connections alive"}};
     }
     fresh->last_index = job.expected;
     conn = fresh;

@@ -84,6 +84,8 @@ class RecordingApp {
   std::size_t answer_in_groups_of = 1;
   // Close the connection after answering this many forwards on it (0 = never).
   int close_after_forwards = 0;
+  // Answer everything with "Connection: close" and close, HTTP/1.0 style.
+  bool close_every_response = false;
 
  private:
   void Serve() {
@@ -120,6 +122,12 @@ class RecordingApp {
             forward = true;
           }
         }
+        bool close_now = false;
+        {
+          std::lock_guard lock(mu);
+          close_now = close_every_response;
+        }
+        if (close_now) res.keep_alive(false);
         res.prepare_payload();
         held.push_back(std::move(res));
         if (held.size() < group) continue;
@@ -130,7 +138,7 @@ class RecordingApp {
         held.clear();
         if (ec) break;
         if (forward) ++answered;
-        if (close_after > 0 && answered >= close_after) break;
+        if (close_now || (close_after > 0 && answered >= close_after)) break;
       }
     }
   }
@@ -282,6 +290,21 @@ TEST_F(HttpAppTest, AForwardOutOfSequenceOnTheConnectionIsNotSent) {
       << std::get<Error>(r).message;
   std::lock_guard lock(app_.mu);
   EXPECT_EQ(app_.requests.size(), 1u);
+}
+
+TEST_F(HttpAppTest, AnAppClosingEveryConnectionGetsNoEntryAndIsToldWhy) {
+  {
+    std::lock_guard lock(app_.mu);
+    app_.close_every_response = true;
+  }
+  auto r = Forward({"POST", "/a", 11, {}, "1"}, 1, 0);
+  ASSERT_TRUE(std::holds_alternative<Error>(r));
+  EXPECT_EQ(std::get<Error>(r).code, ErrorCode::kUnavailable);
+  EXPECT_EQ(std::get<Error>(r).message,
+            "the app closed the connection after answering /last-index: entries are sent on the "
+            "connection that was validated, so the app must keep HTTP/1.1 connections alive");
+  std::lock_guard lock(app_.mu);
+  EXPECT_TRUE(app_.requests.empty());
 }
 
 }  // namespace
