@@ -132,6 +132,8 @@ app.kubernetes.io/component: etcd
       value: {{ int64 .Values.proxy.etcdTimeoutMs | quote }}
     - name: K8SHMIR_BODY_LIMIT
       value: {{ int64 .Values.proxy.bodyLimit | quote }}
+    - name: K8SHMIR_APP_PIPELINE_DEPTH
+      value: {{ int64 .Values.proxy.appPipelineDepth | quote }}
     - name: K8SHMIR_LOG_LEVEL
       value: {{ .Values.proxy.logLevel | quote }}
     - name: K8SHMIR_LOG_FORMAT
