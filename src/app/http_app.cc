@@ -198,6 +198,13 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     co_return ec;
   }
 
+  // The app's answers are bounded like client requests; a HEAD response has no body to read.
+  void LimitParser(ResponseParser& parser, bool head) const {
+    parser.body_limit(options.response_limit);
+    parser.header_limit(64 * 1024);
+    if (head) parser.skip(true);
+  }
+
   // One request/response on `stream`, bounded by the timeout and the response limit.
   asio::awaitable<Exchange> RoundTrip(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                       RequestMessage& req) {
@@ -206,9 +213,7 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, x.ec));
     if (x.ec) co_return x;
     ResponseParser parser;
-    parser.body_limit(options.response_limit);
-    parser.header_limit(64 * 1024);
-    if (req.method() == http::verb::head) parser.skip(true);
+    LimitParser(parser, req.method() == http::verb::head);
     co_await http::async_read(stream, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, x.ec));
     if (x.ec) co_return x;
@@ -297,16 +302,16 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     FailAll(broken);
   }
 
-  // Opens and validates a connection for `job`: the app must report exactly job.expected.
-  // Nullopt on success; otherwise the job's result (nothing was sent).
-  asio::awaitable<std::optional<ForwardResult>> OpenValidated(const Job& job) {
+  // Opens and validates a connection: the app must report exactly `expected`. Nullopt on
+  // success; otherwise the result of the job that needed it (nothing was sent).
+  asio::awaitable<std::optional<ForwardResult>> OpenValidated(int64_t expected) {
     auto fresh = std::make_shared<Connection>(strand);
     if (auto ec = co_await Connect(fresh->stream)) {
       co_return ForwardResult{Error{ErrorCode::kUnavailable, "app connect: " + ec.message()}};
     }
     auto app_index = co_await QueryIndex(fresh->stream, fresh->buffer);
     if (!app_index) co_return ForwardResult{app_index.error()};
-    if (*app_index != job.expected) co_return ForwardResult{AppIndexMismatch{*app_index}};
+    if (*app_index != expected) co_return ForwardResult{AppIndexMismatch{*app_index}};
     if (!fresh->stream.socket().is_open()) {
       // The app closed after answering; validate a new connection next time. An app that always
       // does so never gets an entry: say what it must change.
@@ -316,7 +321,7 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
                     ": entries are sent on the connection that was validated, so the app must "
                     "keep HTTP/1.1 connections alive"}};
     }
-    fresh->last_index = job.expected;
+    fresh->last_index = expected;
     conn = fresh;
     co_return std::nullopt;
   }
@@ -332,8 +337,8 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
         break;
       }
       if (!conn) {
-        const Job& first = to_write.front();
-        std::optional<ForwardResult> refused = co_await OpenValidated(first);
+        const int64_t expected = to_write.front().expected;
+        std::optional<ForwardResult> refused = co_await OpenValidated(expected);
         if (refused) {
           Job job = std::move(to_write.front());
           to_write.pop_front();
@@ -398,9 +403,7 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       }
       beast::error_code ec;
       ResponseParser parser;
-      parser.body_limit(options.response_limit);
-      parser.header_limit(64 * 1024);
-      if (to_read.front().head) parser.skip(true);
+      LimitParser(parser, to_read.front().head);
       // Acknowledge at once what the app sends: an app with Nagle's algorithm on (the socket
       // default) holds a second pipelined response until the first is acknowledged, and a
       // delayed ACK would stall it for up to 40 ms. Linux clears the flag again on its own.
@@ -415,7 +418,6 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       Job job = std::move(to_read.front());
       to_read.pop_front();
       if (ec || conn != c) {
-        if (conn == c) CloseConnection();
         Fail(std::move(job),
              Error{ErrorCode::kUnknown,
                    "forward of index " + std::to_string(job.index) +

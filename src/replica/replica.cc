@@ -323,20 +323,20 @@ void Replica::ResubscribeLater() {
 
 void Replica::BreakPipeline() {
   ++pipe_gen_;
-  sent_ = 0;
   sent_at_.clear();
 }
 
 void Replica::TryForward() {
   const std::size_t depth = std::max<std::size_t>(options_.app_pipeline_depth, 1);
-  while (!stopped_ && !recover_pending_ && !forward_retry_pending_ && sent_ < queue_.size() &&
-         in_flight_ < depth) {
-    const LogRecord& record = queue_[sent_];
+  while (!stopped_ && !recover_pending_ && !forward_retry_pending_ &&
+         sent_at_.size() < queue_.size() && in_flight_ < depth) {
+    const std::size_t sent = sent_at_.size();
+    const LogRecord& record = queue_[sent];
     auto entry = record.malformed ? Result<Entry>(Error{ErrorCode::kProtocol, "not an entry"})
                                   : DecodeEntry(record.value);
     if (!entry) {
       // Skipped only at the front, once everything before it was applied.
-      if (sent_ > 0) break;
+      if (sent > 0) break;
       // Every replica decodes the same bytes, so every replica skips this entry alike.
       spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id, record.id,
                     record.index, entry.error().message);
@@ -351,9 +351,8 @@ void Replica::TryForward() {
     }
     // The app must have applied exactly the entry before this one (or, at the front, what it
     // has applied so far).
-    int64_t expected = sent_ == 0 ? status_.applied_index : queue_[sent_ - 1].index;
+    int64_t expected = sent == 0 ? status_.applied_index : queue_[sent - 1].index;
     int64_t index = record.index;
-    ++sent_;
     ++in_flight_;
     ++forwards_started_;
     sent_at_.push_back(Clock::now());
@@ -383,7 +382,7 @@ void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardRes
     TryForward();
     return;
   }
-  if (sent_ == 0 || queue_.empty() || queue_.front().index != index) {
+  if (sent_at_.empty() || queue_.empty() || queue_.front().index != index) {
     // The app answers in order; anything else is a bug of ours: trust only the app's index.
     Recover(ReplicaState::kRecovering, "forward result for index " + std::to_string(index) +
                                            " out of order; re-validating the app");
@@ -442,10 +441,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   std::string id = record.id;
   int64_t index = record.index;
   queue_.pop_front();
-  if (sent_ > 0) {
-    --sent_;
-    sent_at_.pop_front();
-  }
+  if (!sent_at_.empty()) sent_at_.pop_front();
   if (pending_.count(id)) {
     if (response != nullptr) {
       ClientReply reply;

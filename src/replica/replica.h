@@ -145,14 +145,13 @@ class Replica : public std::enable_shared_from_this<Replica> {
   bool watch_paused_ = false;  // paused because queue_ is full
   // Forwards in flight, of any generation: a recovery validates the app only once they returned.
   std::size_t in_flight_ = 0;
-  // The first sent_ entries of queue_ are in flight in the current pipeline, which pipe_gen_
-  // names: a failed forward ends the pipeline (every later forward fails too) and its stale
-  // results are ignored.
-  std::size_t sent_ = 0;
+  // The first sent_at_.size() entries of queue_ are in flight in the current pipeline (with the
+  // time each was sent), which pipe_gen_ names: a failed forward ends the pipeline (every later
+  // forward fails too) and its stale results are ignored.
+  std::deque<std::chrono::steady_clock::time_point> sent_at_;
   uint64_t pipe_gen_ = 0;
   bool forward_retry_pending_ = false;  // a failed forward is retried after a backoff
-  std::deque<std::chrono::steady_clock::time_point> sent_at_;
-  bool recover_pending_ = false;  // a recovery waits for the in-flight Forward to return
+  bool recover_pending_ = false;        // a recovery waits for the in-flight Forward to return
   int forward_failures_ = 0;
   uint64_t forwards_started_ = 0;
   int64_t processed_ = 0;  // highest index taken off the queue (applied, or skipped as invalid)
