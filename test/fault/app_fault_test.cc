@@ -4,7 +4,6 @@
 // each equal to replaying it, every acknowledged request exactly once, nothing refused applied,
 // nothing applied twice, no ordering violation seen by any app.
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include <chrono>
 #include <thread>
@@ -115,17 +114,14 @@ TEST(AppFault, HungAppTimesOutAndTheReplicaRecoversWhenItComesBack) {
 
   const pid_t app = cluster.AppPid(1);
   ASSERT_GT(app, 0);
-  ASSERT_EQ(::kill(app, SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{app};
+  StoppedProcess hung(app);
+  ASSERT_TRUE(hung.stopped());
   const bool left_serving = WaitFor([&] { return !Ready(cluster, 1); }, 30s);
   EXPECT_TRUE(left_serving) << "proxy 1 still serving with a hung app: "
                             << cluster.Status(1).dump();
   // The other replicas keep serving while one app hangs.
   EXPECT_TRUE(load.WaitProgress(10, 30s, {0, 2}));
-  ASSERT_EQ(::kill(app, SIGCONT), 0);
+  ASSERT_TRUE(hung.Resume());
 
   ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
   ASSERT_TRUE(load.WaitProgress(20, 60s));

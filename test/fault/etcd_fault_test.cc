@@ -1,7 +1,6 @@
 // Fault suite, the log side (issue 3, scenarios 5, 6 and 7): the etcd leader SIGKILLed under load;
 // etcd's quorum lost for 5 s under load; the log compacted past the index of a stopped replica.
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include <chrono>
 #include <thread>
@@ -57,14 +56,11 @@ TEST(EtcdFault, MemberHungUnderLoadAndServiceContinues) {
 
   const pid_t pid = cluster.Etcd().MemberPid(0);
   ASSERT_GT(pid, 0);
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{pid};
+  StoppedProcess hung(pid);
+  ASSERT_TRUE(hung.stopped());
   // Longer than the proxies' watch liveness timeout (5 s): their watches must move.
   std::this_thread::sleep_for(10s);
-  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_TRUE(hung.Resume());
   ASSERT_TRUE(cluster.Etcd().WaitHealthy(60s));
   ASSERT_TRUE(cluster.WaitAllServing(60s));
   ASSERT_TRUE(load.WaitProgress(20, 60s)) << "the service did not resume on every replica";

@@ -3,7 +3,6 @@
 // together. A SIGKILLed proxy loses nothing acknowledged: its clients' requests were either
 // answered (and then applied exactly once everywhere) or left without an answer (at most once).
 #include <gtest/gtest.h>
-#include <signal.h>
 
 #include <chrono>
 #include <thread>
@@ -107,14 +106,11 @@ TEST(ProxyFault, ProxyHungThenResumedUnderLoadOnAllReplicas) {
 
   const pid_t pid = cluster.ProxyPid(1);
   ASSERT_GT(pid, 0);
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  struct Resume {
-    pid_t pid;
-    ~Resume() { ::kill(pid, SIGCONT); }
-  } resume{pid};
+  StoppedProcess hung(pid);
+  ASSERT_TRUE(hung.stopped());
   EXPECT_TRUE(load.WaitProgress(10, 30s, {0, 2})) << "the other replicas stopped serving";
   std::this_thread::sleep_for(6s);
-  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  ASSERT_TRUE(hung.Resume());
   ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
   ASSERT_TRUE(load.WaitProgress(20, 60s));
   load.Stop();

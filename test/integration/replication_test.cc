@@ -178,21 +178,6 @@ TEST(Replication, ConcurrentClientsOnAllReplicasAgreeOnOneOrder) {
     HttpResult res;
     int64_t index = -1;
   };
-  auto make_op = [](int c, int k) {
-    const int64_t base = 1000000LL * (c + 1) + k;  // unique per (client, k)
-    switch (k % 5) {
-      case 0:
-        return CounterOp::Append("c" + std::to_string(c) + "-" + std::to_string(k));
-      case 1:
-        return CounterOp::Inc(base);
-      case 2:
-        return CounterOp::Mul(2 * base + 1);
-      case 3:
-        return CounterOp::Set(-base);
-      default:
-        return CounterOp::Dec(7 * base);
-    }
-  };
 
   std::vector<std::vector<Result>> results(kClients);
   std::vector<std::thread> threads;
@@ -201,7 +186,7 @@ TEST(Replication, ConcurrentClientsOnAllReplicasAgreeOnOneOrder) {
       HttpConnection conn(cluster.ProxyPort(c));  // keep-alive, one request at a time
       for (int k = 0; k < kOpsPerClient; ++k) {
         Result r;
-        r.op = make_op(c, k);
+        r.op = UniqueOp(c, k);
         r.res = Send(conn, r.op);
         r.index = LogIndexOf(r.res);
         results[static_cast<size_t>(c)].push_back(std::move(r));

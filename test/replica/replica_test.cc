@@ -330,21 +330,30 @@ class GroupCommitTest : public ReplicaTest {
     req.body = body;
     replica_->Submit(req, [this, body](ClientReply r) { replies_[body] = std::move(r); });
   }
+  // Starts a serving replica whose log holds appends, and submits `first`: sent alone at once
+  // (nobody waits for company), it stays the one append in flight until ReleaseAppends().
+  void ServeWithFirstAppendHeld(const std::string& first) {
+    Make();
+    replica_->Start();
+    ASSERT_TRUE(WaitState(ReplicaState::kServing));
+    log_.hold_appends = true;
+    SendAsync(first);
+    ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  }
+  // The log answers the held appends and every later one at once.
+  void ReleaseAppends() {
+    log_.hold_appends = false;
+    log_.ReleaseAppends();
+  }
   std::map<std::string, ClientReply> replies_;
 };
 
 TEST_F(GroupCommitTest, RequestsArrivingDuringAnAppendGoTogetherInTheNext) {
-  Make();
-  replica_->Start();
-  ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  log_.hold_appends = true;
-  SendAsync("a");  // alone: sent at once, nobody waits for company
-  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  ASSERT_NO_FATAL_FAILURE(ServeWithFirstAppendHeld("a"));
   for (const char* body : {"b", "c", "d", "e"}) SendAsync(body);
   ioc_.run_for(std::chrono::milliseconds(20));
   EXPECT_EQ(log_.held_appends(), 1u);  // one append in flight at a time
-  log_.hold_appends = false;
-  log_.ReleaseAppends();  // "a" commits; b..e go out as one batch
+  ReleaseAppends();                    // "a" commits; b..e go out as one batch
   ASSERT_TRUE(RunUntil([&] { return replies_.size() == 5; }));
   EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1, 4}));
   EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
@@ -365,32 +374,20 @@ TEST_F(GroupCommitTest, RequestsArrivingDuringAnAppendGoTogetherInTheNext) {
 
 TEST_F(GroupCommitTest, BatchesAreCutByByteSize) {
   options_.max_batch_bytes = 1;  // every entry is larger: one entry per batch
-  Make();
-  replica_->Start();
-  ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  log_.hold_appends = true;
-  SendAsync("a");
-  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  ASSERT_NO_FATAL_FAILURE(ServeWithFirstAppendHeld("a"));
   for (const char* body : {"b", "c"}) SendAsync(body);
   ioc_.run_for(std::chrono::milliseconds(10));
-  log_.hold_appends = false;
-  log_.ReleaseAppends();
+  ReleaseAppends();
   ASSERT_TRUE(RunUntil([&] { return replies_.size() == 3; }));
   EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1, 1, 1}));
   EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b", "c"}));
 }
 
 TEST_F(GroupCommitTest, BatchesAreCutAtTheEntryLimit) {
-  Make();
-  replica_->Start();
-  ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  log_.hold_appends = true;
-  SendAsync("first");
-  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  ASSERT_NO_FATAL_FAILURE(ServeWithFirstAppendHeld("first"));
   for (std::size_t i = 0; i < kMaxBatchEntries + 10; ++i) SendAsync("x" + std::to_string(i));
   ioc_.run_for(std::chrono::milliseconds(20));
-  log_.hold_appends = false;
-  log_.ReleaseAppends();
+  ReleaseAppends();
   ASSERT_TRUE(RunUntil([&] { return replies_.size() == kMaxBatchEntries + 11; }));
   EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1, kMaxBatchEntries, 10}));
   ASSERT_EQ(app_.journal.size(), kMaxBatchEntries + 11);
@@ -401,20 +398,14 @@ TEST_F(GroupCommitTest, BatchesAreCutAtTheEntryLimit) {
 
 TEST_F(GroupCommitTest, ARequestStillWaitingForTheLogAtItsDeadlineIsNotCommitted) {
   options_.request_timeout = std::chrono::milliseconds(200);
-  Make();
-  replica_->Start();
-  ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  log_.hold_appends = true;
-  SendAsync("a");
-  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  ASSERT_NO_FATAL_FAILURE(ServeWithFirstAppendHeld("a"));
   SendAsync("b");  // waits behind "a", which the log never answers
   ASSERT_TRUE(RunUntil([&] { return replies_.size() == 2; }));
   EXPECT_EQ(replies_.at("a").outcome, Outcome::kUnknown);
   EXPECT_EQ(replies_.at("a").response.status, 504u);
   EXPECT_EQ(replies_.at("b").outcome, Outcome::kNotCommitted);
   EXPECT_EQ(replies_.at("b").response.status, 503u);
-  log_.hold_appends = false;
-  log_.ReleaseAppends();  // "a" commits late; "b" must never reach the log
+  ReleaseAppends();  // "a" commits late; "b" must never reach the log
   ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 1; }));
   ioc_.run_for(std::chrono::milliseconds(20));
   EXPECT_EQ(log_.batch_sizes(), (std::vector<std::size_t>{1}));

@@ -1,6 +1,7 @@
 #include "support/fault_load.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <iostream>
@@ -115,6 +116,16 @@ int64_t StatusCounter(ReplicatedCluster& cluster, int i, const char* name) {
   const json s = cluster.Status(i);
   return s.is_object() ? s.value(name, int64_t{-1}) : -1;
 }
+
+StoppedProcess::StoppedProcess(pid_t pid) : pid_(pid) {
+  stopped_ = pid_ > 0 && ::kill(pid_, SIGSTOP) == 0;
+}
+
+StoppedProcess::~StoppedProcess() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
+}
+
+bool StoppedProcess::Resume() { return pid_ > 0 && ::kill(pid_, SIGCONT) == 0; }
 
 CounterOp UniqueOp(int client, int k) {
   const int64_t base = 1000000LL * (client + 1) + k;  // unique per (client, k) for k < 10^6

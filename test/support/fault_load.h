@@ -14,6 +14,8 @@
 // no ordering violation, and as many entries as the log holds keys.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -124,6 +126,24 @@ void StartAndWait(ReplicatedCluster& cluster);
 bool Ready(ReplicatedCluster& cluster, int i);
 // The counter `name` of proxy `i`'s /status, -1 when unreadable.
 int64_t StatusCounter(ReplicatedCluster& cluster, int i, const char* name);
+
+// A hung process: SIGSTOP on construction (its connections stay open, nothing answers them),
+// SIGCONT on Resume() and again on destruction, so that a failed assertion never leaves it stopped.
+class StoppedProcess {
+ public:
+  explicit StoppedProcess(pid_t pid);
+  ~StoppedProcess();
+  StoppedProcess(const StoppedProcess&) = delete;
+  StoppedProcess& operator=(const StoppedProcess&) = delete;
+  // The SIGSTOP was delivered.
+  bool stopped() const { return stopped_; }
+  // Sends SIGCONT; true when delivered.
+  bool Resume();
+
+ private:
+  pid_t pid_;
+  bool stopped_ = false;
+};
 
 // The `k`-th operation of client `client`: unique across clients and k.
 CounterOp UniqueOp(int client, int k);
