@@ -4,7 +4,8 @@
 // index is not greater than the last applied one is refused with 409 and counted as a violation.
 //
 // Endpoints:
-//   GET  /last-index      {"index": N}   ({"index": null} under --null-index while N == 0;
+//   GET  /last-index      {"index": N, "pipelining": true}  ("pipelining" left out under
+//                         --no-pipelining; {"index": null} under --null-index while N == 0;
 //                         a body that is not JSON under --garbage-last-index, to test the proxy)
 //   POST /integer         {"op": "INC"|"DEC"|"MUL"|"SET", "value": n} -> {"value": v, "index": N}
 //   GET  /integer         {"value": v}
@@ -13,7 +14,9 @@
 //   GET  /journal         {"entries": [...]}
 //   GET  /journal/digest  {"count", "hash", "value", "last_index", "violations"}
 //
-// Single-threaded Boost.Asio: requests are applied one at a time, in the order they are read.
+// Single-threaded Boost.Asio: requests are applied one at a time, in the order they are read, and
+// each connection's requests strictly one after the other (a pipelined request is read only once
+// the previous one was answered). That is what "pipelining": true declares to the proxy.
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -51,6 +54,7 @@ struct Options {
   std::uint16_t port = 3000;
   bool null_index = false;
   bool garbage_last_index = false;
+  bool no_pipelining = false;
 };
 
 // FNV-1a, 64 bits.
@@ -96,8 +100,8 @@ Reply Error(http::status status, std::string message) {
 // The replicated state. Only ever touched from the single io thread.
 class Counter {
  public:
-  Counter(bool null_index, bool garbage_last_index)
-      : null_index_(null_index), garbage_last_index_(garbage_last_index) {}
+  Counter(bool null_index, bool garbage_last_index, bool pipelining)
+      : null_index_(null_index), garbage_last_index_(garbage_last_index), pipelining_(pipelining) {}
 
   Reply Handle(const http::request<http::string_body>& req) {
     const std::string_view target(req.target().data(), req.target().size());
@@ -111,7 +115,9 @@ class Counter {
         return r;
       }
       if (null_index_ && last_index_ == 0) return {http::status::ok, json{{"index", nullptr}}};
-      return {http::status::ok, json{{"index", last_index_}}};
+      json answer{{"index", last_index_}};
+      if (pipelining_) answer["pipelining"] = true;
+      return {http::status::ok, answer};
     }
 
     std::int64_t index = 0;  // 0: not replicated (direct access)
@@ -226,6 +232,7 @@ class Counter {
 
   const bool null_index_;
   const bool garbage_last_index_;
+  const bool pipelining_;
   std::int64_t value_ = 0;
   std::int64_t last_index_ = 0;
   std::uint64_t violations_ = 0;
@@ -355,12 +362,15 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
 void Usage(std::ostream& out) {
   out << "usage: counter-app [--host ADDR] [--port PORT] [--null-index] [--garbage-last-index]\n"
+         "                   [--no-pipelining]\n"
          "  --host ADDR             listen address (default 127.0.0.1)\n"
          "  --port PORT             listen port (default 3000)\n"
          "  --null-index            answer {\"index\": null} on /last-index before the first\n"
          "                          replicated request\n"
          "  --garbage-last-index    answer /last-index with a body that is not JSON (a broken\n"
-         "                          app, for tests of the proxy); all else works as usual\n";
+         "                          app, for tests of the proxy); all else works as usual\n"
+         "  --no-pipelining         leave \"pipelining\": true out of /last-index, so the proxy\n"
+         "                          forwards one entry at a time\n";
 }
 
 bool ParseArgs(int argc, char** argv, Options& opts) {
@@ -388,6 +398,9 @@ bool ParseArgs(int argc, char** argv, Options& opts) {
     } else if (arg == "--garbage-last-index") {
       if (has_value) return false;
       opts.garbage_last_index = true;
+    } else if (arg == "--no-pipelining") {
+      if (has_value) return false;
+      opts.no_pipelining = true;
     } else if (arg == "--host") {
       if (!need_value()) return false;
       opts.host = std::string(value);
@@ -414,7 +427,7 @@ int main(int argc, char** argv) {
   }
   try {
     asio::io_context ioc{1};
-    Counter counter(opts.null_index, opts.garbage_last_index);
+    Counter counter(opts.null_index, opts.garbage_last_index, !opts.no_pipelining);
     const tcp::endpoint endpoint(asio::ip::make_address(opts.host), opts.port);
     auto listener = std::make_shared<Listener>(ioc, endpoint, counter);
     listener->Accept();
@@ -425,7 +438,8 @@ int main(int argc, char** argv) {
     const auto local = listener->local_endpoint();
     std::cerr << "counter-app listening on " << local.address().to_string() << ":" << local.port()
               << (opts.null_index ? " (null-index)" : "")
-              << (opts.garbage_last_index ? " (garbage-last-index)" : "") << std::endl;
+              << (opts.garbage_last_index ? " (garbage-last-index)" : "")
+              << (opts.no_pipelining ? " (no-pipelining)" : "") << std::endl;
     ioc.run();
   } catch (const std::exception& e) {
     std::cerr << "counter-app: " << e.what() << std::endl;

@@ -44,7 +44,7 @@ struct Config {
   std::size_t max_connections = 4096;
   std::size_t max_appends_in_flight = 1;
   std::size_t max_batch_bytes = 512 * 1024;
-  std::size_t app_pipeline_depth = 1;
+  std::size_t app_pipeline_depth = 16;
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   int io_threads = 1;

@@ -27,8 +27,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-Result<int64_t> ParseLastIndex(unsigned status, const std::string& body, bool* lenient) {
-  *lenient = false;
+Result<LastIndexAnswer> ParseLastIndex(unsigned status, const std::string& body) {
   if (status != 200) {
     return Error{ErrorCode::kProtocol, "last-index answered HTTP " + std::to_string(status)};
   }
@@ -37,17 +36,27 @@ Result<int64_t> ParseLastIndex(unsigned status, const std::string& body, bool* l
     return Error{ErrorCode::kProtocol,
                  "last-index answer is not a JSON object: '" + body.substr(0, 80) + "'"};
   }
+  LastIndexAnswer answer;
+  if (auto p = doc.find("pipelining"); p != doc.end()) {
+    // Strict: a typo here must not silently turn pipelining on (or off) behind the operator.
+    if (!p->is_boolean()) {
+      return Error{ErrorCode::kProtocol,
+                   "last-index \"pipelining\" must be true or false, not " + p->dump()};
+    }
+    answer.pipelining = p->get<bool>();
+  }
   auto it = doc.find("index");
   if (it == doc.end() || it->is_null()) {
-    *lenient = true;
-    return int64_t{0};
+    answer.lenient = true;
+    return answer;
   }
   if (it->is_number_unsigned()) {
     auto v = it->get<uint64_t>();
     if (v > static_cast<uint64_t>(INT64_MAX)) {
       return Error{ErrorCode::kProtocol, "last-index out of range"};
     }
-    return static_cast<int64_t>(v);
+    answer.index = static_cast<int64_t>(v);
+    return answer;
   }
   if (it->is_number_integer()) {
     return Error{ErrorCode::kProtocol, "last-index is negative: " + it->dump()};
@@ -165,6 +174,9 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     // Index of the last entry written on this connection (at first: the validated index). The
     // next entry may be written only if it expects exactly this index to be applied.
     int64_t last_index = 0;
+    // The app declared "pipelining": true when this connection was validated: entries are
+    // written without waiting for the previous answer. Otherwise one at a time.
+    bool pipelining = false;
   };
   // One Forward: written by the writer coroutine, answered by the reader coroutine, in order.
   struct Job {
@@ -180,6 +192,7 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
   bool writer_running = false;
   bool reader_running = false;
   bool warned_lenient = false;
+  std::optional<bool> announced_pipelining;  // logged when what the app declares changes
 
   Impl(asio::any_io_executor ex, HttpAppOptions o)
       : strand(asio::make_strand(ex)), options(std::move(o)) {}
@@ -229,16 +242,15 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     return req;
   }
 
-  asio::awaitable<Result<int64_t>> QueryIndex(beast::tcp_stream& stream,
-                                              beast::flat_buffer& buffer) {
+  asio::awaitable<Result<LastIndexAnswer>> QueryIndex(beast::tcp_stream& stream,
+                                                      beast::flat_buffer& buffer) {
     auto req = LastIndexRequest();
     Exchange x = co_await RoundTrip(stream, buffer, req);
     if (x.ec) {
       co_return Error{ErrorCode::kUnavailable, "app last-index: " + x.ec.message()};
     }
-    bool lenient = false;
-    auto r = ParseLastIndex(x.response->result_int(), x.response->body(), &lenient);
-    if (r && lenient && !warned_lenient) {
+    auto r = ParseLastIndex(x.response->result_int(), x.response->body());
+    if (r && r->lenient && !warned_lenient) {
       warned_lenient = true;
       spdlog::warn("app answered {} without an index ({}); treating it as 0",
                    options.last_index_path, x.response->body().substr(0, 80));
@@ -258,7 +270,12 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     if (auto ec = co_await Connect(stream)) {
       result = Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
     } else {
-      result = co_await QueryIndex(stream, buffer);
+      auto answer = co_await QueryIndex(stream, buffer);
+      if (answer) {
+        result = answer->index;
+      } else {
+        result = answer.error();
+      }
     }
     beast::error_code ignored;
     stream.socket().close(ignored);
@@ -309,9 +326,9 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     if (auto ec = co_await Connect(fresh->stream)) {
       co_return ForwardResult{Error{ErrorCode::kUnavailable, "app connect: " + ec.message()}};
     }
-    auto app_index = co_await QueryIndex(fresh->stream, fresh->buffer);
-    if (!app_index) co_return ForwardResult{app_index.error()};
-    if (*app_index != expected) co_return ForwardResult{AppIndexMismatch{*app_index}};
+    auto answer = co_await QueryIndex(fresh->stream, fresh->buffer);
+    if (!answer) co_return ForwardResult{answer.error()};
+    if (answer->index != expected) co_return ForwardResult{AppIndexMismatch{answer->index}};
     if (!fresh->stream.socket().is_open()) {
       // The app closed after answering; validate a new connection next time. An app that always
       // does so never gets an entry: say what it must change.
@@ -322,6 +339,21 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
                     "keep HTTP/1.1 connections alive"}};
     }
     fresh->last_index = expected;
+    fresh->pipelining = answer->pipelining;
+    if (announced_pipelining != answer->pipelining) {
+      announced_pipelining = answer->pipelining;
+      if (answer->pipelining) {
+        spdlog::info(
+            "the app declares \"pipelining\": true in {}: entries are written without "
+            "waiting for the previous answer (up to the pipeline depth)",
+            options.last_index_path);
+      } else {
+        spdlog::info(
+            "the app does not declare \"pipelining\": true in {}: one entry in "
+            "flight at a time",
+            options.last_index_path);
+      }
+    }
     conn = fresh;
     co_return std::nullopt;
   }
@@ -347,12 +379,15 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
         }
       }
       std::shared_ptr<Connection> c = conn;
+      // An app that did not declare pipelining gets the next entry once it answered the last;
+      // the reader starts this loop again then.
+      if (!c->pipelining && !to_read.empty()) break;
       // Every queued job that continues the connection's sequence goes out in one write: the
       // app then reads them with one system call, too.
+      const std::size_t max_jobs = c->pipelining ? kMaxJobsPerWrite : 1;
       std::vector<Job> run;
       int64_t last = c->last_index;
-      while (!to_write.empty() && run.size() < kMaxJobsPerWrite &&
-             to_write.front().expected == last) {
+      while (!to_write.empty() && run.size() < max_jobs && to_write.front().expected == last) {
         last = to_write.front().index;
         run.push_back(std::move(to_write.front()));
         to_write.pop_front();
@@ -441,6 +476,8 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
         FailAll(Error{ErrorCode::kUnknown,
                       "the app closed the connection after index " + std::to_string(job.index)});
       }
+      // One at a time: the writer waits for this answer before it sends the next entry.
+      if (to_read.empty() && !to_write.empty()) StartWriter();
     }
   }
 

@@ -24,9 +24,20 @@ struct HttpAppOptions {
   std::chrono::milliseconds max_idle{2000};
 };
 
-// Parses a last-index answer: {"index": N} with N >= 0; null or a missing key count as 0
-// (`*lenient` is set then, so the caller can warn). Anything else is kProtocol.
-Result<int64_t> ParseLastIndex(unsigned status, const std::string& body, bool* lenient);
+// What an app's last-index answer says: {"index": N, "pipelining": true|false}.
+struct LastIndexAnswer {
+  int64_t index = 0;
+  // The index was null or missing and counts as 0: the caller warns.
+  bool lenient = false;
+  // The app declares that it handles the requests of one connection strictly one after another,
+  // in the order they arrive (HTTP/1.1 pipelining done right): the proxy may then write several
+  // entries before reading their answers. Absent means false.
+  bool pipelining = false;
+};
+
+// Parses a last-index answer: "index" N >= 0 (null or missing count as 0, flagged lenient),
+// optional boolean "pipelining". Anything else is kProtocol.
+Result<LastIndexAnswer> ParseLastIndex(unsigned status, const std::string& body);
 
 // The bytes Forward sends: `request` with `index_header: index` (any header of that name
 // replaced), `Connection: keep-alive` for HTTP/1.0 and a Content-Length where a body is meaningful,

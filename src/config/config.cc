@@ -215,8 +215,8 @@ const std::vector<Option>& Options() {
                            "single entry goes alone)",
                            &Config::max_batch_bytes, d.max_batch_bytes, 1, kMaxEntryBytes));
     o.push_back(SizeOption("app-pipeline-depth",
-                           "entries forwarded to the app before its previous response arrived "
-                           "(HTTP/1.1 pipelining; 1 = one at a time)",
+                           "entries in flight to an app that declares \"pipelining\": true in "
+                           "its last-index answer (HTTP/1.1 pipelining; 1 = one at a time)",
                            &Config::app_pipeline_depth, d.app_pipeline_depth, 1, 256));
     o.push_back(SizeOption("max-connections", "client connections at once (else refused)",
                            &Config::max_connections, d.max_connections, 1, 1 << 20));

@@ -1,6 +1,7 @@
 // The replica: owns the replication state of one proxy. It appends client requests to the log,
-// applies committed entries to the local app strictly one at a time in log order, and answers
-// each client with its own app's response (design brief, section 4).
+// applies committed entries to the local app strictly in log order (one at a time, or pipelined on
+// one connection to an app that declares it can take that), and answers each client with its own
+// app's response (design brief, section 4).
 //
 // Every member is touched only on `strand_`; the log's and the app's callbacks post into it.
 #pragma once
@@ -43,9 +44,10 @@ struct ReplicaOptions {
   // A batch is cut at kMaxBatchEntries entries or at this many bytes of encoded entries (a single
   // larger entry goes alone); etcd refuses requests above 1.5 MiB by default.
   std::size_t max_batch_bytes = 512 * 1024;
-  // Entries forwarded to the app without waiting for the previous response (HTTP/1.1 pipelining
-  // on the one validated connection). 1 = strictly one at a time, as the design brief says.
-  std::size_t app_pipeline_depth = 1;
+  // Entries handed to the app at once. The app decides whether they are pipelined: HttpApp writes
+  // ahead only to an app that declares it (see LastIndexAnswer), and one at a time otherwise.
+  // 1 = strictly one at a time whatever the app declares.
+  std::size_t app_pipeline_depth = 16;
 };
 
 // What the client is told. `outcome` is the K8shmir-Outcome header; `index` (0 = unknown) is

@@ -6,35 +6,56 @@ namespace k8shmir {
 namespace {
 
 TEST(ParseLastIndexTest, AcceptsTheContract) {
-  bool lenient = true;
-  auto r = ParseLastIndex(200, R"({"index": 42})", &lenient);
+  auto r = ParseLastIndex(200, R"({"index": 42})");
   ASSERT_TRUE(r);
-  EXPECT_EQ(*r, 42);
-  EXPECT_FALSE(lenient);
+  EXPECT_EQ(r->index, 42);
+  EXPECT_FALSE(r->lenient);
+  EXPECT_FALSE(r->pipelining);
+}
+
+TEST(ParseLastIndexTest, PipeliningIsDeclaredOnlyByTrue) {
+  auto yes = ParseLastIndex(200, R"({"index": 7, "pipelining": true})");
+  ASSERT_TRUE(yes);
+  EXPECT_EQ(yes->index, 7);
+  EXPECT_TRUE(yes->pipelining);
+  auto no = ParseLastIndex(200, R"({"pipelining": false, "index": 7})");
+  ASSERT_TRUE(no);
+  EXPECT_FALSE(no->pipelining);
+  auto with_null_index = ParseLastIndex(200, R"({"index": null, "pipelining": true})");
+  ASSERT_TRUE(with_null_index);
+  EXPECT_TRUE(with_null_index->lenient);
+  EXPECT_TRUE(with_null_index->pipelining);
+  // A typo must not silently decide how entries reach the app.
+  for (const char* body :
+       {R"({"index": 7, "pipelining": "true"})", R"({"index": 7, "pipelining": 1})",
+        R"({"index": 7, "pipelining": null})"}) {
+    auto r = ParseLastIndex(200, body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().code, ErrorCode::kProtocol) << body;
+    EXPECT_NE(r.error().message.find("\"pipelining\" must be true or false"), std::string::npos)
+        << r.error().message;
+  }
 }
 
 TEST(ParseLastIndexTest, NullOrMissingIsZeroButFlagged) {
-  bool lenient = false;
-  auto null_index = ParseLastIndex(200, R"({"index": null})", &lenient);
+  auto null_index = ParseLastIndex(200, R"({"index": null})");
   ASSERT_TRUE(null_index);
-  EXPECT_EQ(*null_index, 0);
-  EXPECT_TRUE(lenient);
-  lenient = false;
-  auto missing = ParseLastIndex(200, R"({})", &lenient);
+  EXPECT_EQ(null_index->index, 0);
+  EXPECT_TRUE(null_index->lenient);
+  auto missing = ParseLastIndex(200, R"({})");
   ASSERT_TRUE(missing);
-  EXPECT_EQ(*missing, 0);
-  EXPECT_TRUE(lenient);
+  EXPECT_EQ(missing->index, 0);
+  EXPECT_TRUE(missing->lenient);
 }
 
 TEST(ParseLastIndexTest, RejectsGarbage) {
-  bool lenient = false;
   for (const char* body :
        {"garbage", "[1]", R"({"index": -1})", R"({"index": "7"})", R"({"index": 1.5})", ""}) {
-    auto r = ParseLastIndex(200, body, &lenient);
+    auto r = ParseLastIndex(200, body);
     ASSERT_FALSE(r) << body;
     EXPECT_EQ(r.error().code, ErrorCode::kProtocol) << body;
   }
-  EXPECT_FALSE(ParseLastIndex(500, R"({"index": 1})", &lenient));
+  EXPECT_FALSE(ParseLastIndex(500, R"({"index": 1})"));
 }
 
 }  // namespace
@@ -59,8 +80,9 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-// A minimal app on a loopback port: answers /last-index with its index, records every other
-// request and takes its Log-Index. One connection at a time, like the proxy uses it.
+// A minimal app on a loopback port: answers /last-index with its index (and "pipelining": true
+// if it declares it), records every other request and takes its Log-Index. One connection at a
+// time, like the proxy uses it.
 class RecordingApp {
  public:
   RecordingApp() : acceptor_(ioc_, {asio::ip::make_address("127.0.0.1"), 0}) {
@@ -86,6 +108,10 @@ class RecordingApp {
   int close_after_forwards = 0;
   // Answer everything with "Connection: close" and close, HTTP/1.0 style.
   bool close_every_response = false;
+  bool declare_pipelining = false;
+  // Set when a forward was answered while bytes of a later request had already arrived: the
+  // client wrote ahead of the answers.
+  bool saw_request_ahead = false;
 
  private:
   void Serve() {
@@ -112,7 +138,8 @@ class RecordingApp {
         {
           std::lock_guard lock(mu);
           if (req.target() == "/last-index") {
-            res.body() = "{\"index\": " + std::to_string(index) + "}";
+            res.body() = "{\"index\": " + std::to_string(index) +
+                         (declare_pipelining ? ", \"pipelining\": true}" : "}");
           } else {
             index = std::stoll(std::string(req["Log-Index"]));
             res.body() = "applied " + req.body();
@@ -129,6 +156,13 @@ class RecordingApp {
         }
         if (close_now) res.keep_alive(false);
         res.prepare_payload();
+        if (forward) {
+          beast::error_code ignored;
+          if (buf.size() > 0 || sock.available(ignored) > 0) {
+            std::lock_guard lock(mu);
+            saw_request_ahead = true;
+          }
+        }
         held.push_back(std::move(res));
         if (held.size() < group) continue;
         for (auto& r : held) {
@@ -250,6 +284,7 @@ std::vector<std::pair<int64_t, ForwardResult>> ForwardPipelined(
 TEST_F(HttpAppTest, PipelinedForwardsAreAllWrittenBeforeTheFirstAnswerAndCompleteInOrder) {
   {
     std::lock_guard lock(app_.mu);
+    app_.declare_pipelining = true;
     app_.answer_in_groups_of = 3;  // nothing is answered before the third request arrived
   }
   auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3"});
@@ -265,9 +300,40 @@ TEST_F(HttpAppTest, PipelinedForwardsAreAllWrittenBeforeTheFirstAnswerAndComplet
   EXPECT_EQ(app_.connections, 1);
 }
 
+TEST_F(HttpAppTest, AnAppThatDoesNotDeclarePipeliningGetsOneForwardAtATime) {
+  // The same burst of forwards; the app answers each as it comes, and must never find the next
+  // request already waiting when it answers.
+  auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3", "b4"});
+  ASSERT_EQ(results.size(), 4u);
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(results[k].first, k + 1);
+    ASSERT_TRUE(std::holds_alternative<HttpResponse>(results[k].second)) << k;
+    EXPECT_EQ(std::get<HttpResponse>(results[k].second).body, "applied b" + std::to_string(k + 1));
+  }
+  std::lock_guard lock(app_.mu);
+  ASSERT_EQ(app_.requests.size(), 4u);
+  EXPECT_EQ(app_.requests[3]["Log-Index"], "4");
+  EXPECT_FALSE(app_.saw_request_ahead);
+  EXPECT_EQ(app_.connections, 1);
+}
+
+TEST_F(HttpAppTest, AnAppThatDeclaresPipeliningGetsTheBurstAhead) {
+  // The control for the test above: the same check does see a client that writes ahead.
+  {
+    std::lock_guard lock(app_.mu);
+    app_.declare_pipelining = true;
+  }
+  auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3", "b4"});
+  ASSERT_EQ(results.size(), 4u);
+  std::lock_guard lock(app_.mu);
+  ASSERT_EQ(app_.requests.size(), 4u);
+  EXPECT_TRUE(app_.saw_request_ahead);
+}
+
 TEST_F(HttpAppTest, AConnectionClosedUnderPipelinedForwardsFailsTheRestInOrder) {
   {
     std::lock_guard lock(app_.mu);
+    app_.declare_pipelining = true;
     app_.close_after_forwards = 1;
   }
   auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3"});

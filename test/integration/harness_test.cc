@@ -126,9 +126,10 @@ class CounterAppTest : public TempDirTest {
     TempDirTest::SetUp();
     port_ = FreePort();
   }
-  void StartApp(bool null_index = false) {
+  void StartApp(bool null_index = false, bool no_pipelining = false) {
     std::vector<std::string> args = {kCounterBin, "--port", std::to_string(port_)};
     if (null_index) args.push_back("--null-index");
+    if (no_pipelining) args.push_back("--no-pipelining");
     app_.Start(args, {}, dir_ / "app.log");
     ASSERT_TRUE(WaitFor([&] { return Http(port_, "GET", "/last-index").status == 200; }, 10s));
   }
@@ -141,7 +142,8 @@ class CounterAppTest : public TempDirTest {
 
 TEST_F(CounterAppTest, AppliesInIndexOrderAndRefusesStaleIndices) {
   ASSERT_NO_FATAL_FAILURE(StartApp());
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}}));
+  // It handles each connection's requests one after the other, and says so.
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}, {"pipelining", true}}));
 
   CounterModel model;
   const std::vector<std::pair<CounterOp, int64_t>> ops = {
@@ -168,7 +170,7 @@ TEST_F(CounterAppTest, AppliesInIndexOrderAndRefusesStaleIndices) {
   }
   EXPECT_EQ(Http(port_, "GET", "/integer", "", {{"log-index", "abc"}}).status, 400u);
 
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 21}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 21}, {"pipelining", true}}));
   EXPECT_EQ(Http(port_, "GET", "/journal").Json(), json({{"entries", model.journal()}}));
   const json digest = Http(port_, "GET", "/journal/digest").Json();
   EXPECT_EQ(digest, json({{"count", model.journal().size()},
@@ -187,7 +189,14 @@ TEST_F(CounterAppTest, NullIndexBeforeTheFirstReplicatedRequest) {
   EXPECT_EQ(Http(port_, "POST", "/journal", "direct").status, 200u);
   EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", nullptr}}));
   EXPECT_EQ(Replicated(CounterOp::Append("x"), 4).status, 200u);
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 4}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 4}, {"pipelining", true}}));
+}
+
+TEST_F(CounterAppTest, NoPipeliningLeavesTheDeclarationOut) {
+  ASSERT_NO_FATAL_FAILURE(StartApp(/*null_index=*/false, /*no_pipelining=*/true));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}}));
+  EXPECT_EQ(Replicated(CounterOp::Set(7), 9).status, 200u);
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 9}}));
 }
 
 TEST_F(CounterAppTest, KeepAliveLimitsAndMalformedRequests) {

@@ -76,8 +76,8 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   has "$proxy" "$(printf 'livenessProbe:\n            httpGet:\n              path: /healthz')" \
     "proxy livenessProbe on /healthz"
   has "$proxy" '- name: K8SHMIR_ETCD_ENDPOINTS' "proxy etcd endpoints"
-  has "$proxy" "$(printf -- '- name: K8SHMIR_APP_PIPELINE_DEPTH\n              value: "1"')" \
-    "proxy forwards one entry at a time by default"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_APP_PIPELINE_DEPTH\n              value: "16"')" \
+    "proxy pipelines up to 16 entries to apps that declare it"
   has "$proxy" 'fieldPath: metadata.name' "proxy replica id from the pod name"
   if [[ "$native" == true ]]; then
     has "$proxy" 'restartPolicy: Always' "native sidecar"

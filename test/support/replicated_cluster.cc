@@ -115,6 +115,7 @@ void ReplicatedCluster::StartAppWithArgs(int i, const std::vector<std::string>& 
   std::vector<std::string> args = {kCounterBin, "--host", "127.0.0.1", "--port",
                                    std::to_string(r.app_port)};
   if (options_.null_index) args.push_back("--null-index");
+  args.insert(args.end(), options_.extra_app_args.begin(), options_.extra_app_args.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   r.app.Start(args, {}, AppLog(i));
   const bool up = WaitFor(

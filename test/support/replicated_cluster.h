@@ -31,6 +31,7 @@ struct ReplicatedClusterOptions {
   std::size_t body_limit = 1024 * 1024;
   std::string log_level = "info";
   bool null_index = false;                    // start the apps with --null-index
+  std::vector<std::string> extra_app_args;    // appended to every app's command line
   std::vector<std::string> extra_proxy_args;  // appended to every proxy's command line
   EnvVars proxy_env;                          // added to every proxy's environment
 };
