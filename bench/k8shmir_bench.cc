@@ -892,6 +892,8 @@ class LoadRun {
     deadline_ = begin_ + std::chrono::duration_cast<Clock::duration>(
                              std::chrono::duration<double>(spec_.max_seconds));
     pids_ = cluster_.Pids();
+    cpu_at_t0_.clear();
+    cpu_at_t1_.clear();
     asio::steady_timer t0_timer(ioc_);
     asio::steady_timer t1_timer(ioc_);
     if (spec_.total == 0) {
@@ -946,6 +948,9 @@ class LoadRun {
       if (ioc_.stopped()) ioc_.restart();
       // Raw clients wait for their Append callbacks (bounded by the append deadline).
     }
+    // The clients stop at t1 and may all be done before the t1 timer's handler ran: sample now
+    // (the same moment, give or take one handler), never a previous run's figures.
+    if (spec_.total == 0 && cpu_at_t1_.empty() && !cpu_at_t0_.empty()) cpu_at_t1_ = SampleCpu();
     ticker.cancel();
     t0_timer.cancel();
     t1_timer.cancel();
@@ -1169,6 +1174,9 @@ struct Point {
   double p50 = 0, p90 = 0, p99 = 0, mean = 0, max = 0;  // ms
   std::map<std::string, double> cpu_us_per_request;
   std::map<std::string, double> cpu_sys_us_per_request;
+  // CPU time of every process we started (and the bench) per second of the window: how many of
+  // the machine's CPUs the point kept busy. Near the CPU count, latency is bound by CPU time.
+  double cpus_busy = 0;
   json metrics;                    // replicated: means from the proxies' /metrics
   std::vector<double> latency_us;  // sorted
 };
@@ -1191,11 +1199,14 @@ Point MakePoint(const std::string& mode, int c, int round, RunResult r) {
   for (double v : r.latency_us) sum += v;
   p.mean = r.latency_us.empty() ? 0 : sum / static_cast<double>(r.latency_us.size()) / 1000;
   p.max = r.latency_us.empty() ? 0 : r.latency_us.back() / 1000;
+  double cpu_ms = 0;
   for (auto& [name, ms] : r.cpu_ms) {
+    cpu_ms += ms;
     p.cpu_us_per_request[name] = p.requests ? ms * 1000 / static_cast<double>(p.requests) : 0;
     p.cpu_sys_us_per_request[name] =
         p.requests ? r.cpu_sys_ms[name] * 1000 / static_cast<double>(p.requests) : 0;
   }
+  p.cpus_busy = r.seconds > 0 ? cpu_ms / 1000 / r.seconds : 0;
   p.metrics = r.metrics;
   p.latency_us = std::move(r.latency_us);
   return p;
@@ -1213,6 +1224,7 @@ struct Summary {
   std::map<std::string, double> cpu_sys_us_per_request;  // median over rounds
   double append_mean_ms = 0, apply_mean_ms = 0;          // median over rounds (replicated)
   double entries_per_append = 0;                         // median over rounds (replicated)
+  double cpus_busy = 0;                                  // median over rounds
 };
 
 Summary Summarize(const std::vector<Point>& points, const std::string& mode, int c) {
@@ -1221,7 +1233,7 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
   s.concurrency = c;
   std::vector<double> all, thr, p50s;
   std::map<std::string, std::vector<double>> cpu, sys;
-  std::vector<double> append, apply, batch;
+  std::vector<double> append, apply, batch, busy;
   for (const auto& p : points) {
     if (p.mode != mode || p.concurrency != c) continue;
     all.insert(all.end(), p.latency_us.begin(), p.latency_us.end());
@@ -1231,6 +1243,7 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
     s.errors += p.errors;
     for (auto& [n, v] : p.cpu_us_per_request) cpu[n].push_back(v);
     for (auto& [n, v] : p.cpu_sys_us_per_request) sys[n].push_back(v);
+    busy.push_back(p.cpus_busy);
     if (p.metrics.is_object()) {
       append.push_back(p.metrics["append_mean_ms"].get<double>());
       apply.push_back(p.metrics["apply_mean_ms"].get<double>());
@@ -1255,6 +1268,7 @@ Summary Summarize(const std::vector<Point>& points, const std::string& mode, int
   s.append_mean_ms = Median(append);
   s.apply_mean_ms = Median(apply);
   s.entries_per_append = Median(batch);
+  s.cpus_busy = Median(busy);
   return s;
 }
 
@@ -1689,7 +1703,8 @@ void Bench::Report() {
          {"cpu_sys_us_per_request", s.cpu_sys_us_per_request},
          {"proxy_append_mean_ms", s.append_mean_ms},
          {"proxy_apply_mean_ms", s.apply_mean_ms},
-         {"proxy_entries_per_append", s.entries_per_append}});
+         {"proxy_entries_per_append", s.entries_per_append},
+         {"cpus_busy", s.cpus_busy}});
   }
   json points = json::array();
   for (const auto& p : points_) {
@@ -1706,6 +1721,7 @@ void Bench::Report() {
           {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"mean", p.mean}, {"max", p.max}}},
          {"cpu_us_per_request", p.cpu_us_per_request},
          {"cpu_sys_us_per_request", p.cpu_sys_us_per_request},
+         {"cpus_busy", p.cpus_busy},
          {"proxy_metrics", p.metrics}});
   }
   out_["points"] = points;
@@ -1804,11 +1820,14 @@ void Bench::Report() {
   }
   md << "\nreplicas identical after the run: " << (consistent_ ? "yes" : "NO") << "\n";
   md << "\nWhere the time goes (medians over rounds): CPU µs per request of all processes of a "
-        "kind (of which in the kernel), and the proxies' own mean append latency (client request "
-        "→ log answer, at the origin) and apply latency (one forward to the app).\n\n"
-     << "| mode | clients | etcd | proxies | apps | bench | proxy append ms | proxy apply ms | "
-        "entries per append |\n"
-     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        "kind (of which in the kernel); CPUs busy = CPU time of all of them per second (of "
+     << std::thread::hardware_concurrency()
+     << "; near that, latency is bound by CPU time, not by waiting); the proxies' own mean "
+        "append latency (client request → log answer, at the origin) and apply latency (one "
+        "forward to the app).\n\n"
+     << "| mode | clients | etcd | proxies | apps | bench | CPUs busy | proxy append ms | proxy "
+        "apply ms | entries per append |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& s : summaries_) {
     auto cell = [&](const char* n) {
       auto a = s.cpu_us_per_request.find(n);
@@ -1819,6 +1838,7 @@ void Bench::Report() {
     };
     md << "| " << s.mode << " | " << s.concurrency << " | " << cell("etcd") << " | "
        << cell("proxies") << " | " << cell("apps") << " | " << cell("bench") << " | "
+       << Fmt("%.2f", s.cpus_busy) << " | "
        << (s.mode == "replicated" ? Fmt("%.3f", s.append_mean_ms) : "-") << " | "
        << (s.mode == "replicated" ? Fmt("%.3f", s.apply_mean_ms) : "-") << " | "
        << (s.mode == "replicated" ? Fmt("%.1f", s.entries_per_append) : "-") << " |\n";
