@@ -17,18 +17,27 @@ struct AppIndexMismatch {
   int64_t app_index = 0;
 };
 
+// What the app reports on its last-index endpoint (README, "The app contract").
+struct AppIndex {
+  int64_t index = 0;
+  // The app declared "pipelining": true: it handles the requests of one connection strictly one
+  // after the other, so several may be written before the first is answered.
+  bool pipelining = false;
+};
+
 // Outcome of forwarding one entry. An Error always means "unknown": the entry may or may not have
 // been applied, and the caller must re-validate the app with LastIndex before anything else.
 using ForwardResult = std::variant<HttpResponse, AppIndexMismatch, Error>;
 
 class App {
  public:
-  using IndexCallback = std::function<void(Result<int64_t>)>;
+  using IndexCallback = std::function<void(Result<AppIndex>)>;
   using ForwardCallback = std::function<void(ForwardResult)>;
 
   virtual ~App() = default;
 
-  // Reads the app's last applied index (GET <last-index path>) on its own short-lived connection.
+  // Reads the app's last applied index and what it declares (GET <last-index path>) on its own
+  // short-lived connection.
   // kProtocol when the answer is not a valid index document. Callback runs exactly once, never
   // inside this call.
   virtual void LastIndex(IndexCallback done) = 0;

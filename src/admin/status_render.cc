@@ -25,6 +25,8 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"entries_dropped", s.entries_dropped},
       {"recoveries", s.recoveries},
       {"last_recovery_ms", s.last_recovery_ms},
+      {"app_pipelining", s.app_pipelining},
+      {"app_pipeline_depth", s.app_pipeline_depth},
       {"watch_restarts", s.watch_restarts},
       {"log_appends", s.log_appends},
       {"log_appended_entries", s.log_appended_entries},
@@ -80,6 +82,9 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   gauge("k8shmir_lag", "Index distance between the newest entry and the app.", s.Lag());
   gauge("k8shmir_pending_requests", "Client requests waiting for their entry.", s.pending_requests);
   gauge("k8shmir_queued_entries", "Committed entries waiting to be applied.", s.queued_entries);
+  gauge("k8shmir_app_pipeline_depth",
+        "Entries in flight to the app at most (above 1 only if it declares \"pipelining\").",
+        s.app_pipeline_depth);
   out << "# HELP k8shmir_state Replica state (1 for the current one).\n"
       << "# TYPE k8shmir_state gauge\n";
   for (auto st : {ReplicaState::kStarting, ReplicaState::kCatchingUp, ReplicaState::kServing,

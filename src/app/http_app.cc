@@ -266,13 +266,13 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
   asio::awaitable<void> DoLastIndex(IndexCallback done) {
     beast::tcp_stream stream(strand);
     beast::flat_buffer buffer;
-    Result<int64_t> result = int64_t{0};
+    Result<AppIndex> result = AppIndex{};
     if (auto ec = co_await Connect(stream)) {
       result = Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
     } else {
       auto answer = co_await QueryIndex(stream, buffer);
       if (answer) {
-        result = answer->index;
+        result = static_cast<const AppIndex&>(*answer);
       } else {
         result = answer.error();
       }

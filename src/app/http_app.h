@@ -24,15 +24,11 @@ struct HttpAppOptions {
   std::chrono::milliseconds max_idle{2000};
 };
 
-// What an app's last-index answer says: {"index": N, "pipelining": true|false}.
-struct LastIndexAnswer {
-  int64_t index = 0;
+// What an app's last-index answer says: {"index": N, "pipelining": true|false}. "pipelining"
+// absent means false.
+struct LastIndexAnswer : AppIndex {
   // The index was null or missing and counts as 0: the caller warns.
   bool lenient = false;
-  // The app declares that it handles the requests of one connection strictly one after another,
-  // in the order they arrive (HTTP/1.1 pipelining done right): the proxy may then write several
-  // entries before reading their answers. Absent means false.
-  bool pipelining = false;
 };
 
 // Parses a last-index answer: "index" N >= 0 (null or missing count as 0, flagged lenient),

@@ -117,6 +117,12 @@ void Replica::SetState(ReplicaState state, const std::string& why) {
   status_.state_reason = why;
 }
 
+void Replica::NoteAppDeclares(const AppIndex& app) {
+  status_.app_pipelining = app.pipelining;
+  status_.app_pipeline_depth =
+      app.pipelining ? std::max<std::size_t>(options_.app_pipeline_depth, 1) : 1;
+}
+
 void Replica::RecordError(const std::string& message) {
   if (message != status_.last_error) spdlog::warn("replica {}: {}", options_.replica_id, message);
   status_.last_error = message;
@@ -166,7 +172,7 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
 void Replica::BeginValidation() { ValidateApp(app_gen_); }
 
 void Replica::ValidateApp(uint64_t gen) {
-  app_.LastIndex([self = shared_from_this(), gen](Result<int64_t> r) {
+  app_.LastIndex([self = shared_from_this(), gen](Result<AppIndex> r) {
     asio::post(self->strand_, [self, gen, r = std::move(r)]() mutable {
       if (self->stopped_ || gen != self->app_gen_) return;
       if (!r) {
@@ -177,7 +183,8 @@ void Replica::ValidateApp(uint64_t gen) {
         });
         return;
       }
-      int64_t app_index = *r;
+      int64_t app_index = r->index;
+      self->NoteAppDeclares(*r);
       spdlog::info("replica {}: app reports last index {}", self->options_.replica_id, app_index);
       self->status_.applied_index = app_index;
       self->processed_ = app_index;
@@ -496,7 +503,7 @@ void Replica::Heartbeat() {
   uint64_t gen = app_gen_;
   uint64_t forwards = forwards_started_;
   int64_t expected = status_.applied_index;
-  app_.LastIndex([self = shared_from_this(), gen, forwards, expected](Result<int64_t> r) {
+  app_.LastIndex([self = shared_from_this(), gen, forwards, expected](Result<AppIndex> r) {
     asio::post(self->strand_, [self, gen, forwards, expected, r = std::move(r)] {
       self->heartbeat_in_flight_ = false;
       // A forward since the heartbeat began makes the answer ambiguous: the next one decides.
@@ -504,10 +511,12 @@ void Replica::Heartbeat() {
       if (self->status_.state != ReplicaState::kServing) return;
       if (!r) {
         self->Recover(ReplicaState::kRecovering, "heartbeat: " + r.error().message);
-      } else if (*r != expected) {
+      } else if (r->index != expected) {
         self->Recover(ReplicaState::kRecovering,
-                      "heartbeat: app reports index " + std::to_string(*r) + " but " +
+                      "heartbeat: app reports index " + std::to_string(r->index) + " but " +
                           std::to_string(expected) + " was applied: the app restarted");
+      } else {
+        self->NoteAppDeclares(*r);
       }
     });
   });

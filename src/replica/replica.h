@@ -93,6 +93,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   };
 
   void SetState(ReplicaState state, const std::string& why);
+  // For /status: what the app declared in its last answer, and the depth that gives.
+  void NoteAppDeclares(const AppIndex& app);
   void RecordError(const std::string& message);
 
   // Full (re)start of the pipeline from the app's own index.

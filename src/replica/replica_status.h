@@ -43,6 +43,10 @@ struct ReplicaStatus {
   uint64_t log_appends = 0;           // append requests (batches) sent to the log
   uint64_t log_appended_entries = 0;  // entries in them
   int64_t last_recovery_ms = 0;
+  // The app's last /last-index answer declared "pipelining": true; entries in flight to it at
+  // most (1 unless it did). The forwarding connection reads the declaration again when opened.
+  bool app_pipelining = false;
+  uint64_t app_pipeline_depth = 1;
   uint64_t pending_requests = 0;
   uint64_t queued_entries = 0;
   Histogram append_latency;

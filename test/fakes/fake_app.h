@@ -29,6 +29,7 @@ class FakeApp : public App {
   bool down = false;                       // LastIndex and Forward fail: the app is not running
   int64_t fail_at_index = 0;               // the forward of this index breaks the connection,
   bool fail_at_index_applies = false;      // after applying it or before
+  bool pipelining = false;                 // what LastIndex declares (forwards queue regardless)
 
   // A restart: state lost, index back to 0.
   void Restart() {
@@ -50,7 +51,7 @@ class FakeApp : public App {
       Post([done] { done(Error{ErrorCode::kUnavailable, "fake app down"}); });
       return;
     }
-    Post([done, i = last_index] { done(i); });
+    Post([done, i = AppIndex{last_index, pipelining}] { done(i); });
   }
 
   // Like HttpApp, forwards are queued and processed in order on one "connection" (pipelining);

@@ -55,7 +55,8 @@ TEST(AppFault, AppKilledAndRestartedAfterThreeSecondsWhileOthersServe) {
 // 2. The app of replica 1 is SIGKILLed and started again at once, five times, faster than one
 // heartbeat (1 s here), under load on every replica. Only the validation of new connections can
 // notice: the new app must never receive an entry before it was replayed up to it.
-void RestartAppFasterThanAHeartbeatUnderLoad(ReplicatedClusterOptions options) {
+void RestartAppFasterThanAHeartbeatUnderLoad(ReplicatedClusterOptions options,
+                                             bool apps_declare_pipelining) {
   ReplicatedCluster cluster(options);
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
   History history;
@@ -87,10 +88,19 @@ void RestartAppFasterThanAHeartbeatUnderLoad(ReplicatedClusterOptions options) {
   ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
   EXPECT_GE(StatusCounter(cluster, 1, "recoveries"), kRounds) << cluster.Status(1).dump();
   EXPECT_GT(StatusCounter(cluster, 1, "entries_replayed"), 0);
+  // The mode each proxy used is the one its app declared.
+  for (int i = 0; i < cluster.size(); ++i) {
+    const json status = cluster.Status(i);
+    EXPECT_EQ(status.value("app_pipelining", !apps_declare_pipelining), apps_declare_pipelining)
+        << status.dump();
+    EXPECT_EQ(status.value("app_pipeline_depth", 0), apps_declare_pipelining ? 16 : 1)
+        << status.dump();
+  }
 }
 
 TEST(AppFault, AppRestartedFasterThanAHeartbeatUnderLoadOnAllReplicas) {
-  RestartAppFasterThanAHeartbeatUnderLoad(FaultOptions("app-fast", /*heartbeat_ms=*/"1000"));
+  RestartAppFasterThanAHeartbeatUnderLoad(FaultOptions("app-fast", /*heartbeat_ms=*/"1000"),
+                                          /*apps_declare_pipelining=*/true);
 }
 
 // 2b. The same with apps that do not declare "pipelining": true, so every proxy forwards one
@@ -99,7 +109,7 @@ TEST(AppFault, AppRestartedFasterThanAHeartbeatUnderLoadOnAllReplicas) {
 TEST(AppFault, AppRestartedFasterThanAHeartbeatUnderLoadOneEntryAtATime) {
   ReplicatedClusterOptions options = FaultOptions("app-fast-seq", /*heartbeat_ms=*/"1000");
   options.extra_app_args.push_back("--no-pipelining");
-  RestartAppFasterThanAHeartbeatUnderLoad(options);
+  RestartAppFasterThanAHeartbeatUnderLoad(options, /*apps_declare_pipelining=*/false);
 }
 
 // 8. The app of replica 1 hangs (SIGSTOP: its connections are accepted by the kernel, never

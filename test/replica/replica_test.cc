@@ -111,6 +111,22 @@ TEST_F(ReplicaTest, ServesOnEmptyLogAndAnswersWithOwnAppsResponse) {
   EXPECT_EQ(Status().applied_index, 1);
 }
 
+TEST_F(ReplicaTest, StatusShowsWhatTheAppDeclaresAndTheDepthItGets) {
+  options_.app_pipeline_depth = 8;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_FALSE(Status().app_pipelining);
+  EXPECT_EQ(Status().app_pipeline_depth, 1u);
+  // A new app version declares it: the next heartbeat tells.
+  app_.pipelining = true;
+  ASSERT_TRUE(RunUntil([&] { return Status().app_pipelining; }));
+  EXPECT_EQ(Status().app_pipeline_depth, 8u);
+  app_.pipelining = false;
+  ASSERT_TRUE(RunUntil([&] { return !Status().app_pipelining; }));
+  EXPECT_EQ(Status().app_pipeline_depth, 1u);
+}
+
 TEST_F(ReplicaTest, CatchesUpInLogOrderAcrossGapsBeforeServing) {
   log_.AddEntry("e1", EncodedBody("one", "e1"));
   log_.BumpRevision(3);  // another group wrote meanwhile
