@@ -619,25 +619,15 @@ class Cluster {
   void StartProxy(int i) {
     std::vector<std::string> args;
     if (i == 0) args = o_.proxy0_wrapper;
-    std::vector<std::string> flags = {o_.proxy_bin,
-                                      "--listen-address",
-                                      "127.0.0.1",
-                                      "--listen-port",
-                                      std::to_string(proxy_port_[i]),
-                                      "--app-host",
-                                      "127.0.0.1",
-                                      "--app-port",
-                                      std::to_string(app_port_[i]),
-                                      "--admin-address",
-                                      "127.0.0.1",
-                                      "--admin-port",
-                                      std::to_string(admin_port_[i]),
-                                      "--etcd-endpoints",
-                                      Endpoints(),
-                                      "--group",
-                                      kGroup,
-                                      "--replica-id",
-                                      "replica-" + std::to_string(i)};
+    std::vector<std::string> flags = {
+        o_.proxy_bin, "--listen-address", "127.0.0.1", "--listen-port",
+        std::to_string(proxy_port_[i]), "--app-host", "127.0.0.1", "--app-port",
+        std::to_string(app_port_[i]), "--admin-address", "127.0.0.1", "--admin-port",
+        std::to_string(admin_port_[i]), "--etcd-endpoints", Endpoints(),
+        // Like the raw-log client: member 0 first, so that both
+        // modes reach the leader the same way.
+        "--etcd-endpoint-order", "as-listed", "--group", kGroup, "--replica-id",
+        "replica-" + std::to_string(i)};
     args.insert(args.end(), flags.begin(), flags.end());
     args.insert(args.end(), o_.proxy_args.begin(), o_.proxy_args.end());
     proxies_[i]->Start(args, dir_ / ("proxy-" + std::to_string(i) + ".log"));

@@ -25,6 +25,10 @@ struct Config {
   std::string etcd_cert_file;  // with etcd_key_file: a client certificate for --client-cert-auth
   std::string etcd_key_file;
   std::string etcd_server_name;  // verify this name in the server certificate, not the host
+  // "spread": each proxy starts with the endpoint its replica id hashes to, so the proxies of a
+  // group spread their connections (watch streams included) over the members; "as-listed":
+  // every proxy starts with the first. Either way a failing endpoint is left for the next.
+  std::string etcd_endpoint_order = "spread";
   std::string group = "default";
   std::string last_index_path = "/last-index";
   std::string index_header = "Log-Index";

@@ -148,6 +148,16 @@ const std::vector<Option>& Options() {
                              "name to verify in etcd's certificate instead of the endpoint host",
                              &Config::etcd_server_name, ""));
     o.push_back(StringOption(
+        "etcd-endpoint-order",
+        "spread|as-listed: which endpoint a proxy tries first (spread: the "
+        "one its replica id hashes to)",
+        &Config::etcd_endpoint_order, d.etcd_endpoint_order, [](const std::string& v) -> Status {
+          if (v != "spread" && v != "as-listed") {
+            return Invalid("etcd-endpoint-order", v, "must be spread or as-listed");
+          }
+          return OkStatus();
+        }));
+    o.push_back(StringOption(
         "group", "replication group name (etcd key prefix /k8shmir/<group>/)", &Config::group,
         d.group, [](const std::string& v) -> Status {
           bool ok = !v.empty() && v.size() <= 128 && std::all_of(v.begin(), v.end(), [](char ch) {

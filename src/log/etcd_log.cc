@@ -62,6 +62,16 @@ RpcFailure ClassifyReadFailure(grpc::StatusCode code, std::string_view message) 
 
 }  // namespace
 
+std::size_t FirstEndpointFor(std::string_view replica_id, std::size_t count) {
+  if (count == 0) return 0;
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char ch : replica_id) {
+    hash ^= ch;
+    hash *= 1099511628211ull;
+  }
+  return static_cast<std::size_t>(hash % count);
+}
+
 Status ValidateEtcdLogOptions(const EtcdLogOptions& options) {
   if (options.endpoints.empty()) return Error{ErrorCode::kInvalid, "no etcd endpoint given"};
   for (const auto& endpoint : options.endpoints) {
@@ -605,6 +615,7 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
     : options(std::move(opts)),
       range_end(PrefixRangeEnd(options.prefix)),
       rng_(std::random_device{}()) {
+  if (!options.endpoints.empty()) preferred_ = options.first_endpoint % options.endpoints.size();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   // Detect a dead peer under a call in flight: ping every 6 s, give up 3 s later. Not on idle

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "k8shmir/log.h"
@@ -52,7 +53,14 @@ struct EtcdLogOptions {
   std::chrono::milliseconds liveness_timeout{5000};
   // Plaintext unless set.
   EtcdTlsOptions tls;
+  // The endpoint tried first (an index into `endpoints`, taken modulo their count). Proxies use
+  // FirstEndpointFor so that a group's watch streams and appends do not all land on one member.
+  std::size_t first_endpoint = 0;
 };
+
+// A stable spread of replicas over `count` endpoints: FNV-1a of the replica id, modulo count
+// (the same id gives the same endpoint in every process and version). 0 when count is 0.
+std::size_t FirstEndpointFor(std::string_view replica_id, std::size_t count);
 
 // kInvalid with the reason if `options` cannot be used, including TLS files that cannot be read
 // (so that a bad file is reported before the log is constructed).

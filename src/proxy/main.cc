@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
   log_options.tls.cert_file = config.etcd_cert_file;
   log_options.tls.key_file = config.etcd_key_file;
   log_options.tls.server_name = config.etcd_server_name;
+  if (config.etcd_endpoint_order == "spread") {
+    log_options.first_endpoint = FirstEndpointFor(config.replica_id, config.etcd_endpoints.size());
+  }
   if (Status s = ValidateEtcdLogOptions(log_options); !s) {
     std::cerr << "k8shmir-proxy: " << s.error().message << "\n";
     return 2;
@@ -103,10 +106,12 @@ int main(int argc, char** argv) {
     }
   }
   spdlog::info(
-      "k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {} ({})",
+      "k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {} ({}, "
+      "{} first)",
       config.replica_id, config.group, config.listen_address, config.listen_port, config.app_host,
       config.app_port, config.admin_address, config.admin_port,
-      fmt::join(config.etcd_endpoints, ","), EtcdTlsEnabled(log_options.tls) ? "TLS" : "plaintext");
+      fmt::join(config.etcd_endpoints, ","), EtcdTlsEnabled(log_options.tls) ? "TLS" : "plaintext",
+      config.etcd_endpoints[log_options.first_endpoint % config.etcd_endpoints.size()]);
 
   replica->Start();
   front.Start();

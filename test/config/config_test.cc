@@ -84,6 +84,19 @@ TEST(ConfigTest, HelpListsEveryFlagWithItsVariable) {
   }
 }
 
+TEST(ConfigTest, EtcdEndpointOrderIsSpreadByDefault) {
+  auto r = Parse({});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->config.etcd_endpoint_order, "spread");
+  auto env = Parse({}, {"K8SHMIR_ETCD_ENDPOINT_ORDER=as-listed"});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->config.etcd_endpoint_order, "as-listed");
+  auto bad = Parse({"--etcd-endpoint-order", "random"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("must be spread or as-listed"), std::string::npos)
+      << bad.error().message;
+}
+
 TEST(ConfigTest, EtcdTlsIsOffByDefault) {
   auto r = Parse({});
   ASSERT_TRUE(r) << r.error().message;

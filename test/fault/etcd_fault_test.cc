@@ -44,11 +44,15 @@ TEST(EtcdFault, LeaderKilledUnderLoadAndServiceContinues) {
 }
 
 // 5b. An etcd member hangs (SIGSTOP) for 10 s under load on every replica: its connections stay
-// open but nothing answers on them. It is member 0, the first endpoint of every proxy, so their
-// calls to it time out and go to the other members, and their watches on it are found dead and
-// restarted elsewhere; nothing is lost or applied twice when it comes back.
+// open but nothing answers on them. It is member 0, made the first endpoint of every proxy
+// (--etcd-endpoint-order as-listed), so their calls to it time out and go to the other members,
+// and their watches on it are found dead and restarted elsewhere; nothing is lost or applied
+// twice when it comes back.
 TEST(EtcdFault, MemberHungUnderLoadAndServiceContinues) {
-  ReplicatedCluster cluster(FaultOptions("etcd-hung"));
+  ReplicatedClusterOptions options = FaultOptions("etcd-hung");
+  options.extra_proxy_args.insert(options.extra_proxy_args.end(),
+                                  {"--etcd-endpoint-order", "as-listed"});
+  ReplicatedCluster cluster(options);
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
   History history;
   Load load(cluster, history, {0, 1, 2, 0, 1, 2});

@@ -1410,5 +1410,38 @@ TEST(EtcdLogClusterTest, FailsOverWhenMembersDie) {
   EXPECT_GT(retried->first_index, indices.back());
 }
 
+// The endpoint tried first is the one the options name: with member 0 hung (connections open,
+// nothing answers) and attempts longer than the deadline, a log that starts with member 0 cannot
+// append in time; one that starts with member 1 appends and watches as if nothing happened.
+TEST(EtcdLogClusterTest, TheFirstEndpointIsTheOneTheOptionsName) {
+  LocalEtcd etcd(3);
+  etcd.StartAll();
+  ASSERT_TRUE(WaitReady(etcd.Endpoints())) << "cluster did not start";
+  EtcdLogOptions starts_at_1 = Options(etcd.Endpoints(), "g");
+  starts_at_1.rpc_timeout = 20s;
+  starts_at_1.first_endpoint = 4;  // modulo 3: member 1
+  EtcdLogOptions starts_at_0 = starts_at_1;
+  starts_at_0.first_endpoint = 0;
+  EtcdLog log(starts_at_1);
+  EtcdLog control(starts_at_0);
+
+  etcd.Pause(0);
+  // Member 0 may have been the leader: the others elect a new one within about a second.
+  auto r = AppendSync(log, "via-1", Value("via-1"), 10s);
+  auto stalled = AppendSync(control, "via-0", Value("via-0"), 2s);
+  etcd.Resume(0);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_FALSE(stalled.ok());
+  EXPECT_TRUE(stalled.error().code == ErrorCode::kUnknown ||
+              stalled.error().code == ErrorCode::kUnavailable)
+      << stalled.error().message;
+
+  Collector c;
+  auto sub = log.Subscribe(1, c.Callback());
+  ASSERT_TRUE(c.WaitRecords(1));
+  EXPECT_EQ(c.Records()[0].id, "via-1");
+  EXPECT_EQ(c.Records()[0].index, r->first_index);
+}
+
 }  // namespace
 }  // namespace k8shmir

@@ -27,6 +27,19 @@ using grpc::StatusCode;
 
 // ---- PrefixRangeEnd ---------------------------------------------------------------------------
 
+TEST(FirstEndpointFor, IsStableAndSpreadsReplicaIds) {
+  EXPECT_EQ(FirstEndpointFor("anything", 0), 0u);
+  EXPECT_EQ(FirstEndpointFor("anything", 1), 0u);
+  // FNV-1a 64 of "" and "a" (published test vectors), modulo 3 and 1000.
+  EXPECT_EQ(FirstEndpointFor("", 1000), 14695981039346656037ull % 1000);
+  EXPECT_EQ(FirstEndpointFor("a", 1000), 0xaf63dc4c8601ec8cull % 1000);
+  std::vector<int> hits(3);
+  for (int i = 0; i < 300; ++i) {
+    ++hits[FirstEndpointFor("orders-5d8f7c9b4-" + std::to_string(i), 3)];
+  }
+  for (int h : hits) EXPECT_GT(h, 60);  // 100 each if uniform
+}
+
 TEST(PrefixRangeEnd, IncrementsLastByte) {
   EXPECT_EQ(PrefixRangeEnd("/k8shmir/g/log/"), "/k8shmir/g/log0");
   EXPECT_EQ(PrefixRangeEnd("a"), "b");
