@@ -1813,8 +1813,9 @@ void Bench::Report() {
         "kind (of which in the kernel); CPUs busy = CPU time of all of them per second (of "
      << std::thread::hardware_concurrency()
      << "; near that, latency is bound by CPU time, not by waiting); the proxies' own mean "
-        "append latency (client request → log answer, at the origin) and apply latency (one "
-        "forward to the app).\n\n"
+        "append latency (client request → log answer, at the origin) and apply latency (entry "
+        "handed to the app connection → its response; with pipelining, behind the entries "
+        "ahead of it).\n\n"
      << "| mode | clients | etcd | proxies | apps | bench | CPUs busy | proxy append ms | proxy "
         "apply ms | entries per append |\n"
      << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";

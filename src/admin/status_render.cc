@@ -106,7 +106,9 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
           s.log_appended_entries);
   WriteHistogram(out, "k8shmir_append_latency_seconds", "Time to append an entry to the log.",
                  labels, s.append_latency);
-  WriteHistogram(out, "k8shmir_apply_latency_seconds", "Time the app took to apply an entry.",
+  WriteHistogram(out, "k8shmir_apply_latency_seconds",
+                 "Time from handing an entry to the app connection to its response (with "
+                 "pipelining, includes the entries ahead of it).",
                  labels, s.apply_latency);
   return out.str();
 }

@@ -50,6 +50,9 @@ struct ReplicaStatus {
   uint64_t pending_requests = 0;
   uint64_t queued_entries = 0;
   Histogram append_latency;
+  // From handing an entry to the App until its response: with pipelining this includes the
+  // entries written ahead of it (and, for an app that does not declare pipelining, the wait for
+  // their answers), so it is the apply delay, not the app's own service time.
   Histogram apply_latency;
 
   // Index distance between the newest known entry of the group and the app's state. Not an entry
