@@ -281,6 +281,17 @@ std::vector<std::pair<int64_t, ForwardResult>> ForwardPipelined(
   return results;
 }
 
+// Every forward of ForwardPipelined completed, in index order, with the app's "applied bK".
+void ExpectAppliedInOrder(const std::vector<std::pair<int64_t, ForwardResult>>& results,
+                          std::size_t count) {
+  ASSERT_EQ(results.size(), count);
+  for (std::size_t k = 0; k < count; ++k) {
+    EXPECT_EQ(results[k].first, static_cast<int64_t>(k + 1));
+    ASSERT_TRUE(std::holds_alternative<HttpResponse>(results[k].second)) << k;
+    EXPECT_EQ(std::get<HttpResponse>(results[k].second).body, "applied b" + std::to_string(k + 1));
+  }
+}
+
 TEST_F(HttpAppTest, PipelinedForwardsAreAllWrittenBeforeTheFirstAnswerAndCompleteInOrder) {
   {
     std::lock_guard lock(app_.mu);
@@ -288,12 +299,7 @@ TEST_F(HttpAppTest, PipelinedForwardsAreAllWrittenBeforeTheFirstAnswerAndComplet
     app_.answer_in_groups_of = 3;  // nothing is answered before the third request arrived
   }
   auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3"});
-  ASSERT_EQ(results.size(), 3u);
-  for (int k = 0; k < 3; ++k) {
-    EXPECT_EQ(results[k].first, k + 1);
-    ASSERT_TRUE(std::holds_alternative<HttpResponse>(results[k].second)) << k;
-    EXPECT_EQ(std::get<HttpResponse>(results[k].second).body, "applied b" + std::to_string(k + 1));
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectAppliedInOrder(results, 3));
   std::lock_guard lock(app_.mu);
   ASSERT_EQ(app_.requests.size(), 3u);
   EXPECT_EQ(app_.requests[2]["Log-Index"], "3");
@@ -304,12 +310,7 @@ TEST_F(HttpAppTest, AnAppThatDoesNotDeclarePipeliningGetsOneForwardAtATime) {
   // The same burst of forwards; the app answers each as it comes, and must never find the next
   // request already waiting when it answers.
   auto results = ForwardPipelined(*client_, ioc_, {"b1", "b2", "b3", "b4"});
-  ASSERT_EQ(results.size(), 4u);
-  for (int k = 0; k < 4; ++k) {
-    EXPECT_EQ(results[k].first, k + 1);
-    ASSERT_TRUE(std::holds_alternative<HttpResponse>(results[k].second)) << k;
-    EXPECT_EQ(std::get<HttpResponse>(results[k].second).body, "applied b" + std::to_string(k + 1));
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectAppliedInOrder(results, 4));
   std::lock_guard lock(app_.mu);
   ASSERT_EQ(app_.requests.size(), 4u);
   EXPECT_EQ(app_.requests[3]["Log-Index"], "4");
