@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 
 #include "admin/status_render.h"
+#include "common/accept_loop.h"
 #include "common/async_callback.h"
 #include "common/listen.h"
 
@@ -26,25 +27,36 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
   std::string address;
   uint16_t port;
   std::shared_ptr<Replica> replica;
+  std::chrono::milliseconds liveness_timeout;
   tcp::acceptor acceptor;
 
-  State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<Replica> r)
+  State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<Replica> r,
+        std::chrono::milliseconds liveness)
       : ioc(io),
         address(std::move(a)),
         port(p),
         replica(std::move(r)),
+        liveness_timeout(liveness),
         acceptor(asio::make_strand(io)) {}
 
   asio::awaitable<void> Accept() {
-    for (;;) {
-      beast::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(
-          asio::make_strand(ioc), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-      if (ec) continue;
+    auto self = shared_from_this();
+    // Named locals only in the co_await (g++ 12 miscompiles temporaries there).
+    std::string what = "admin";
+    std::function<bool()> stopping_now = [] { return false; };
+    std::function<void(tcp::socket)> on_accept = [self](tcp::socket socket) {
+      // The session's frame keeps the server state alive, whoever lets go of it first.
       auto executor = socket.get_executor();
-      asio::co_spawn(executor, Session(std::move(socket)), asio::detached);
-    }
+      asio::co_spawn(
+          executor,
+          [self, socket = std::move(socket)]() mutable -> asio::awaitable<void> {
+            auto session = self->Session(std::move(socket));
+            co_await std::move(session);
+          },
+          asio::detached);
+    };
+    co_await AcceptLoop(acceptor, ioc, std::move(what), std::move(stopping_now),
+                        std::move(on_accept));
   }
 
   asio::awaitable<http::response<http::string_body>> Handle(
@@ -58,7 +70,18 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
       co_return res;
     }
     if (path == "/healthz") {
-      res.body() = "ok\n";
+      // Read without the replica's strand: a wedged strand would never answer GetStatus.
+      const auto since =
+          std::chrono::duration_cast<std::chrono::milliseconds>(replica->SinceLastTick());
+      if (since > liveness_timeout) {
+        res.result(http::status::service_unavailable);
+        res.body() = "the replica's loop has not run for " + std::to_string(since.count()) +
+                     " ms (liveness timeout " + std::to_string(liveness_timeout.count()) +
+                     " ms): the proxy is wedged\n";
+        spdlog::error("/healthz: {}", res.body());
+      } else {
+        res.body() = "ok\n";
+      }
       co_return res;
     }
     if (path != "/readyz" && path != "/status" && path != "/metrics") {
@@ -112,8 +135,10 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
 };
 
 AdminServer::AdminServer(asio::io_context& ioc, std::string address, uint16_t port,
-                         std::shared_ptr<Replica> replica)
-    : state_(std::make_shared<State>(ioc, std::move(address), port, std::move(replica))) {}
+                         std::shared_ptr<Replica> replica,
+                         std::chrono::milliseconds liveness_timeout)
+    : state_(std::make_shared<State>(ioc, std::move(address), port, std::move(replica),
+                                     liveness_timeout)) {}
 
 AdminServer::~AdminServer() = default;
 
@@ -132,6 +157,12 @@ void AdminServer::Stop() {
     beast::error_code ignored;
     s->acceptor.close(ignored);
   });
+}
+
+uint16_t AdminServer::port() const {
+  beast::error_code ec;
+  auto ep = state_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
 }
 
 }  // namespace k8shmir

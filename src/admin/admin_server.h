@@ -1,8 +1,10 @@
-// The admin HTTP server (port 9901 by default): /healthz (liveness), /readyz (readiness: 200 only
-// while serving), /status (JSON) and /metrics (Prometheus text format). Never replicated.
+// The admin HTTP server (port 9901 by default): /healthz (liveness: 200 while the replica's loop
+// makes progress), /readyz (readiness: 200 only while serving), /status (JSON) and /metrics
+// (Prometheus text format). Never replicated.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -13,12 +15,18 @@ namespace k8shmir {
 
 class AdminServer {
  public:
+  // `ioc` must outlive the server and every session it started (run it until they end).
+  // /healthz answers 503 once the replica's periodic tick is older than `liveness_timeout`: a
+  // wedged strand then gets the proxy restarted by its liveness probe.
   AdminServer(boost::asio::io_context& ioc, std::string address, uint16_t port,
-              std::shared_ptr<Replica> replica);
+              std::shared_ptr<Replica> replica,
+              std::chrono::milliseconds liveness_timeout = std::chrono::seconds(10));
   ~AdminServer();
   Status Listen();
   void Start();
   void Stop();
+  // The bound port (after Listen), 0 before.
+  uint16_t port() const;
 
  private:
   struct State;

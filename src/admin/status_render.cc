@@ -20,6 +20,11 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"last_error_unix_ms", s.last_error_unix_ms},
       {"pending_requests", s.pending_requests},
       {"queued_entries", s.queued_entries},
+      {"queued_bytes", s.queued_bytes},
+      {"pending_bytes", s.pending_bytes},
+      {"app_contract_violations", s.app_contract_violations},
+      {"app_stalls", s.app_stalls},
+      {"watch_pauses", s.watch_pauses},
       {"entries_applied", s.entries_applied},
       {"entries_replayed", s.entries_replayed},
       {"entries_dropped", s.entries_dropped},
@@ -81,14 +86,17 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   gauge("k8shmir_log_last_index", "Newest entry index of the group seen.", s.log_last_index);
   gauge("k8shmir_lag", "Index distance between the newest entry and the app.", s.Lag());
   gauge("k8shmir_pending_requests", "Client requests waiting for their entry.", s.pending_requests);
+  gauge("k8shmir_pending_bytes", "Encoded entries of the client requests waiting, in bytes.",
+        s.pending_bytes);
   gauge("k8shmir_queued_entries", "Committed entries waiting to be applied.", s.queued_entries);
+  gauge("k8shmir_queued_bytes", "Committed entries waiting to be applied, in bytes.",
+        s.queued_bytes);
   gauge("k8shmir_app_pipeline_depth",
         "Entries in flight to the app at most (above 1 only if it declares \"pipelining\").",
         s.app_pipeline_depth);
   out << "# HELP k8shmir_state Replica state (1 for the current one).\n"
       << "# TYPE k8shmir_state gauge\n";
-  for (auto st : {ReplicaState::kStarting, ReplicaState::kCatchingUp, ReplicaState::kServing,
-                  ReplicaState::kRecovering, ReplicaState::kNeedsStateTransfer}) {
+  for (auto st : kAllReplicaStates) {
     out << "k8shmir_state{" << labels << ",state=\"" << ReplicaStateName(st) << "\"} "
         << (s.state == st ? 1 : 0) << "\n";
   }
@@ -104,6 +112,17 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
           s.log_appends);
   counter("k8shmir_log_appended_entries_total", "Entries sent to the log in those batches.",
           s.log_appended_entries);
+  counter("k8shmir_app_contract_violations_total",
+          "Last-index answers whose index was not a number (null, missing, not JSON).",
+          s.app_contract_violations);
+  counter("k8shmir_app_stalls_total", "Entries the app did not answer within the app timeout.",
+          s.app_stalls);
+  counter("k8shmir_watch_pauses_total",
+          "Log watch paused because the queue of entries to apply was full (entries or bytes).",
+          s.watch_pauses);
+  counter("k8shmir_requests_over_byte_budget_total",
+          "Client requests refused because the pending requests' bytes were at their limit.",
+          s.requests_too_large_for_budget);
   WriteHistogram(out, "k8shmir_append_latency_seconds", "Time to append an entry to the log.",
                  labels, s.append_latency);
   WriteHistogram(out, "k8shmir_apply_latency_seconds",
