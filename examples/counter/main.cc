@@ -1,18 +1,28 @@
 // counter-app: a deterministic example app for k8shmir, also the replica used by the integration
 // tests. It keeps an int64 counter and an append-only journal of every mutating request, and it is
 // a strict detector of ordering bugs: a replicated request (one carrying a Log-Index header) whose
-// index is not greater than the last applied one is refused with 409 and counted as a violation.
+// index is not greater than the last applied one is refused with 409 and counted as a violation
+// (README's app contract asks every app to ignore such a request: a proxy that restarts while
+// entries it wrote are still unread in the app's socket cannot stop the app from reading them).
+//
+// Two modes imitate weaker apps, for the tests of what the proxy must cope with:
+//   --no-stale-check  applies a request whatever its Log-Index (no 409) and counts, in
+//                     "duplicates", each index it applied before;
+//   --thesis-index    like the K8ShMiR thesis's Express example: /last-index reports the
+//                     Log-Index header of the last request it received, reads included, so one
+//                     request without the header makes it answer {"index": null}. Implies
+//                     --no-stale-check.
 //
 // Endpoints:
 //   GET  /last-index      {"index": N, "pipelining": true}  ("pipelining" left out under
-//                         --no-pipelining; {"index": null} under --null-index while N == 0;
-//                         a body that is not JSON under --garbage-last-index, to test the proxy)
+//                         --no-pipelining; a body that is not JSON under --garbage-last-index,
+//                         to test the proxy)
 //   POST /integer         {"op": "INC"|"DEC"|"MUL"|"SET", "value": n} -> {"value": v, "index": N}
 //   GET  /integer         {"value": v}
 //   POST /integer/reset   {"value": 0, "index": N}
 //   POST /journal         body appended as one entry -> {"length": L, "index": N}
 //   GET  /journal         {"entries": [...]}
-//   GET  /journal/digest  {"count", "hash", "value", "last_index", "violations"}
+//   GET  /journal/digest  {"count", "hash", "value", "last_index", "violations", "duplicates"}
 //
 // Single-threaded Boost.Asio: requests are applied one at a time, in the order they are read, and
 // each connection's requests strictly one after the other (a pipelined request is read only once
@@ -34,6 +44,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -52,9 +63,10 @@ constexpr const char* kIndexHeader = "Log-Index";
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 3000;
-  bool null_index = false;
   bool garbage_last_index = false;
   bool no_pipelining = false;
+  bool no_stale_check = false;
+  bool thesis_index = false;
 };
 
 // FNV-1a, 64 bits.
@@ -100,8 +112,11 @@ Reply Error(http::status status, std::string message) {
 // The replicated state. Only ever touched from the single io thread.
 class Counter {
  public:
-  Counter(bool null_index, bool garbage_last_index, bool pipelining)
-      : null_index_(null_index), garbage_last_index_(garbage_last_index), pipelining_(pipelining) {}
+  explicit Counter(const Options& o)
+      : garbage_last_index_(o.garbage_last_index),
+        pipelining_(!o.no_pipelining),
+        stale_check_(!o.no_stale_check && !o.thesis_index),
+        thesis_index_(o.thesis_index) {}
 
   Reply Handle(const http::request<http::string_body>& req) {
     const std::string_view target(req.target().data(), req.target().size());
@@ -114,14 +129,15 @@ class Counter {
         r.raw = "garbage: this is not an index";
         return r;
       }
-      if (null_index_ && last_index_ == 0) return {http::status::ok, json{{"index", nullptr}}};
       json answer{{"index", last_index_}};
+      if (thesis_index_ && !last_header_present_) answer["index"] = nullptr;
       if (pipelining_) answer["pipelining"] = true;
       return {http::status::ok, answer};
     }
 
     std::int64_t index = 0;  // 0: not replicated (direct access)
     auto header = req.find(kIndexHeader);
+    if (thesis_index_) last_header_present_ = header != req.end();
     if (header != req.end()) {
       const std::string_view raw(header->value().data(), header->value().size());
       std::optional<std::int64_t> parsed = ParseIndex(raw);
@@ -130,8 +146,10 @@ class Counter {
         return Error(http::status::bad_request,
                      "invalid Log-Index header: '" + std::string(raw) + "'");
       }
-      if (*parsed <= last_index_) {
-        ++violations_;
+      if (*parsed <= last_index_) ++violations_;
+      // With the check on, indices only grow: nothing can repeat, so nothing is kept.
+      if (!stale_check_ && !applied_.insert(*parsed).second) ++duplicates_;
+      if (*parsed <= last_index_ && stale_check_) {
         Reply r = Error(http::status::conflict, "stale Log-Index");
         r.body["index"] = *parsed;
         r.body["last_index"] = last_index_;
@@ -177,7 +195,8 @@ class Counter {
                                        {"hash", Hex16(hash_)},
                                        {"value", value_},
                                        {"last_index", last_index_},
-                                       {"violations", violations_}}};
+                                       {"violations", violations_},
+                                       {"duplicates", duplicates_}}};
       }
     }
     return Error(http::status::not_found, "no such endpoint");
@@ -230,12 +249,17 @@ class Counter {
     journal_.push_back(std::move(entry));
   }
 
-  const bool null_index_;
   const bool garbage_last_index_;
   const bool pipelining_;
+  const bool stale_check_;
+  const bool thesis_index_;
   std::int64_t value_ = 0;
   std::int64_t last_index_ = 0;
+  bool last_header_present_ = true;  // --thesis-index: the last request carried the header
   std::uint64_t violations_ = 0;
+  // Every index applied, to count the ones applied twice (a test app: memory grows with the log).
+  std::unordered_set<std::int64_t> applied_;
+  std::uint64_t duplicates_ = 0;
   json journal_ = json::array();
   std::uint64_t hash_ = kFnvOffset;
 };
@@ -361,16 +385,19 @@ class Listener : public std::enable_shared_from_this<Listener> {
 };
 
 void Usage(std::ostream& out) {
-  out << "usage: counter-app [--host ADDR] [--port PORT] [--null-index] [--garbage-last-index]\n"
-         "                   [--no-pipelining]\n"
+  out << "usage: counter-app [--host ADDR] [--port PORT] [--garbage-last-index]\n"
+         "                   [--no-pipelining] [--no-stale-check] [--thesis-index]\n"
          "  --host ADDR             listen address (default 127.0.0.1)\n"
          "  --port PORT             listen port (default 3000)\n"
-         "  --null-index            answer {\"index\": null} on /last-index before the first\n"
-         "                          replicated request\n"
          "  --garbage-last-index    answer /last-index with a body that is not JSON (a broken\n"
          "                          app, for tests of the proxy); all else works as usual\n"
          "  --no-pipelining         leave \"pipelining\": true out of /last-index, so the proxy\n"
-         "                          forwards one entry at a time\n";
+         "                          forwards one entry at a time\n"
+         "  --no-stale-check        apply a request whose Log-Index is not above the last one\n"
+         "                          instead of refusing it (409); count repeats in \"duplicates\"\n"
+         "  --thesis-index          report the Log-Index of the last request received, null if\n"
+         "                          it had none (the K8ShMiR thesis's example); implies\n"
+         "                          --no-stale-check\n";
 }
 
 bool ParseArgs(int argc, char** argv, Options& opts) {
@@ -392,9 +419,12 @@ bool ParseArgs(int argc, char** argv, Options& opts) {
     if (arg == "--help" || arg == "-h") {
       Usage(std::cout);
       std::exit(0);
-    } else if (arg == "--null-index") {
+    } else if (arg == "--no-stale-check") {
       if (has_value) return false;
-      opts.null_index = true;
+      opts.no_stale_check = true;
+    } else if (arg == "--thesis-index") {
+      if (has_value) return false;
+      opts.thesis_index = true;
     } else if (arg == "--garbage-last-index") {
       if (has_value) return false;
       opts.garbage_last_index = true;
@@ -427,7 +457,7 @@ int main(int argc, char** argv) {
   }
   try {
     asio::io_context ioc{1};
-    Counter counter(opts.null_index, opts.garbage_last_index, !opts.no_pipelining);
+    Counter counter(opts);
     const tcp::endpoint endpoint(asio::ip::make_address(opts.host), opts.port);
     auto listener = std::make_shared<Listener>(ioc, endpoint, counter);
     listener->Accept();
@@ -437,7 +467,8 @@ int main(int argc, char** argv) {
 
     const auto local = listener->local_endpoint();
     std::cerr << "counter-app listening on " << local.address().to_string() << ":" << local.port()
-              << (opts.null_index ? " (null-index)" : "")
+              << (opts.thesis_index ? " (thesis-index)" : "")
+              << (opts.no_stale_check ? " (no-stale-check)" : "")
               << (opts.garbage_last_index ? " (garbage-last-index)" : "")
               << (opts.no_pipelining ? " (no-pipelining)" : "") << std::endl;
     ioc.run();

@@ -45,6 +45,12 @@ struct Config {
   std::size_t response_limit = 16 * 1024 * 1024;
   std::size_t max_pending_requests = 4096;
   std::size_t max_queued_entries = 4096;
+  // Memory bounds in bytes of encoded entries (see ReplicaOptions); the chart derives them from
+  // the proxy's memory limit.
+  std::size_t max_queued_bytes = 32 * 1024 * 1024;
+  std::size_t max_pending_bytes = 32 * 1024 * 1024;
+  // /healthz fails once the replica's loop has not ticked for this long (a wedged proxy).
+  std::chrono::milliseconds liveness_timeout{10000};
   std::size_t max_connections = 4096;
   std::size_t max_appends_in_flight = 1;
   std::size_t max_batch_bytes = 512 * 1024;

@@ -27,7 +27,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-Result<LastIndexAnswer> ParseLastIndex(unsigned status, const std::string& body) {
+Result<AppIndex> ParseLastIndex(unsigned status, const std::string& body) {
   if (status != 200) {
     return Error{ErrorCode::kProtocol, "last-index answered HTTP " + std::to_string(status)};
   }
@@ -36,7 +36,7 @@ Result<LastIndexAnswer> ParseLastIndex(unsigned status, const std::string& body)
     return Error{ErrorCode::kProtocol,
                  "last-index answer is not a JSON object: '" + body.substr(0, 80) + "'"};
   }
-  LastIndexAnswer answer;
+  AppIndex answer;
   if (auto p = doc.find("pipelining"); p != doc.end()) {
     // Strict: a typo here must not silently turn pipelining on (or off) behind the operator.
     if (!p->is_boolean()) {
@@ -46,9 +46,14 @@ Result<LastIndexAnswer> ParseLastIndex(unsigned status, const std::string& body)
     answer.pipelining = p->get<bool>();
   }
   auto it = doc.find("index");
-  if (it == doc.end() || it->is_null()) {
-    answer.lenient = true;
-    return answer;
+  if (it == doc.end()) {
+    return Error{ErrorCode::kProtocol,
+                 "last-index answer has no \"index\": '" + body.substr(0, 80) + "'"};
+  }
+  if (it->is_null()) {
+    return Error{ErrorCode::kProtocol,
+                 "last-index answered {\"index\": null} (an app that records the index header "
+                 "of every request it gets reports null after one that came without it)"};
   }
   if (it->is_number_unsigned()) {
     auto v = it->get<uint64_t>();
@@ -191,7 +196,6 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
   std::deque<Job> to_read;   // written on `conn`, response not read yet
   bool writer_running = false;
   bool reader_running = false;
-  bool warned_lenient = false;
   std::optional<bool> announced_pipelining;  // logged when what the app declares changes
 
   Impl(asio::any_io_executor ex, HttpAppOptions o)
@@ -242,19 +246,14 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     return req;
   }
 
-  asio::awaitable<Result<LastIndexAnswer>> QueryIndex(beast::tcp_stream& stream,
-                                                      beast::flat_buffer& buffer) {
+  asio::awaitable<Result<AppIndex>> QueryIndex(beast::tcp_stream& stream,
+                                               beast::flat_buffer& buffer) {
     auto req = LastIndexRequest();
     Exchange x = co_await RoundTrip(stream, buffer, req);
     if (x.ec) {
       co_return Error{ErrorCode::kUnavailable, "app last-index: " + x.ec.message()};
     }
     auto r = ParseLastIndex(x.response->result_int(), x.response->body());
-    if (r && r->lenient && !warned_lenient) {
-      warned_lenient = true;
-      spdlog::warn("app answered {} without an index ({}); treating it as 0",
-                   options.last_index_path, x.response->body().substr(0, 80));
-    }
     if (r && !x.response->keep_alive()) {
       beast::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -263,28 +262,31 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     co_return r;
   }
 
-  asio::awaitable<void> DoLastIndex(IndexCallback done) {
+  asio::awaitable<Result<AppIndex>> DoLastIndex() {
     beast::tcp_stream stream(strand);
     beast::flat_buffer buffer;
     Result<AppIndex> result = AppIndex{};
     if (auto ec = co_await Connect(stream)) {
       result = Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
     } else {
-      auto answer = co_await QueryIndex(stream, buffer);
-      if (answer) {
-        result = static_cast<const AppIndex&>(*answer);
-      } else {
-        result = answer.error();
-      }
+      result = co_await QueryIndex(stream, buffer);
     }
     beast::error_code ignored;
     stream.socket().close(ignored);
-    done(std::move(result));
+    co_return result;
   }
 
+  // Closes the forwarding connection. With entries written and unanswered it is reset (RST)
+  // rather than closed: the kernel then drops what it has not yet sent to the app, which a
+  // graceful close would still deliver, and the app would apply entries the proxy gave up on.
+  // (What the app's own socket has already received it can still read: the app contract makes
+  // it ignore an entry whose index is not above its last one.)
   void CloseConnection() {
     if (conn) {
       beast::error_code ignored;
+      if (!to_read.empty()) {
+        conn->stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      }
       conn->stream.socket().close(ignored);
       conn.reset();
     }
@@ -340,6 +342,11 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     }
     fresh->last_index = expected;
     fresh->pipelining = answer->pipelining;
+    // From here on entries are written and not abandoned at the timeout (see options.timeout):
+    // only a dead peer ends a wait, and on loopback the kernel tells at once; keepalive finds
+    // a remote app host that vanished.
+    fresh->stream.expires_never();
+    SetKeepalive(fresh->stream.socket());
     if (announced_pipelining != answer->pipelining) {
       announced_pipelining = answer->pipelining;
       if (answer->pipelining) {
@@ -406,7 +413,6 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       buffers.reserve(run.size());
       for (const auto& job : run) buffers.push_back(asio::buffer(job.wire));
       beast::error_code ec;
-      c->stream.expires_after(options.timeout);
       co_await asio::async_write(c->stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
       c->last_used = Clock::now();
       const int64_t first_index = run.front().index;
@@ -445,7 +451,6 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       int quickack = 1;
       ::setsockopt(c->stream.socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &quickack,
                    sizeof quickack);
-      c->stream.expires_after(options.timeout);
       co_await http::async_read(c->stream, c->buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
       c->last_used = Clock::now();
@@ -479,6 +484,18 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       // One at a time: the writer waits for this answer before it sends the next entry.
       if (to_read.empty() && !to_write.empty()) StartWriter();
     }
+  }
+
+  void SetKeepalive(tcp::socket& socket) const {
+    const int fd = socket.native_handle();
+    const int on = 1;
+    const int idle = static_cast<int>(std::max<int64_t>(options.timeout.count() / 1000, 1));
+    const int interval = 1;
+    const int count = 3;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
   }
 
   void StartWriter() {
@@ -525,8 +542,17 @@ HttpApp::~HttpApp() {
 void HttpApp::LastIndex(IndexCallback done) {
   asio::co_spawn(
       impl_->strand,
-      [impl = impl_, done = std::move(done)]() mutable {
-        return impl->DoLastIndex(std::move(done));
+      [impl = impl_, done = std::move(done)]() mutable -> asio::awaitable<void> {
+        // co_spawn(detached) would swallow an exception, and `done` would never run: the
+        // replica would wait for this answer for ever.
+        Result<AppIndex> result = Error{ErrorCode::kUnknown, "app last-index: no answer"};
+        try {
+          auto query = impl->DoLastIndex();
+          result = co_await std::move(query);
+        } catch (const std::exception& e) {
+          result = Error{ErrorCode::kUnknown, std::string("app last-index failed: ") + e.what()};
+        }
+        done(std::move(result));
       },
       asio::detached);
 }

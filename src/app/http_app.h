@@ -17,6 +17,10 @@ struct HttpAppOptions {
   uint16_t port = 3000;
   std::string last_index_path = "/last-index";
   std::string index_header = "Log-Index";
+  // Bounds connecting and each last-index exchange. A forward written on a validated connection
+  // is not abandoned at it: the replica reports the app as not answering and the connection
+  // waits (TCP keepalive still detects a dead peer), because an entry the app may yet read and
+  // apply must not be sent again on another connection.
   std::chrono::milliseconds timeout{5000};
   std::size_t response_limit = 16 * 1024 * 1024;
   // A kept-alive forwarding connection idle for longer is replaced (and re-validated) before use,
@@ -24,16 +28,12 @@ struct HttpAppOptions {
   std::chrono::milliseconds max_idle{2000};
 };
 
-// What an app's last-index answer says: {"index": N, "pipelining": true|false}. "pipelining"
-// absent means false.
-struct LastIndexAnswer : AppIndex {
-  // The index was null or missing and counts as 0: the caller warns.
-  bool lenient = false;
-};
-
-// Parses a last-index answer: "index" N >= 0 (null or missing count as 0, flagged lenient),
-// optional boolean "pipelining". Anything else is kProtocol.
-Result<LastIndexAnswer> ParseLastIndex(unsigned status, const std::string& body);
+// Parses a last-index answer, {"index": N, "pipelining": true|false}: "index" an integer N >= 0,
+// optional boolean "pipelining" (absent means false). Anything else is kProtocol, a contract
+// violation: only a number is an index. An app that answers {"index": null} (the thesis's
+// Express example does after any request without the index header) must not be taken for an
+// empty app, or the whole log would be replayed onto its live state.
+Result<AppIndex> ParseLastIndex(unsigned status, const std::string& body);
 
 // The bytes Forward sends: `request` with `index_header: index` (any header of that name
 // replaced), `Connection: keep-alive` for HTTP/1.0 and a Content-Length where a body is meaningful,

@@ -189,7 +189,9 @@ const std::vector<Option>& Options() {
                              &Config::replica_id, ""));
     o.push_back(MillisOption("request-timeout-ms", "deadline of a client request, append to answer",
                              &Config::request_timeout, d.request_timeout));
-    o.push_back(MillisOption("app-timeout-ms", "timeout of one call to the app",
+    o.push_back(MillisOption("app-timeout-ms",
+                             "timeout of one call to the app; an entry unanswered past it makes "
+                             "the replica not ready until the app answers",
                              &Config::app_timeout, d.app_timeout));
     o.push_back(MillisOption("etcd-timeout-ms", "timeout of one call to etcd",
                              &Config::etcd_timeout, d.etcd_timeout));
@@ -216,6 +218,15 @@ const std::vector<Option>& Options() {
     o.push_back(SizeOption("max-queued-entries",
                            "committed entries buffered before the watch is paused",
                            &Config::max_queued_entries, d.max_queued_entries, 16, 1 << 20));
+    o.push_back(SizeOption(
+        "max-queued-bytes", "bytes of committed entries buffered before the watch is paused",
+        &Config::max_queued_bytes, d.max_queued_bytes, 2 * kMaxEntryBytes, std::size_t{1} << 40));
+    o.push_back(SizeOption(
+        "max-pending-bytes", "bytes of client requests waiting for their entry at once (else 503)",
+        &Config::max_pending_bytes, d.max_pending_bytes, 2 * kMaxEntryBytes, std::size_t{1} << 40));
+    o.push_back(MillisOption("liveness-timeout-ms",
+                             "/healthz fails when the replica's loop has not run for this long",
+                             &Config::liveness_timeout, d.liveness_timeout));
     o.push_back(SizeOption("max-appends-in-flight",
                            "log appends in flight at once; requests arriving meanwhile are "
                            "batched into the next append",
@@ -277,6 +288,14 @@ Status Validate(const Config& c) {
                                           std::to_string(c.body_limit + c.header_limit) +
                                           " bytes exceeds what one etcd request may carry (" +
                                           std::to_string(kMaxEntryBytes) + ")"};
+  }
+  // The replica's loop ticks once per heartbeat interval: a bound below two ticks would fail
+  // /healthz on a healthy proxy.
+  if (c.liveness_timeout < 2 * c.heartbeat_interval) {
+    return Error{ErrorCode::kInvalid, "--liveness-timeout-ms (" +
+                                          std::to_string(c.liveness_timeout.count()) +
+                                          ") must be at least twice --heartbeat-interval-ms (" +
+                                          std::to_string(c.heartbeat_interval.count()) + ")"};
   }
   if (c.listen_port == c.admin_port && c.listen_address == c.admin_address) {
     return Error{ErrorCode::kInvalid, "--listen-port and --admin-port must differ"};

@@ -14,6 +14,7 @@
 #include <array>
 
 #include "codec/header_filter.h"
+#include "common/accept_loop.h"
 #include "common/async_callback.h"
 #include "common/listen.h"
 
@@ -36,21 +37,23 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       : ioc(io), options(std::move(o)), replica(std::move(r)), acceptor(asio::make_strand(io)) {}
 
   asio::awaitable<void> Accept() {
-    for (;;) {
-      beast::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(
-          asio::make_strand(ioc), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        if (stopping || ec == asio::error::operation_aborted) co_return;
-        // Out of descriptors (EMFILE) or similar: pause instead of spinning on the error.
-        spdlog::warn("accept failed: {}", ec.message());
-        asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
-        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        continue;
-      }
+    auto self = shared_from_this();
+    // Named locals only in the co_await (g++ 12 miscompiles temporaries there).
+    std::string what = "client";
+    std::function<bool()> stopping_now = [self] { return self->stopping.load(); };
+    std::function<void(tcp::socket)> on_accept = [self](tcp::socket socket) {
+      // The session's frame keeps the server state alive, whoever lets go of it first.
       auto executor = socket.get_executor();
-      asio::co_spawn(executor, Session(std::move(socket)), asio::detached);
-    }
+      asio::co_spawn(
+          executor,
+          [self, socket = std::move(socket)]() mutable -> asio::awaitable<void> {
+            auto session = self->Session(std::move(socket));
+            co_await std::move(session);
+          },
+          asio::detached);
+    };
+    co_await AcceptLoop(acceptor, ioc, std::move(what), std::move(stopping_now),
+                        std::move(on_accept));
   }
 
   // A short error answer written by the proxy itself; the connection is closed after it.

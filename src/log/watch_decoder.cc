@@ -14,7 +14,6 @@ WatchDecoder::WatchDecoder(std::string prefix, int64_t from_index)
 
 std::vector<LogEvent> WatchDecoder::Close(Error error, int64_t compact_revision) {
   closed_ = true;
-  fragment_records_.clear();
   std::vector<LogEvent> out;
   out.emplace_back(LogClosed{std::move(error), compact_revision});
   return out;
@@ -59,16 +58,13 @@ std::vector<LogEvent> WatchDecoder::Feed(const etcdserverpb::WatchResponse& resp
   }
   if (resp.created()) return {};
 
-  if (resp.fragment()) {
-    in_fragment_ = true;
-    AppendRecords(resp.events(), fragment_records_);
-    return {};
-  }
-  bool ends_fragments = std::exchange(in_fragment_, false);
-  std::vector<LogRecord> records = std::move(fragment_records_);
-  fragment_records_.clear();
+  // A response etcd split into fragments (fragment=true on all but the last) is delivered piece
+  // by piece: one catch-up response may hold up to 1,000 revisions of up to 1.5 MiB each, and
+  // holding them all before delivery would defeat the consumer's byte bound on its queue.
+  const bool ends_fragments = std::exchange(in_fragment_, resp.fragment());
+  std::vector<LogRecord> records;
 
-  if (resp.events_size() == 0 && !ends_fragments) {
+  if (resp.events_size() == 0 && !ends_fragments && !resp.fragment()) {
     // A progress notification for this watch. etcd sends those only while the watcher is synced,
     // through the same queue as its events, so every event up to this revision came before.
     int64_t revision = resp.header().revision();

@@ -1,6 +1,6 @@
-// Turns the WatchResponses of one etcd watch on a log prefix into LogEvents: reassembles fragments,
-// keeps only key creations, drops what etcd 3.4 may repeat, and recognises the end of the watch.
-// Not thread-safe: the subscription calls it under its lock. Unit-tested without etcd.
+// Turns the WatchResponses of one etcd watch on a log prefix into LogEvents: delivers fragments as
+// they come, keeps only key creations, drops what etcd 3.4 may repeat, and recognises the end of
+// the watch. Not thread-safe: the subscription calls it under its lock. Unit-tested without etcd.
 #pragma once
 
 #include <cstdint>
@@ -40,13 +40,12 @@ class WatchDecoder {
   bool closed_ = false;
   int64_t watch_id_ = 0;
   int64_t delivered_index_;
-  // The newest batch accepted (delivered, or held in fragment_records_): repeats and rewinds of
-  // etcd's watch are recognised by batch.
+  // The newest batch delivered: repeats and rewinds of etcd's watch are recognised by batch.
   int64_t accepted_revision_ = 0;
   std::string accepted_key_;
   int64_t progress_revision_ = 0;
-  // Events of a response etcd split into fragments (fragment=true on all but the last one).
-  std::vector<LogRecord> fragment_records_;
+  // Inside a response etcd split into fragments (fragment=true on all but the last one): an
+  // empty last fragment ends it and is no progress notification.
   bool in_fragment_ = false;
 };
 

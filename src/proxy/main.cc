@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
   replica_options.etcd_timeout = config.etcd_timeout;
   replica_options.max_pending_requests = config.max_pending_requests;
   replica_options.max_queued_entries = config.max_queued_entries;
+  replica_options.max_queued_bytes = config.max_queued_bytes;
+  replica_options.max_pending_bytes = config.max_pending_bytes;
+  replica_options.app_timeout = config.app_timeout;
   replica_options.max_appends_in_flight = config.max_appends_in_flight;
   replica_options.max_batch_bytes = config.max_batch_bytes;
   replica_options.app_pipeline_depth = config.app_pipeline_depth;
@@ -97,7 +100,7 @@ int main(int argc, char** argv) {
   front_options.idle_timeout = config.idle_timeout;
   front_options.read_timeout = config.read_timeout;
   FrontServer front(ioc, front_options, replica);
-  AdminServer admin(ioc, config.admin_address, config.admin_port, replica);
+  AdminServer admin(ioc, config.admin_address, config.admin_port, replica, config.liveness_timeout);
 
   for (Status s : {front.Listen(), admin.Listen()}) {
     if (!s) {

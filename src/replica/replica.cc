@@ -1,5 +1,6 @@
 #include "replica/replica.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -13,6 +14,18 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t Millis(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+// A backlog this large, once drained, is worth handing back to the system (malloc_trim).
+constexpr std::size_t kReleaseMemoryAfterBytes = 8 * 1024 * 1024;
 
 int64_t UnixMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -58,7 +71,11 @@ const char* OutcomeName(Outcome outcome) {
 }
 
 Replica::Replica(asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options)
-    : strand_(asio::make_strand(executor)), log_(log), app_(app), options_(std::move(options)) {
+    : strand_(asio::make_strand(executor)),
+      log_(log),
+      app_(app),
+      options_(std::move(options)),
+      last_tick_ns_(SteadyNanos()) {
   status_.replica_id = options_.replica_id;
   status_.group = options_.group;
   status_.state_reason = "waiting for the app";
@@ -103,9 +120,24 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
   asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
     ReplicaStatus s = self->status_;
     s.pending_requests = self->pending_.size();
+    s.pending_bytes = self->pending_bytes_;
     s.queued_entries = self->queue_.size();
+    s.queued_bytes = self->queued_bytes_;
+    // Readiness text describes now, not the moment the state was entered.
+    if (s.state == ReplicaState::kServing) {
+      s.state_reason = "applied index " + std::to_string(s.applied_index) +
+                       ", newest log index seen " + std::to_string(s.log_last_index) + ", " +
+                       std::to_string(s.queued_entries) + " entries queued";
+    } else if (s.state == ReplicaState::kCatchingUp) {
+      s.state_reason += "; now at index " + std::to_string(s.applied_index) + ", " +
+                        std::to_string(s.queued_entries) + " entries queued";
+    }
     done(std::move(s));
   });
+}
+
+std::chrono::steady_clock::duration Replica::SinceLastTick() const {
+  return std::chrono::nanoseconds(SteadyNanos() - last_tick_ns_.load());
 }
 
 void Replica::SetState(ReplicaState state, const std::string& why) {
@@ -157,6 +189,7 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
   subscription_.reset();
   watch_paused_ = false;
   queue_.clear();
+  queued_bytes_ = 0;
   forward_failures_ = 0;
   forward_retry_pending_ = false;
   BreakPipeline();
@@ -171,27 +204,72 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
 
 void Replica::BeginValidation() { ValidateApp(app_gen_); }
 
+void Replica::QueryAppIndex(std::function<void(Result<AppIndex>)> done) {
+  // HttpApp bounds each step by the app timeout, but a LastIndex that never calls back (an
+  // exception swallowed, a resolver that hangs, a bug) must not hang the replica: the first of
+  // the answer and this deadline wins, the other is ignored.
+  auto answered = std::make_shared<bool>(false);
+  auto timer = std::make_shared<asio::steady_timer>(
+      strand_, 2 * options_.app_timeout + std::chrono::milliseconds(500));
+  const auto limit = Millis(2 * options_.app_timeout + std::chrono::milliseconds(500));
+  timer->async_wait([answered, done, limit](boost::system::error_code ec) {
+    if (ec || *answered) return;
+    *answered = true;
+    done(Error{ErrorCode::kUnavailable,
+               "the app's last-index answer did not come within " + std::to_string(limit) + " ms"});
+  });
+  app_.LastIndex([self = shared_from_this(), answered, timer, done](Result<AppIndex> r) {
+    asio::post(self->strand_, [answered, timer, done, r = std::move(r)]() mutable {
+      if (*answered) return;
+      *answered = true;
+      timer->cancel();
+      done(std::move(r));
+    });
+  });
+}
+
+void Replica::AppContractViolation(const std::string& what) {
+  ++status_.app_contract_violations;
+  std::string why = "app contract violation: " + what +
+                    "; only a number is a last index. Nothing is replayed or forwarded until "
+                    "the app reports one again (a request that reached the app without the "
+                    "index header, around the proxy, is the usual cause; restart the app to "
+                    "rebuild its state from the log)";
+  if (status_.state != ReplicaState::kAppContractViolation || status_.last_error != why) {
+    spdlog::error("replica {}: {}", options_.replica_id, why);
+  }
+  status_.last_error = why;
+  status_.last_error_unix_ms = UnixMillis();
+  SetState(ReplicaState::kAppContractViolation, why);
+}
+
 void Replica::ValidateApp(uint64_t gen) {
-  app_.LastIndex([self = shared_from_this(), gen](Result<AppIndex> r) {
-    asio::post(self->strand_, [self, gen, r = std::move(r)]() mutable {
-      if (self->stopped_ || gen != self->app_gen_) return;
-      if (!r) {
+  QueryAppIndex([self = shared_from_this(), gen](Result<AppIndex> r) {
+    if (self->stopped_ || gen != self->app_gen_) return;
+    if (!r) {
+      if (r.error().code == ErrorCode::kProtocol) {
+        self->AppContractViolation(r.error().message);
+      } else {
         self->RecordError("app not ready: " + r.error().message);
         self->status_.state_reason = "waiting for the app: " + r.error().message;
-        self->ScheduleRetry([self, gen] {
-          if (gen == self->app_gen_) self->ValidateApp(gen);
-        });
-        return;
       }
-      int64_t app_index = r->index;
-      self->NoteAppDeclares(*r);
-      spdlog::info("replica {}: app reports last index {}", self->options_.replica_id, app_index);
-      self->status_.applied_index = app_index;
-      self->processed_ = app_index;
-      self->position_ = app_index;
-      self->ResolveSkipped();
-      self->FetchHeadAndSubscribe(self->watch_gen_);
-    });
+      self->ScheduleRetry([self, gen] {
+        if (gen == self->app_gen_) self->ValidateApp(gen);
+      });
+      return;
+    }
+    int64_t app_index = r->index;
+    self->NoteAppDeclares(*r);
+    if (self->status_.state == ReplicaState::kAppContractViolation) {
+      self->SetState(ReplicaState::kRecovering,
+                     "the app reports a number again: index " + std::to_string(app_index));
+    }
+    spdlog::info("replica {}: app reports last index {}", self->options_.replica_id, app_index);
+    self->status_.applied_index = app_index;
+    self->processed_ = app_index;
+    self->position_ = app_index;
+    self->ResolveSkipped();
+    self->FetchHeadAndSubscribe(self->watch_gen_);
   });
 }
 
@@ -288,15 +366,45 @@ void Replica::OnBatch(LogBatch& batch) {
     }
     position_ = record.index;
     status_.log_last_index = std::max(status_.log_last_index, record.index);
+    queued_bytes_ += record.value.size();
     queue_.push_back(std::move(record));
   }
-  if (queue_.size() >= options_.max_queued_entries && subscription_) {
+  backlog_peak_bytes_ = std::max(backlog_peak_bytes_, queued_bytes_ + pending_bytes_);
+  if (QueueFull() && subscription_) {
     // Bound memory: stop the watch and resume from position_ + 1 once the app has caught up.
     ++watch_gen_;
     subscription_.reset();
     watch_paused_ = true;
+    ++status_.watch_pauses;
   }
   TryForward();
+}
+
+bool Replica::QueueFull() const {
+  return queue_.size() >= options_.max_queued_entries || queued_bytes_ >= options_.max_queued_bytes;
+}
+
+void Replica::MaybeResumeWatch() {
+  if (watch_paused_ && queue_.size() <= options_.max_queued_entries / 2 &&
+      queued_bytes_ <= options_.max_queued_bytes / 2) {
+    Subscribe(position_ + 1);
+  }
+}
+
+void Replica::PopQueueFront() {
+  queued_bytes_ -= queue_.front().value.size();
+  queue_.pop_front();
+}
+
+void Replica::MaybeReleaseMemory() {
+  // Drained means "down to about one entry's worth": under steady load pending requests are
+  // never all answered at once.
+  const std::size_t backlog = queued_bytes_ + pending_bytes_;
+  if (backlog_peak_bytes_ < kReleaseMemoryAfterBytes || backlog > kMaxEntryBytes) return;
+  backlog_peak_bytes_ = backlog;
+  // glibc keeps freed arena memory for reuse; after a burst of large entries that is tens of
+  // MiB the process would hold for ever. A few milliseconds, once per drained backlog.
+  ::malloc_trim(0);
 }
 
 void Replica::OnClosed(const LogClosed& closed) {
@@ -350,10 +458,13 @@ void Replica::TryForward() {
       processed_ = record.index;
       ++status_.entries_dropped;
       std::string id = record.id;
-      queue_.pop_front();
+      PopQueueFront();
       if (pending_.count(id)) {
         Reply(id, ErrorReply(500, Outcome::kCommitted, processed_, "entry could not be decoded"));
       }
+      // A paused watch resumes when the queue drains, whether its entries were applied or
+      // skipped: a tail of skipped entries must not leave the replica waiting for nothing.
+      MaybeResumeWatch();
       continue;
     }
     // The app must have applied exactly the entry before this one (or, at the front, what it
@@ -362,6 +473,7 @@ void Replica::TryForward() {
     int64_t index = record.index;
     ++in_flight_;
     ++forwards_started_;
+    highest_forwarded_ = std::max(highest_forwarded_, index);
     sent_at_.push_back(Clock::now());
     app_.Forward(
         entry->request, index, expected,
@@ -372,6 +484,7 @@ void Replica::TryForward() {
         });
   }
   MaybeServing();
+  MaybeReleaseMemory();
 }
 
 void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardResult result) {
@@ -400,27 +513,27 @@ void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardRes
                  [&](HttpResponse& response) {
                    forward_failures_ = 0;
                    status_.apply_latency.Observe(SecondsSince(started));
+                   if (status_.state == ReplicaState::kAppNotAnswering) {
+                     SetState(ReplicaState::kServing,
+                              "the app answered index " + std::to_string(index) + " after " +
+                                  std::to_string(Millis(Clock::now() - started)) + " ms");
+                   }
                    MarkApplied(queue_.front(), &response);
                    TryForward();
                  },
                  [&](AppIndexMismatch& m) {
                    BreakPipeline();
-                   if (m.app_index == index) {
-                     // An earlier attempt reached the app but its response was lost.
-                     forward_failures_ = 0;
-                     MarkApplied(queue_.front(), nullptr);
-                     TryForward();
-                     return;
-                   }
-                   Recover(ReplicaState::kRecovering,
-                           "app reports index " + std::to_string(m.app_index) + " but " +
-                               std::to_string(status_.applied_index) +
-                               " was applied: the app restarted or was changed behind the proxy");
+                   OnAppAhead(m.app_index);
                  },
                  [&](Error& e) {
                    BreakPipeline();
                    ++forward_failures_;
                    RecordError(e.message);
+                   if (e.code == ErrorCode::kProtocol) {
+                     // The validation answer broke the contract: retrying cannot help.
+                     Recover(ReplicaState::kRecovering, "validating the app: " + e.message);
+                     return;
+                   }
                    if (forward_failures_ > options_.forward_retries) {
                      Recover(ReplicaState::kRecovering,
                              "forwarding index " + std::to_string(index) + " failed " +
@@ -440,6 +553,35 @@ void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardRes
              result);
 }
 
+void Replica::OnAppAhead(int64_t app_index) {
+  // Entries written to the app whose answers were never read (a connection that broke under a
+  // pipeline): the app may have applied some of them. It applies in order, so reporting the index
+  // of one of them means it applied exactly the queue up to there.
+  std::size_t applied = 0;
+  while (applied < queue_.size() && queue_[applied].index < app_index) ++applied;
+  if (app_index > status_.applied_index && app_index <= highest_forwarded_ &&
+      applied < queue_.size() && queue_[applied].index == app_index) {
+    spdlog::warn(
+        "replica {}: the app applied up to index {} although the proxy had not read the "
+        "answers from index {} on (the connection broke under them); {} entries count as "
+        "applied, their clients learn they committed",
+        options_.replica_id, app_index, queue_.front().index, applied + 1);
+    forward_failures_ = 0;
+    for (std::size_t i = 0; i <= applied; ++i) MarkApplied(queue_.front(), nullptr);
+    TryForward();
+    return;
+  }
+  std::string what = app_index < status_.applied_index
+                         ? "the app restarted or its state was replaced"
+                     : app_index > highest_forwarded_
+                         ? "the app holds entries this proxy never sent it (changed behind the "
+                           "proxy, or another proxy reached it)"
+                         : "the app applied part of an entry sequence out of order";
+  Recover(ReplicaState::kRecovering, "app reports index " + std::to_string(app_index) + " but " +
+                                         std::to_string(status_.applied_index) +
+                                         " was applied: " + what);
+}
+
 void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   status_.applied_index = record.index;
   processed_ = record.index;
@@ -447,7 +589,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   if (status_.state != ReplicaState::kServing) ++status_.entries_replayed;
   std::string id = record.id;
   int64_t index = record.index;
-  queue_.pop_front();
+  PopQueueFront();
   if (!sent_at_.empty()) sent_at_.pop_front();
   if (pending_.count(id)) {
     if (response != nullptr) {
@@ -462,9 +604,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
     }
   }
   ResolveSkipped();
-  if (watch_paused_ && queue_.size() <= options_.max_queued_entries / 2) {
-    Subscribe(position_ + 1);
-  }
+  MaybeResumeWatch();
 }
 
 void Replica::ResolveSkipped() {
@@ -487,9 +627,29 @@ void Replica::ScheduleHeartbeat() {
   heartbeat_timer_->expires_after(options_.heartbeat_interval);
   heartbeat_timer_->async_wait([self = shared_from_this()](auto ec) {
     if (ec || self->stopped_) return;
+    self->last_tick_ns_.store(SteadyNanos());
+    self->CheckAppAnswers();
     self->Heartbeat();
     self->ScheduleHeartbeat();
   });
+}
+
+void Replica::CheckAppAnswers() {
+  if (sent_at_.empty() || queue_.empty()) return;
+  const auto waited = Clock::now() - sent_at_.front();
+  if (waited < options_.app_timeout) return;
+  std::string why = "the app has not answered index " + std::to_string(queue_.front().index) +
+                    " for " + std::to_string(Millis(waited)) + " ms (app timeout " +
+                    std::to_string(options_.app_timeout.count()) +
+                    " ms); still waiting for it on the same connection";
+  if (status_.state == ReplicaState::kServing) {
+    ++status_.app_stalls;
+    RecordError(why);
+    SetState(ReplicaState::kAppNotAnswering, why);
+  } else if (status_.state == ReplicaState::kAppNotAnswering ||
+             status_.state == ReplicaState::kCatchingUp) {
+    status_.state_reason = why;
+  }
 }
 
 void Replica::Heartbeat() {
@@ -503,22 +663,20 @@ void Replica::Heartbeat() {
   uint64_t gen = app_gen_;
   uint64_t forwards = forwards_started_;
   int64_t expected = status_.applied_index;
-  app_.LastIndex([self = shared_from_this(), gen, forwards, expected](Result<AppIndex> r) {
-    asio::post(self->strand_, [self, gen, forwards, expected, r = std::move(r)] {
-      self->heartbeat_in_flight_ = false;
-      // A forward since the heartbeat began makes the answer ambiguous: the next one decides.
-      if (self->stopped_ || gen != self->app_gen_ || forwards != self->forwards_started_) return;
-      if (self->status_.state != ReplicaState::kServing) return;
-      if (!r) {
-        self->Recover(ReplicaState::kRecovering, "heartbeat: " + r.error().message);
-      } else if (r->index != expected) {
-        self->Recover(ReplicaState::kRecovering,
-                      "heartbeat: app reports index " + std::to_string(r->index) + " but " +
-                          std::to_string(expected) + " was applied: the app restarted");
-      } else {
-        self->NoteAppDeclares(*r);
-      }
-    });
+  QueryAppIndex([self = shared_from_this(), gen, forwards, expected](Result<AppIndex> r) {
+    self->heartbeat_in_flight_ = false;
+    // A forward since the heartbeat began makes the answer ambiguous: the next one decides.
+    if (self->stopped_ || gen != self->app_gen_ || forwards != self->forwards_started_) return;
+    if (self->status_.state != ReplicaState::kServing) return;
+    if (!r) {
+      self->Recover(ReplicaState::kRecovering, "heartbeat: " + r.error().message);
+    } else if (r->index != expected) {
+      self->Recover(ReplicaState::kRecovering,
+                    "heartbeat: app reports index " + std::to_string(r->index) + " but " +
+                        std::to_string(expected) + " was applied: the app restarted");
+    } else {
+      self->NoteAppDeclares(*r);
+    }
   });
 }
 
@@ -554,6 +712,17 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
                           " bytes encoded, limit " + std::to_string(kMaxEntryBytes) + ")"));
       return;
     }
+    if (!self->pending_.empty() &&
+        self->pending_bytes_ + value.size() > self->options_.max_pending_bytes) {
+      ++self->status_.requests_not_committed;
+      ++self->status_.requests_too_large_for_budget;
+      done(ErrorReply(503, Outcome::kNotCommitted, 0,
+                      "too many bytes of requests are waiting for the log on this replica (" +
+                          std::to_string(self->pending_bytes_) + " pending, limit " +
+                          std::to_string(self->options_.max_pending_bytes) + ")",
+                      1));
+      return;
+    }
     std::string id = entry.request_id;
     auto now = Clock::now();
     auto deadline = now + self->options_.request_timeout;
@@ -561,6 +730,10 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
     p.done = std::move(done);
     p.submitted_at = now;
     p.deadline = deadline;
+    p.bytes = value.size();
+    self->pending_bytes_ += p.bytes;
+    self->backlog_peak_bytes_ =
+        std::max(self->backlog_peak_bytes_, self->queued_bytes_ + self->pending_bytes_);
     p.timer = std::make_unique<asio::steady_timer>(self->strand_, deadline);
     p.timer->async_wait([self, id](auto ec) {
       if (!ec) self->OnDeadline(id);
@@ -677,6 +850,7 @@ void Replica::Reply(const std::string& id, ClientReply reply) {
   if (it == pending_.end()) return;
   Pending p = std::move(it->second);
   pending_.erase(it);
+  pending_bytes_ -= p.bytes;
   if (p.index != 0) pending_by_index_.erase(p.index);
   if (p.timer) p.timer->cancel();
   switch (reply.outcome) {

@@ -6,6 +6,7 @@
 // Every member is touched only on `strand_`; the log's and the app's callbacks post into it.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -32,6 +33,17 @@ struct ReplicaOptions {
   std::chrono::milliseconds etcd_timeout{3000};
   std::size_t max_pending_requests = 4096;
   std::size_t max_queued_entries = 4096;
+  // Memory is bounded in bytes too (entries may be up to ~1.5 MiB each): the watch is paused once
+  // the queued entries hold this many encoded bytes, and a client request is refused (503) while
+  // the pending requests' encoded entries hold this many. Either admits one entry when empty.
+  std::size_t max_queued_bytes = 32 * 1024 * 1024;
+  std::size_t max_pending_bytes = 32 * 1024 * 1024;
+  // How long the app may take to answer one call. A last-index query that has not called back
+  // within twice this (HttpApp bounds connect and exchange by it each) is given up and retried. A
+  // forward unanswered past it makes the replica not ready (app-not-answering) while it keeps
+  // waiting on the same connection: a forward abandoned while the app may still read it could be
+  // applied later, and then again when resent.
+  std::chrono::milliseconds app_timeout{5000};
   std::chrono::milliseconds min_backoff{100};
   std::chrono::milliseconds max_backoff{2000};
   // Forward retries on a fresh, re-validated connection before a full recovery.
@@ -45,7 +57,7 @@ struct ReplicaOptions {
   // larger entry goes alone); etcd refuses requests above 1.5 MiB by default.
   std::size_t max_batch_bytes = 512 * 1024;
   // Entries handed to the app at once. The app decides whether they are pipelined: HttpApp writes
-  // ahead only to an app that declares it (see LastIndexAnswer), and one at a time otherwise.
+  // ahead only to an app that declares it (see ParseLastIndex), and one at a time otherwise.
   // 1 = strictly one at a time whatever the app declares.
   std::size_t app_pipeline_depth = 16;
 };
@@ -82,6 +94,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // A consistent snapshot, delivered on the replica's strand.
   void GetStatus(std::function<void(ReplicaStatus)> done);
 
+  // How long ago the replica's loop last ran its periodic tick (every heartbeat interval). Any
+  // thread; for /healthz, which must answer even when the strand is wedged.
+  std::chrono::steady_clock::duration SinceLastTick() const;
+
  private:
   struct Pending {
     ReplyCallback done;
@@ -90,6 +106,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
     bool in_outbox = true;  // not sent to the log yet: certainly not committed
     std::chrono::steady_clock::time_point submitted_at;
     std::chrono::steady_clock::time_point deadline;
+    std::size_t bytes = 0;  // of its encoded entry, counted in pending_bytes_
   };
 
   void SetState(ReplicaState state, const std::string& why);
@@ -101,6 +118,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void Recover(ReplicaState state, const std::string& why);
   void BeginValidation();
   void ValidateApp(uint64_t gen);
+  // LastIndex with a deadline of its own; `done` runs exactly once, on the strand.
+  void QueryAppIndex(std::function<void(Result<AppIndex>)> done);
+  // A last-index answer that is not a number: not ready, loudly, and nothing is replayed.
+  void AppContractViolation(const std::string& what);
   void FetchHeadAndSubscribe(uint64_t gen);
   void Subscribe(int64_t from_index);
   void OnLogEvent(uint64_t watch_gen, LogEvent event);
@@ -108,11 +129,21 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void OnClosed(const LogClosed& closed);
   void ResubscribeLater();
   void MaybeServing();
+  // Resumes a watch paused for a full queue once the queue has drained to half its bounds.
+  void MaybeResumeWatch();
+  bool QueueFull() const;
+  // Pops the queue's front entry (applied or skipped), keeping queued_bytes_ in step.
+  void PopQueueFront();
+  // Gives freed heap back to the system once a large backlog has drained.
+  void MaybeReleaseMemory();
 
   void TryForward();
   void OnForwarded(uint64_t app_gen, uint64_t pipe_gen, int64_t index, ForwardResult result);
   // Ends the current pipeline: what is in flight is stale, the queue is resent from its front.
   void BreakPipeline();
+  // The app reports an index above the one it was told to have applied (a validation after a
+  // broken connection): entries it applied whose answers were lost, or a foreign state.
+  void OnAppAhead(int64_t app_index);
   void MarkApplied(const LogRecord& record, HttpResponse* response);
   void ResolveSkipped();
 
@@ -125,6 +156,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   void ScheduleHeartbeat();
   void Heartbeat();
+  // An entry in flight past the app timeout makes the replica not ready until it is answered.
+  void CheckAppAnswers();
 
   std::chrono::milliseconds NextBackoff();
   void ScheduleRetry(std::function<void()> fn);
@@ -136,6 +169,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   ReplicaStatus status_;  // state, indices, counters, errors
   bool stopped_ = false;
+  // Steady-clock nanoseconds of the last tick; written on the strand, read by /healthz.
+  std::atomic<int64_t> last_tick_ns_;
 
   // Generations: callbacks of a superseded app pipeline or subscription are ignored.
   uint64_t app_gen_ = 0;
@@ -143,6 +178,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   // Entries received from the log and not yet applied, in index order.
   std::deque<LogRecord> queue_;
+  std::size_t queued_bytes_ = 0;  // sum of queue_[i].value.size()
+  // Highest queued_bytes_ + pending_bytes_ since memory was last given back.
+  std::size_t backlog_peak_bytes_ = 0;
   int64_t position_ = 0;  // highest index received (queued or applied)
   int64_t target_ = 0;    // catch-up target: the log's last index when catching up began
   std::unique_ptr<Subscription> subscription_;
@@ -158,6 +196,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   bool recover_pending_ = false;        // a recovery waits for the in-flight Forward to return
   int forward_failures_ = 0;
   uint64_t forwards_started_ = 0;
+  // Highest index ever handed to the app: an app reporting an index above what it was told to
+  // have applied, but not above this, applied entries whose answers the proxy never read.
+  int64_t highest_forwarded_ = 0;
   int64_t processed_ = 0;  // highest index taken off the queue (applied, or skipped as invalid)
   bool heartbeat_in_flight_ = false;
   std::unique_ptr<boost::asio::steady_timer> heartbeat_timer_;
@@ -170,6 +211,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::size_t appends_in_flight_ = 0;
 
   std::unordered_map<std::string, Pending> pending_;
+  std::size_t pending_bytes_ = 0;  // sum of pending_[id].bytes
   std::map<int64_t, std::string> pending_by_index_;
 };
 

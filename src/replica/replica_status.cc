@@ -14,6 +14,10 @@ const char* ReplicaStateName(ReplicaState state) {
       return "recovering";
     case ReplicaState::kNeedsStateTransfer:
       return "needs-state-transfer";
+    case ReplicaState::kAppContractViolation:
+      return "app-contract-violation";
+    case ReplicaState::kAppNotAnswering:
+      return "app-not-answering";
   }
   return "?";
 }

@@ -7,7 +7,27 @@
 
 namespace k8shmir {
 
-enum class ReplicaState { kStarting, kCatchingUp, kServing, kRecovering, kNeedsStateTransfer };
+enum class ReplicaState {
+  kStarting,
+  kCatchingUp,
+  kServing,
+  kRecovering,
+  kNeedsStateTransfer,
+  // The app's last-index answer broke the contract (null, missing, not a number, not JSON):
+  // nothing is replayed or forwarded until it reports a number again.
+  kAppContractViolation,
+  // An entry in flight has not been answered within the app timeout: the proxy keeps waiting on
+  // the same connection (an abandoned entry could still be applied later, and twice).
+  kAppNotAnswering,
+};
+// Every state, in declaration order (for /metrics).
+inline constexpr ReplicaState kAllReplicaStates[] = {ReplicaState::kStarting,
+                                                     ReplicaState::kCatchingUp,
+                                                     ReplicaState::kServing,
+                                                     ReplicaState::kRecovering,
+                                                     ReplicaState::kNeedsStateTransfer,
+                                                     ReplicaState::kAppContractViolation,
+                                                     ReplicaState::kAppNotAnswering};
 const char* ReplicaStateName(ReplicaState state);
 
 // Latency histogram with fixed Prometheus buckets (seconds).
@@ -40,15 +60,21 @@ struct ReplicaStatus {
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log
   uint64_t recoveries = 0;
   uint64_t watch_restarts = 0;
-  uint64_t log_appends = 0;           // append requests (batches) sent to the log
-  uint64_t log_appended_entries = 0;  // entries in them
+  uint64_t log_appends = 0;              // append requests (batches) sent to the log
+  uint64_t log_appended_entries = 0;     // entries in them
+  uint64_t app_contract_violations = 0;  // last-index answers that were not a number
+  uint64_t app_stalls = 0;               // times an entry went unanswered past the app timeout
+  uint64_t requests_too_large_for_budget = 0;  // refused: pending bytes over the budget
+  uint64_t watch_pauses = 0;                   // watch paused for a full queue (entries or bytes)
   int64_t last_recovery_ms = 0;
   // The app's last /last-index answer declared "pipelining": true; entries in flight to it at
   // most (1 unless it did). The forwarding connection reads the declaration again when opened.
   bool app_pipelining = false;
   uint64_t app_pipeline_depth = 1;
   uint64_t pending_requests = 0;
+  uint64_t pending_bytes = 0;  // encoded entries of the requests waiting for their answer
   uint64_t queued_entries = 0;
+  uint64_t queued_bytes = 0;  // encoded entries received from the log and not yet applied
   Histogram append_latency;
   // From handing an entry to the App until its response: with pipelining this includes the
   // entries written ahead of it (and, for an app that does not declare pipelining, the wait for

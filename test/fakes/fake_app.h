@@ -6,6 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -30,6 +31,21 @@ class FakeApp : public App {
   int64_t fail_at_index = 0;               // the forward of this index breaks the connection,
   bool fail_at_index_applies = false;      // after applying it or before
   bool pipelining = false;                 // what LastIndex declares (forwards queue regardless)
+  std::optional<Error> last_index_error;   // LastIndex answers this (kProtocol: a null index)
+  int hang_next_last_index = 0;            // that many LastIndex calls never call back
+  // Forwards queue up unanswered (a stopped app) until ReleaseHungForwards().
+  bool hang_forwards = false;
+  // The next n forwards are applied but answered with an error (the connection broke before
+  // their responses were read); the forwards behind them fail unapplied.
+  int lose_next_answers = 0;
+
+  void ReleaseHungForwards() {
+    hang_forwards = false;
+    if (!processing_ && !queued_.empty()) {
+      processing_ = true;
+      Post([this] { ProcessQueue(); });
+    }
+  }
 
   // A restart: state lost, index back to 0.
   void Restart() {
@@ -44,9 +60,20 @@ class FakeApp : public App {
   int contract_violations = 0;  // forwards with index <= last_index
   int forwards = 0;
   int max_pipelined = 0;  // most forwards queued at once
+  int last_index_calls = 0;
   bool connection_valid = false;
 
   void LastIndex(IndexCallback done) override {
+    ++last_index_calls;
+    if (hang_next_last_index > 0) {
+      --hang_next_last_index;
+      hung_callbacks_.push_back(std::move(done));  // kept, never called: a lost answer
+      return;
+    }
+    if (last_index_error) {
+      Post([done, e = *last_index_error] { done(e); });
+      return;
+    }
     if (down) {
       Post([done] { done(Error{ErrorCode::kUnavailable, "fake app down"}); });
       return;
@@ -61,7 +88,7 @@ class FakeApp : public App {
     ++forwards;
     queued_.push_back(Job{request.body, index, expected_applied, std::move(done)});
     max_pipelined = std::max(max_pipelined, static_cast<int>(queued_.size()));
-    if (!processing_) {
+    if (!processing_ && !hang_forwards) {
       processing_ = true;
       Post([this] { ProcessQueue(); });
     }
@@ -86,6 +113,16 @@ class FakeApp : public App {
     for (auto& job : jobs) {
       ForwardResult result =
           broken ? ForwardResult(Error{ErrorCode::kUnknown, "fake: broken"}) : Apply(job);
+      if (!broken && lose_next_answers > 0 && std::holds_alternative<HttpResponse>(result)) {
+        result = Error{ErrorCode::kUnknown, "fake: connection broke before the answer"};
+        if (--lose_next_answers > 0) {
+          Post([done = std::move(job.done), result = std::move(result)]() mutable {
+            done(std::move(result));
+          });
+          continue;
+        }
+        connection_valid = false;
+      }
       if (!std::holds_alternative<HttpResponse>(result)) broken = true;
       Post([done = std::move(job.done), result = std::move(result)]() mutable {
         done(std::move(result));
@@ -136,6 +173,7 @@ class FakeApp : public App {
   }
 
   std::vector<Job> queued_;
+  std::vector<IndexCallback> hung_callbacks_;
   bool processing_ = false;
   int64_t connection_index_ = 0;
 

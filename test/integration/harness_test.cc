@@ -126,10 +126,9 @@ class CounterAppTest : public TempDirTest {
     TempDirTest::SetUp();
     port_ = FreePort();
   }
-  void StartApp(bool null_index = false, bool no_pipelining = false) {
+  void StartApp(const std::vector<std::string>& flags = {}) {
     std::vector<std::string> args = {kCounterBin, "--port", std::to_string(port_)};
-    if (null_index) args.push_back("--null-index");
-    if (no_pipelining) args.push_back("--no-pipelining");
+    args.insert(args.end(), flags.begin(), flags.end());
     app_.Start(args, {}, dir_ / "app.log");
     ASSERT_TRUE(WaitFor([&] { return Http(port_, "GET", "/last-index").status == 200; }, 10s));
   }
@@ -177,23 +176,47 @@ TEST_F(CounterAppTest, AppliesInIndexOrderAndRefusesStaleIndices) {
                           {"hash", model.hash()},
                           {"value", model.value()},
                           {"last_index", 21},
-                          {"violations", 6}}));
+                          {"violations", 6},
+                          {"duplicates", 0}}));
   EXPECT_EQ(Http(port_, "GET", "/integer").Json(), json({{"value", model.value()}}));
   EXPECT_EQ(Http(port_, "GET", "/nope").status, 404u);
   EXPECT_EQ(Http(port_, "DELETE", "/journal").status, 404u);
 }
 
-TEST_F(CounterAppTest, NullIndexBeforeTheFirstReplicatedRequest) {
-  ASSERT_NO_FATAL_FAILURE(StartApp(/*null_index=*/true));
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", nullptr}}));
-  EXPECT_EQ(Http(port_, "POST", "/journal", "direct").status, 200u);
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", nullptr}}));
-  EXPECT_EQ(Replicated(CounterOp::Append("x"), 4).status, 200u);
+// Like the K8ShMiR thesis's Express example: the index of the last request received, reads
+// included, and null after one without the header; every request is applied, repeats counted.
+TEST_F(CounterAppTest, ThesisIndexReportsTheLastHeaderSeenAndAppliesRepeats) {
+  ASSERT_NO_FATAL_FAILURE(StartApp({"--thesis-index"}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}, {"pipelining", true}}));
+  EXPECT_EQ(Replicated(CounterOp::Set(3), 4).status, 200u);
   EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 4}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/integer").Json(), json({{"value", 3}}));  // no header
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", nullptr}, {"pipelining", true}}));
+  // A repeat is applied (no 409) and counted.
+  EXPECT_EQ(Replicated(CounterOp::Mul(5), 4).status, 200u);
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 4}, {"pipelining", true}}));
+  const json digest = Http(port_, "GET", "/journal/digest").Json();
+  EXPECT_EQ(digest.value("value", 0), 15);
+  EXPECT_EQ(digest.value("duplicates", -1), 1);
+  EXPECT_EQ(digest.value("violations", -1), 1);
+}
+
+TEST_F(CounterAppTest, NoStaleCheckAppliesRepeatsAndCountsThem) {
+  ASSERT_NO_FATAL_FAILURE(StartApp({"--no-stale-check"}));
+  EXPECT_EQ(Replicated(CounterOp::Set(2), 7).status, 200u);
+  EXPECT_EQ(Replicated(CounterOp::Mul(3), 7).status, 200u);
+  EXPECT_EQ(Replicated(CounterOp::Inc(1), 5).status, 200u);
+  EXPECT_EQ(Http(port_, "GET", "/integer").Json(), json({{"value", 7}}));
+  // Direct reads leave the index alone (unlike --thesis-index).
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 5}, {"pipelining", true}}));
+  const json digest = Http(port_, "GET", "/journal/digest").Json();
+  EXPECT_EQ(digest.value("duplicates", -1), 1);
+  EXPECT_EQ(digest.value("violations", -1), 2);
 }
 
 TEST_F(CounterAppTest, NoPipeliningLeavesTheDeclarationOut) {
-  ASSERT_NO_FATAL_FAILURE(StartApp(/*null_index=*/false, /*no_pipelining=*/true));
+  ASSERT_NO_FATAL_FAILURE(StartApp({"--no-pipelining"}));
   EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}}));
   EXPECT_EQ(Replicated(CounterOp::Set(7), 9).status, 200u);
   EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 9}}));

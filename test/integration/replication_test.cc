@@ -543,19 +543,96 @@ TEST(Replication, ClientSuppliedLogIndexHeaderIsNotTrusted) {
   ExpectReplicasMatch(cluster, model);
 }
 
-// 7. An app that answers {"index": null} before its first replicated request (design brief,
-// section 2) is served like one that answers 0.
-TEST(Replication, AppAnsweringNullIndexIsServed) {
+// 7. The K8ShMiR thesis's Express app records the Log-Index header of every request it gets,
+// reads included, so one read straight to the app (around the proxy) makes it answer
+// {"index": null}. That is a contract violation, never "index 0": taken for an empty app, the
+// whole log was replayed onto its live state (the value doubled and the replicas diverged while
+// every /status said serving). The replica stops, says so, and replays nothing; the others go
+// on; once the app restarts (empty, index 0) it catches up from the log exactly.
+TEST(Replication, NullLastIndexIsAContractViolationAndNothingIsReplayed) {
   ReplicatedClusterOptions options;
-  options.null_index = true;
+  options.group = "thesis-null";
+  options.extra_app_args = {"--thesis-index"};
+  options.extra_proxy_args = {"--heartbeat-interval-ms", "200"};
   ReplicatedCluster cluster(options);
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
 
+  // Direct reads change what this app reports, so progress is read from the proxies only.
+  auto wait_applied = [&](int i, int64_t index) {
+    return WaitFor(
+        [&] {
+          json s = cluster.Status(i);
+          return s.is_object() && s.value("applied_index", int64_t{-1}) == index;
+        },
+        kApplyTimeout);
+  };
   CounterModel model;
-  ASSERT_GT(SendAndCheck(cluster.ProxyPort(2), CounterOp::Set(3), model), 0);
-  ASSERT_GT(SendAndCheck(cluster.ProxyPort(1), CounterOp::Mul(7), model), 0);
-  ASSERT_GT(SendAndCheck(cluster.ProxyPort(0), CounterOp::Append("null-index"), model), 0);
-  ExpectReplicasMatch(cluster, model);
+  for (int k = 0; k < 20; ++k) {
+    const CounterOp op = k % 4 == 0   ? CounterOp::Set(k + 3)
+                         : k % 4 == 1 ? CounterOp::Mul(3)
+                         : k % 4 == 2 ? CounterOp::Inc(k)
+                                      : CounterOp::Append("thesis-" + std::to_string(k));
+    ASSERT_GT(SendAndCheck(cluster.ProxyPort(k % 3), op, model), 0);
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(wait_applied(i, model.last_index())) << i;
+  const int64_t violated_at = model.last_index();
+  const int64_t value_then = model.value();
+
+  // One read around the proxy: app 1 now answers {"index": null}.
+  HttpResult direct = Http(cluster.AppPort(1), "GET", "/integer", "", {}, 5s);
+  ASSERT_EQ(direct.status, 200) << direct.Describe();
+  ASSERT_EQ(direct.Json().value("value", int64_t{-1}), value_then);
+  HttpResult null_index = Http(cluster.AppPort(1), "GET", "/last-index", "", {}, 5s);
+  ASSERT_TRUE(null_index.Json().is_object() && null_index.Json()["index"].is_null())
+      << null_index.Describe();
+
+  json status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = cluster.Status(1);
+        return status.is_object() && status.value("state", "") == "app-contract-violation";
+      },
+      20s))
+      << status.dump();
+  EXPECT_NE(status.value("last_error", "").find("null"), std::string::npos) << status.dump();
+  EXPECT_GE(status.value("app_contract_violations", int64_t{0}), 1) << status.dump();
+  HttpResult ready = Http(cluster.AdminPort(1), "GET", "/readyz", "", {}, 5s);
+  EXPECT_EQ(ready.status, 503) << ready.Describe();
+  EXPECT_NE(ready.body.find("app-contract-violation"), std::string::npos) << ready.Describe();
+  HttpResult metrics = Http(cluster.AdminPort(1), "GET", "/metrics", "", {}, 5s);
+  EXPECT_NE(metrics.body.find("k8shmir_state{group=\"thesis-null\",replica=\"replica-1\","
+                              "state=\"app-contract-violation\"} 1"),
+            std::string::npos);
+
+  // The others go on; replica 1 forwards nothing and replays nothing meanwhile.
+  for (int k = 0; k < 6; ++k) {
+    const CounterOp op =
+        k % 2 == 0 ? CounterOp::Mul(-2) : CounterOp::Append("after-" + std::to_string(k));
+    ASSERT_GT(SendAndCheck(cluster.ProxyPort(k % 2 == 0 ? 0 : 2), op, model), 0);
+  }
+  ASSERT_TRUE(wait_applied(0, model.last_index()));
+  ASSERT_TRUE(wait_applied(2, model.last_index()));
+  std::this_thread::sleep_for(1s);  // five heartbeats: time for a wrong replay to show
+  status = cluster.Status(1);
+  EXPECT_EQ(status.value("state", ""), "app-contract-violation") << status.dump();
+  EXPECT_EQ(status.value("applied_index", int64_t{-1}), violated_at) << status.dump();
+  EXPECT_EQ(status.value("entries_replayed", int64_t{-1}), 0) << status.dump();
+  direct = Http(cluster.AppPort(1), "GET", "/integer", "", {}, 5s);
+  EXPECT_EQ(direct.Json().value("value", int64_t{-1}), value_then) << direct.Describe();
+
+  // Restarted, the app is empty and reports 0: the replica rebuilds it from the log.
+  cluster.KillApp(1);
+  cluster.StartApp(1);
+  ASSERT_TRUE(cluster.WaitServing(1, kServingTimeout)) << cluster.Status(1).dump();
+  ASSERT_TRUE(wait_applied(1, model.last_index()));
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("replica " + std::to_string(i));
+    const json journal = cluster.Journal(i);
+    EXPECT_TRUE(journal == model.journal()) << JournalDiff(journal, model.journal());
+    const json digest = cluster.Digest(i);
+    EXPECT_EQ(digest.value("value", int64_t{-1}), model.value());
+    EXPECT_EQ(digest.value("duplicates", int64_t{-1}), 0);
+  }
 }
 
 }  // namespace

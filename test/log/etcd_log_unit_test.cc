@@ -307,7 +307,9 @@ TEST(WatchDecoder, ManualProgressReplyOnlyProvesLiveness) {
   EXPECT_EQ(d.progress_revision(), 0);
 }
 
-TEST(WatchDecoder, FragmentsAreReassembled) {
+// One catch-up response may carry 1,000 revisions of up to 1.5 MiB: its fragments are delivered
+// as they come, so that the subscriber's byte bound holds (and pauses the watch) within one.
+TEST(WatchDecoder, FragmentsAreDeliveredAsTheyCome) {
   WatchDecoder d(kPrefix, 1);
   d.Feed(Created());
   auto f1 = Events(50);
@@ -319,15 +321,25 @@ TEST(WatchDecoder, FragmentsAreReassembled) {
   AddPut(f2, "c", 4, 4, "3");
   auto f3 = Events(50);
   AddPut(f3, "d", 7, 7, "4");
-  EXPECT_TRUE(d.Feed(f1).empty());
-  EXPECT_TRUE(d.Feed(f2).empty());
-  auto events = d.Feed(f3);
-  const auto& batch = AsBatch(events);
-  ASSERT_EQ(batch.records.size(), 4u);
-  EXPECT_EQ(batch.records[0].id, "a");
-  EXPECT_EQ(batch.records[2].index, At(4));
-  EXPECT_EQ(batch.records[3].id, "d");
-  EXPECT_EQ(batch.revision, 50);
+  auto first = d.Feed(f1);
+  const auto& b1 = AsBatch(first);
+  ASSERT_EQ(b1.records.size(), 2u);
+  EXPECT_EQ(b1.records[0].id, "a");
+  EXPECT_EQ(b1.records[1].id, "b");
+  EXPECT_EQ(b1.revision, 50);
+  auto second = d.Feed(f2);
+  const auto& b2 = AsBatch(second);
+  ASSERT_EQ(b2.records.size(), 1u);
+  EXPECT_EQ(b2.records[0].index, At(4));
+  auto third = d.Feed(f3);
+  const auto& b3 = AsBatch(third);
+  ASSERT_EQ(b3.records.size(), 1u);
+  EXPECT_EQ(b3.records[0].id, "d");
+  EXPECT_EQ(d.delivered_index(), At(7));
+  // A repeat of a batch delivered in an earlier fragment is still recognised.
+  auto again = Events(51);
+  AddPut(again, "d", 7, 7, "4");
+  EXPECT_TRUE(d.Feed(again).empty());
 }
 
 TEST(WatchDecoder, FinalFragmentMayBeEmpty) {
@@ -336,9 +348,10 @@ TEST(WatchDecoder, FinalFragmentMayBeEmpty) {
   auto f1 = Events(50);
   f1.set_fragment(true);
   AddPut(f1, "a", 2, 2, "1");
-  EXPECT_TRUE(d.Feed(f1).empty());
-  auto events = d.Feed(Events(50));
-  EXPECT_EQ(AsBatch(events).records.size(), 1u);
+  EXPECT_EQ(AsBatch(d.Feed(f1)).records.size(), 1u);
+  // The empty last fragment ends the response; it is not a progress notification.
+  EXPECT_TRUE(d.Feed(Events(50)).empty());
+  EXPECT_EQ(d.progress_revision(), 0);
 }
 
 TEST(WatchDecoder, CompactionCloses) {

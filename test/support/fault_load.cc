@@ -143,6 +143,12 @@ CounterOp UniqueOp(int client, int k) {
   }
 }
 
+CounterOp UniqueLargeAppend(int client, int k, std::size_t bytes) {
+  std::string text = "c" + std::to_string(client) + "-" + std::to_string(k) + "-";
+  if (text.size() < bytes) text.append(bytes - text.size(), static_cast<char>('a' + k % 26));
+  return CounterOp::Append(std::move(text));
+}
+
 // ---- History -----------------------------------------------------------------------------------
 
 void History::Add(OpRecord record) {
@@ -212,7 +218,8 @@ void Load::Run(Client& c) {
     r.client = c.id;
     r.target = c.target;
     r.seq = k;
-    r.op = UniqueOp(c.id, k);
+    r.op = options_.append_bytes > 0 ? UniqueLargeAppend(c.id, k, options_.append_bytes)
+                                     : UniqueOp(c.id, k);
     r.sent = Clock::now();
     r.res = SendOp(conn, r.op, options_.client_timeout);
     r.answered = Clock::now();

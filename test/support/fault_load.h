@@ -73,6 +73,9 @@ class Load {
     std::chrono::milliseconds pause{5};               // between two requests of one client
     std::chrono::milliseconds pause_after_error{50};  // after a refusal or a transport error
     int max_ops_per_client = 3000;                    // the load is bounded even if never stopped
+    // Above 0: every operation is a journal append of this many bytes (a large body), still
+    // unique per (client, k). 0: the mix of UniqueOp.
+    std::size_t append_bytes = 0;
   };
 
   // One client per entry of `targets` (replica indices), sending to cluster.ProxyPort(target).
@@ -147,6 +150,8 @@ class StoppedProcess {
 
 // The `k`-th operation of client `client`: unique across clients and k.
 CounterOp UniqueOp(int client, int k);
+// A journal append of exactly `bytes` bytes (at least its unique prefix), unique per (client, k).
+CounterOp UniqueLargeAppend(int client, int k, std::size_t bytes);
 
 // Sends one unique operation of a new client of `history` to proxy `target` and records it.
 HttpResult SendRecorded(ReplicatedCluster& cluster, History& history, int target,

@@ -114,7 +114,6 @@ void ReplicatedCluster::StartAppWithArgs(int i, const std::vector<std::string>& 
   Replica& r = At(i);
   std::vector<std::string> args = {kCounterBin, "--host", "127.0.0.1", "--port",
                                    std::to_string(r.app_port)};
-  if (options_.null_index) args.push_back("--null-index");
   args.insert(args.end(), options_.extra_app_args.begin(), options_.extra_app_args.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   r.app.Start(args, {}, AppLog(i));
@@ -226,7 +225,6 @@ int64_t ReplicatedCluster::AppLastIndex(int i) {
   HttpResult r = Http(AppPort(i), "GET", "/last-index", "", {}, std::chrono::seconds(5));
   json j = r.Json();
   if (r.status != 200 || !j.is_object() || !j.contains("index")) return -1;
-  if (j["index"].is_null()) return 0;
   return j["index"].is_number_integer() ? j["index"].get<int64_t>() : -1;
 }
 

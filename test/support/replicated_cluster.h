@@ -30,7 +30,6 @@ struct ReplicatedClusterOptions {
   std::chrono::milliseconds request_timeout{10000};
   std::size_t body_limit = 1024 * 1024;
   std::string log_level = "info";
-  bool null_index = false;                    // start the apps with --null-index
   std::vector<std::string> extra_app_args;    // appended to every app's command line
   std::vector<std::string> extra_proxy_args;  // appended to every proxy's command line
   EnvVars proxy_env;                          // added to every proxy's environment
@@ -95,7 +94,7 @@ class ReplicatedCluster {
   // the journal's "entries" array, and GET /journal/digest. Discarded values on error.
   json Journal(int i);
   json Digest(int i);
-  // The app's GET /last-index ("index"; null counts as 0), -1 on error.
+  // The app's GET /last-index "index", -1 on error or when it is not a number.
   int64_t AppLastIndex(int i);
 
   // The proxy's command line, for the record and for tests that start a proxy themselves.

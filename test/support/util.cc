@@ -132,4 +132,20 @@ std::string Base64Decode(std::string_view in) {
   return out;
 }
 
+int64_t ProcStatusKib(int pid, std::string_view field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  const std::string key = std::string(field) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      try {
+        return std::stoll(line.substr(key.size()));
+      } catch (const std::exception&) {
+        return -1;
+      }
+    }
+  }
+  return -1;
+}
+
 }  // namespace k8shmir::testing

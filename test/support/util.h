@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -34,6 +35,9 @@ bool ShouldKeepLogs();
 // at or after the deadline. True when `pred` returned true.
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
              std::chrono::milliseconds interval = std::chrono::milliseconds(50));
+
+// A "Vm..." field of /proc/<pid>/status in KiB (e.g. "VmRSS", "VmHWM"), -1 when unreadable.
+int64_t ProcStatusKib(int pid, std::string_view field);
 
 std::string Base64Encode(std::string_view in);
 std::string Base64Decode(std::string_view in);
