@@ -134,6 +134,11 @@ app.kubernetes.io/component: etcd
       value: {{ int64 .Values.proxy.bodyLimit | quote }}
     - name: K8SHMIR_APP_PIPELINE_DEPTH
       value: {{ int64 .Values.proxy.appPipelineDepth | quote }}
+    {{- $bounds := include "k8shmir.proxyMemoryBounds" . | fromYaml }}
+    - name: K8SHMIR_MAX_QUEUED_BYTES
+      value: {{ $bounds.queued | quote }}
+    - name: K8SHMIR_MAX_PENDING_BYTES
+      value: {{ $bounds.pending | quote }}
     - name: K8SHMIR_LOG_LEVEL
       value: {{ .Values.proxy.logLevel | quote }}
     - name: K8SHMIR_LOG_FORMAT
@@ -201,4 +206,51 @@ app.kubernetes.io/component: etcd
       mountPath: /etc/k8shmir/etcd-tls
       readOnly: true
   {{- end }}
+{{- end -}}
+
+{{/*
+A Kubernetes memory quantity in bytes (plain, Ki, Mi, Gi, Ti, k, M, G); fails on anything else.
+*/}}
+{{- define "k8shmir.memoryBytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 -}}
+{{- $bytes := "" -}}
+{{- if regexMatch "^[0-9]+$" $q -}}
+{{- $bytes = $q -}}
+{{- else -}}
+{{- range $suffix, $factor := $units -}}
+{{- if regexMatch (printf "^[0-9]+%s$" $suffix) $q -}}
+{{- $bytes = mul (trimSuffix $suffix $q | int64) $factor | toString -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $bytes "" -}}
+{{- fail (printf "proxy.resources.limits.memory %q: the chart derives the proxy's memory bounds from it and understands whole numbers of bytes, Ki, Mi, Gi, Ti, k, M or G" $q) -}}
+{{- end -}}
+{{- $bytes -}}
+{{- end -}}
+
+{{/*
+The proxy's byte bounds (--max-queued-bytes, --max-pending-bytes) as YAML {queued, pending}:
+given values, else an eighth of the memory limit each, else the proxy's 32 MiB. Both must leave
+room in the limit for the copies the proxy makes (x2) and 64 MiB of working memory.
+*/}}
+{{- define "k8shmir.proxyMemoryBounds" -}}
+{{- $minBound := 3129344 -}}{{/* two entries of the largest size etcd takes */}}
+{{- $limit := 0 -}}
+{{- with .Values.proxy.resources -}}{{- with .limits -}}{{- with .memory -}}
+{{- $limit = include "k8shmir.memoryBytes" . | int64 -}}
+{{- end -}}{{- end -}}{{- end -}}
+{{- $derived := 33554432 -}}
+{{- if gt $limit 0 -}}{{- $derived = div $limit 8 -}}{{- end -}}
+{{- $queued := int64 (.Values.proxy.maxQueuedBytes | default $derived) -}}
+{{- $pending := int64 (.Values.proxy.maxPendingBytes | default $derived) -}}
+{{- if or (lt $queued $minBound) (lt $pending $minBound) -}}
+{{- fail (printf "proxy memory bounds: maxQueuedBytes %d and maxPendingBytes %d must each be at least %d (two entries of the largest size); raise proxy.resources.limits.memory (at least 128Mi) or set them" $queued $pending $minBound) -}}
+{{- end -}}
+{{- if and (gt $limit 0) (gt (add (mul 2 (add $queued $pending)) 67108864) $limit) -}}
+{{- fail (printf "proxy memory bounds do not fit proxy.resources.limits.memory (%d bytes): 2 x (maxQueuedBytes %d + maxPendingBytes %d) + 64 MiB is %d; lower them or raise the limit" $limit $queued $pending (add (mul 2 (add $queued $pending)) 67108864)) -}}
+{{- end -}}
+queued: {{ $queued }}
+pending: {{ $pending }}
 {{- end -}}
