@@ -10,7 +10,9 @@
 //      direct (clients -> counter app), raw-log (EtcdLog::Append of the proxy's entry, same etcd),
 //      replicated (clients -> the three proxies); closed-loop clients, warm-up excluded;
 //   4. proxy RSS before and after M replicated requests;
-//   5. the three replicas' digests compared (the run measured a correct replication);
+//   5. failover (bench/failover.cc): the etcd leader SIGKILLed under load through the proxies,
+//      clients' stall against etcd's own election time, in rounds;
+//   6. the three replicas' digests compared (the run measured a correct replication);
 // and prints a Markdown table and PASS/FAIL per target, writes <results-dir>/latest.json and
 // <results-dir>/latest.png (gnuplot). Everything it started is stopped and its temporary
 // directory removed, also on Ctrl-C. See bench/README.md.
@@ -57,6 +59,7 @@
 
 #include "codec/entry_codec.h"
 #include "codec/header_filter.h"
+#include "failover.h"
 #include "log/etcd_log.h"
 #include "support/ports.h"
 #include "support/process.h"
@@ -100,6 +103,8 @@ struct Options {
   std::string tag;                          // free text stored in the JSON (e.g. "baseline")
   int replicated_proxies = 3;               // replicated clients spread over proxies 0..N-1
   int active_replicas = 3;  // experiment: only replicas 0..N-1 run (no replay, RSS on those)
+  int failover_rounds = 3;  // etcd leader SIGKILLs (0 skips the failover section)
+  bool only_failover = false;
   bool plot = true;
 };
 
@@ -126,6 +131,8 @@ struct Options {
          "                           replay phase is skipped; shows the cost of the fan-out\n"
          "  --replicated-proxies N   spread replicated clients over proxies 0..N-1 only (3;\n"
          "                           1 with --proxy0-wrapper profiles the client path too)\n"
+         "  --failover-rounds N      etcd leader SIGKILLs in the failover section (3; 0 skips)\n"
+         "  --only-failover          run only the failover section (and the final check)\n"
          "  --no-plot                do not run gnuplot\n"
          "  --keep                   keep the temporary directory (process logs)\n"
          "  --proxy-bin / --counter-bin / --etcd-bin PATH\n";
@@ -204,6 +211,10 @@ Options ParseOptions(int argc, char** argv) {
         o.replicated_proxies = std::clamp(std::stoi(value()), 1, 3);
       } else if (arg == "--tag") {
         o.tag = value();
+      } else if (arg == "--failover-rounds") {
+        o.failover_rounds = std::max(0, std::stoi(value()));
+      } else if (arg == "--only-failover") {
+        o.only_failover = true;
       } else if (arg == "--no-plot") {
         o.plot = false;
       } else if (arg == "--keep") {
@@ -226,6 +237,7 @@ Options ParseOptions(int argc, char** argv) {
   std::sort(o.concurrency.begin(), o.concurrency.end());
   o.replicated_proxies = std::min(o.replicated_proxies, o.active_replicas);
   if (o.active_replicas < 3) o.replay_entries = 0;
+  if (o.active_replicas < 3) o.failover_rounds = 0;  // it sends to every proxy
   if (o.concurrency.empty() || o.rounds < 1 || o.measure_s <= 0 || o.warmup_s < 0) Usage(2);
   return o;
 }
@@ -551,13 +563,35 @@ class Cluster {
   }
 
   void StartEtcd() {
+    for (int i = 0; i < kReplicas; ++i) StartEtcdMember(i);
+    if (!WaitEtcdHealthy(milliseconds(60000))) {
+      throw std::runtime_error("etcd not healthy within 60 s; logs in " + dir_.string());
+    }
+  }
+
+  bool WaitEtcdHealthy(milliseconds timeout) {
+    return WaitFor(
+        [&] {
+          for (int i = 0; i < kReplicas; ++i) {
+            auto r = SyncHttp(etcd_client_[i], http::verb::get, "/health");
+            if (r.status != 200 || r.body.find("true") == std::string::npos) return false;
+          }
+          return true;
+        },
+        timeout, milliseconds(100));
+  }
+
+  void KillEtcd(int i) { etcd_[i]->Kill(); }
+
+  // Starts member i (again: on its data directory, the log appended to).
+  void StartEtcdMember(int i) {
     std::string initial;
-    for (int i = 0; i < kReplicas; ++i) {
+    for (int m = 0; m < kReplicas; ++m) {
       if (!initial.empty()) initial += ",";
-      initial += "etcd" + std::to_string(i) + "=" + Url(etcd_peer_[i]);
+      initial += "etcd" + std::to_string(m) + "=" + Url(etcd_peer_[m]);
     }
     const bool fast = o_.etcd_timing == "fast";
-    for (int i = 0; i < kReplicas; ++i) {
+    {
       std::string name = "etcd" + std::to_string(i);
       std::vector<std::string> args = {o_.etcd_bin,
                                        "--name",
@@ -592,16 +626,6 @@ class Cluster {
                                        "warn"};
       etcd_[i]->Start(args, dir_ / (name + ".log"));
     }
-    bool ok = WaitFor(
-        [&] {
-          for (int i = 0; i < kReplicas; ++i) {
-            auto r = SyncHttp(etcd_client_[i], http::verb::get, "/health");
-            if (r.status != 200 || r.body.find("true") == std::string::npos) return false;
-          }
-          return true;
-        },
-        milliseconds(60000), milliseconds(100));
-    if (!ok) throw std::runtime_error("etcd not healthy within 60 s; logs in " + dir_.string());
   }
 
   void StartApp(int i) {  // i == -1: the direct app
@@ -704,6 +728,7 @@ class Cluster {
     return SyncHttp(admin_port_[i], http::verb::get, "/metrics", "", milliseconds(500)).body;
   }
   uint16_t ProxyPort(int i) const { return proxy_port_[i]; }
+  const std::vector<uint16_t>& EtcdClientPorts() const { return etcd_client_; }
   uint16_t DirectPort() const { return direct_port_; }
   const std::filesystem::path& dir() const { return dir_; }
 
@@ -1292,6 +1317,7 @@ class Bench {
   void ReplayPhase();
   void Matrix();
   void RssPhase();
+  void FailoverPhase();
   void ConsistencyCheck();
   void Report();
   void Plot();
@@ -1340,6 +1366,8 @@ int Bench::Run() {
                     {"rss_requests", o_.rss_requests},
                     {"rss_concurrency", o_.rss_concurrency},
                     {"replay_entries", o_.replay_entries},
+                    {"failover_rounds", o_.failover_rounds},
+                    {"only_failover", o_.only_failover},
                     {"proxy_args", o_.proxy_args},
                     {"mix",
                      "cycle per client: INC k, MUL 3, journal append (36 bytes), DEC 2, SET k "
@@ -1374,10 +1402,14 @@ int Bench::Run() {
   lo.prefix = std::string("/k8shmir/") + kGroup + "/log/";
   group_log_ = std::make_unique<EtcdLog>(lo);
 
-  CheckEntrySizes();
-  if (o_.replay_entries > 0) ReplayPhase();
-  Matrix();
-  if (o_.rss_requests > 0) RssPhase();
+  if (!o_.only_failover) {
+    CheckEntrySizes();
+    if (o_.replay_entries > 0) ReplayPhase();
+    Matrix();
+    if (o_.rss_requests > 0) RssPhase();
+  }
+  // Last before the check: it restarts etcd members, which the other phases do not expect.
+  if (o_.failover_rounds > 0) FailoverPhase();
   ConsistencyCheck();
   out_["machine"]["loadavg_after"] = LoadAvg();
   Report();
@@ -1639,6 +1671,34 @@ void Bench::RssPhase() {
       (r.truncated ? " (TRUNCATED)" : ""));
 }
 
+void Bench::FailoverPhase() {
+  FailoverOptions fo;
+  fo.rounds = o_.failover_rounds;
+  FailoverHooks hooks;
+  for (int i : Active()) hooks.proxy_ports.push_back(cluster_->ProxyPort(i));
+  hooks.etcd_client_ports = cluster_->EtcdClientPorts();
+  hooks.kill_member = [this](int i) { cluster_->KillEtcd(i); };
+  hooks.restart_member = [this](int i) {
+    cluster_->StartEtcdMember(i);
+    if (!cluster_->WaitEtcdHealthy(milliseconds(60000))) {
+      throw std::runtime_error("etcd member " + std::to_string(i) + " did not come back");
+    }
+  };
+  hooks.wait_proxies_ready = [this] {
+    for (int i : Active()) {
+      if (!cluster_->WaitReady(i, milliseconds(60000))) return false;
+    }
+    return true;
+  };
+  hooks.log = [this](const std::string& s) { Log(s); };
+  Log("failover: " + std::to_string(fo.rounds) + " etcd leader SIGKILL(s) under " +
+      std::to_string(fo.clients) + " closed-loop clients through the proxies");
+  int64_t index = 0;
+  out_["failover"] = RunFailover(fo, hooks, &index);
+  max_index_ = std::max(max_index_, index);
+  CheckInterrupted();
+}
+
 void Bench::ConsistencyCheck() {
   bool applied = cluster_->WaitApplied(max_index_, milliseconds(60000), Active());
   json digests = json::array();
@@ -1808,31 +1868,69 @@ void Bench::Report() {
   } else {
     add("proxy RSS after/before 200000 requests", false, false, "-", "≤ 1.10", {});
   }
+  if (out_.contains("failover") && !out_["failover"]["rounds"].empty()) {
+    const json& f = out_["failover"];
+    std::string per_round;
+    for (const auto& r : f["rounds"]) {
+      per_round += (per_round.empty() ? "" : ", ") + Fmt("%.2f", r["stall_s"].get<double>()) +
+                   " / " + Fmt("%.2f", r["election_s"].get<double>());
+    }
+    add("client stall after an etcd leader SIGKILL ≤ etcd's election time + 0.5 s", true,
+        f["pass"].get<bool>(),
+        "worst stall − election " + Fmt("%.2f", f["worst_stall_minus_election_s"].get<double>()) +
+            " s; stall / election per round (s): " + per_round,
+        "≤ +0.5 s every round",
+        {{"worst_stall_minus_election_s", f["worst_stall_minus_election_s"]}});
+  } else {
+    add("client stall after an etcd leader SIGKILL ≤ etcd's election time + 0.5 s", false, false,
+        "-", "≤ +0.5 s every round", {});
+  }
   md << "\nreplicas identical after the run: " << (consistent_ ? "yes" : "NO") << "\n";
-  md << "\nWhere the time goes (medians over rounds): CPU µs per request of all processes of a "
-        "kind (of which in the kernel); CPUs busy = CPU time of all of them per second (of "
-     << std::thread::hardware_concurrency()
-     << "; near that, latency is bound by CPU time, not by waiting); the proxies' own mean "
-        "append latency (client request → log answer, at the origin) and apply latency (entry "
-        "handed to the app connection → its response; with pipelining, behind the entries "
-        "ahead of it).\n\n"
-     << "| mode | clients | etcd | proxies | apps | bench | CPUs busy | proxy append ms | proxy "
-        "apply ms | entries per append |\n"
-     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& s : summaries_) {
-    auto cell = [&](const char* n) {
-      auto a = s.cpu_us_per_request.find(n);
-      auto b = s.cpu_sys_us_per_request.find(n);
-      if (a == s.cpu_us_per_request.end()) return std::string("-");
-      return Fmt("%.0f", a->second) + " (" +
-             Fmt("%.0f", b == s.cpu_sys_us_per_request.end() ? 0.0 : b->second) + ")";
-    };
-    md << "| " << s.mode << " | " << s.concurrency << " | " << cell("etcd") << " | "
-       << cell("proxies") << " | " << cell("apps") << " | " << cell("bench") << " | "
-       << Fmt("%.2f", s.cpus_busy) << " | "
-       << (s.mode == "replicated" ? Fmt("%.3f", s.append_mean_ms) : "-") << " | "
-       << (s.mode == "replicated" ? Fmt("%.3f", s.apply_mean_ms) : "-") << " | "
-       << (s.mode == "replicated" ? Fmt("%.1f", s.entries_per_append) : "-") << " |\n";
+  if (out_.contains("failover")) {
+    const json& f = out_["failover"];
+    md << "\nFailover: the etcd leader SIGKILLed under " << f["clients"].dump()
+       << " closed-loop clients through the proxies, then restarted, per round. Election = "
+          "SIGKILL until a surviving member names a new leader (etcd's own time); stall = the "
+          "longest time without a 2xx answer at any one proxy, around the kill.\n\n"
+       << "| round | killed member | election s | stall s | stall − election s | answers after "
+          "the kill (2xx / 503 / other) | result |\n|---:|---:|---:|---:|---:|---|---|\n";
+    int n = 0;
+    for (const auto& r : f["rounds"]) {
+      const auto& a = r["answers_after_kill"];
+      md << "| " << n++ << " | " << r["killed_member"].dump() << " | "
+         << Fmt("%.3f", r["election_s"].get<double>()) << " | "
+         << Fmt("%.3f", r["stall_s"].get<double>()) << " | "
+         << Fmt("%.3f", r["stall_s"].get<double>() - r["election_s"].get<double>()) << " | "
+         << a["2xx"].dump() << " / " << a["503"].dump() << " / " << a["other"].dump() << " | "
+         << (r["pass"].get<bool>() ? "PASS" : "FAIL") << " |\n";
+    }
+  }
+  if (!summaries_.empty()) {
+    md << "\nWhere the time goes (medians over rounds): CPU µs per request of all processes of a "
+          "kind (of which in the kernel); CPUs busy = CPU time of all of them per second (of "
+       << std::thread::hardware_concurrency()
+       << "; near that, latency is bound by CPU time, not by waiting); the proxies' own mean "
+          "append latency (client request → log answer, at the origin) and apply latency (entry "
+          "handed to the app connection → its response; with pipelining, behind the entries "
+          "ahead of it).\n\n"
+       << "| mode | clients | etcd | proxies | apps | bench | CPUs busy | proxy append ms | proxy "
+          "apply ms | entries per append |\n"
+       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& s : summaries_) {
+      auto cell = [&](const char* n) {
+        auto a = s.cpu_us_per_request.find(n);
+        auto b = s.cpu_sys_us_per_request.find(n);
+        if (a == s.cpu_us_per_request.end()) return std::string("-");
+        return Fmt("%.0f", a->second) + " (" +
+               Fmt("%.0f", b == s.cpu_sys_us_per_request.end() ? 0.0 : b->second) + ")";
+      };
+      md << "| " << s.mode << " | " << s.concurrency << " | " << cell("etcd") << " | "
+         << cell("proxies") << " | " << cell("apps") << " | " << cell("bench") << " | "
+         << Fmt("%.2f", s.cpus_busy) << " | "
+         << (s.mode == "replicated" ? Fmt("%.3f", s.append_mean_ms) : "-") << " | "
+         << (s.mode == "replicated" ? Fmt("%.3f", s.apply_mean_ms) : "-") << " | "
+         << (s.mode == "replicated" ? Fmt("%.1f", s.entries_per_append) : "-") << " |\n";
+    }
   }
   out_["targets"] = targets;
   out_["duration_s"] = Elapsed();

@@ -154,6 +154,14 @@ RpcFailure ClassifyWriteFailure(grpc::StatusCode code, std::string_view message)
   }
 }
 
+bool NeverSent(grpc::StatusCode code, std::string_view message) {
+  return code == grpc::StatusCode::UNAVAILABLE && StartsWithOneOf(message, kNeverSentPrefixes);
+}
+
+bool NoLeader(grpc::StatusCode code, std::string_view message) {
+  return code == grpc::StatusCode::UNAVAILABLE && message == kRefusedByInterceptor[0];
+}
+
 RpcFailure ClassifyCompactFailure(grpc::StatusCode code, std::string_view message) {
   if (code == grpc::StatusCode::OUT_OF_RANGE) {
     if (message == "etcdserver: mvcc: required revision has been compacted") {

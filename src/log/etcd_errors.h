@@ -40,6 +40,15 @@ std::string DescribeGrpcStatus(grpc::StatusCode code, std::string_view message);
 // Classifies the failure of a write (Txn/Put) sent with the `hasleader: true` metadata.
 RpcFailure ClassifyWriteFailure(grpc::StatusCode code, std::string_view message);
 
+// The call failed in the gRPC client before it was written to any connection (no usable
+// connection to the member): it certainly did not reach etcd, so another member may be tried at
+// once.
+bool NeverSent(grpc::StatusCode code, std::string_view message);
+
+// The member refused because it has no leader (an election is under way): worth retrying soon,
+// since a leader is usually elected within about an election timeout.
+bool NoLeader(grpc::StatusCode code, std::string_view message);
+
 // Like ClassifyWriteFailure, plus etcd's answers to a Compaction that cannot be done.
 RpcFailure ClassifyCompactFailure(grpc::StatusCode code, std::string_view message);
 

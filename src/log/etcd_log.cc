@@ -18,6 +18,7 @@
 #include "log/batch_format.h"
 #include "log/etcd_credentials.h"
 #include "log/etcd_errors.h"
+#include "log/leader_change.h"
 #include "log/timer_queue.h"
 #include "log/watch_decoder.h"
 
@@ -40,6 +41,18 @@ constexpr milliseconds kFirstBackoff{25};
 constexpr milliseconds kMaxBackoff{1000};
 constexpr milliseconds kProgressQueryRetry{1000};
 constexpr std::chrono::seconds kEndpointWarningInterval{5};
+// How often the channels' connectivity is looked at: a member whose connection broke may have
+// been the leader, and then writes forwarded to it by the other members are lost (see
+// log/leader_change.h). A SIGKILLed member's connection breaks at once (the kernel closes it).
+constexpr milliseconds kChannelPollInterval{100};
+// While the leadership is in doubt: how often every member is asked for its status and how long
+// one such call may take (for at most rpc_timeout in all: past that the calls' own timeouts will
+// have acted anyway).
+constexpr milliseconds kLeaderPollInterval{50};
+constexpr milliseconds kLeaderStatusTimeout{300};
+// Retry backoff while a member says it has no leader: an election takes about one election
+// timeout, so waiting longer than this after it would only add to the clients' stall.
+constexpr milliseconds kNoLeaderMaxBackoff{50};
 
 std::chrono::system_clock::time_point ToSystemClock(Clock::time_point t) {
   return std::chrono::system_clock::now() +
@@ -94,6 +107,15 @@ class EtcdLog::Core {
  public:
   struct SubShared;
   class WatchSession;
+  struct StatusCall;
+  // A KV call whose attempt in flight may be cancelled because etcd's leader changed under it.
+  class Interruptible {
+   public:
+    virtual void NoteInterrupted(uint64_t attempt_id) = 0;
+
+   protected:
+    ~Interruptible() = default;
+  };
   class SubscriptionHandle;
   template <class Response>
   class RetryingCall;
@@ -126,15 +148,34 @@ class EtcdLog::Core {
 
   void OpStarted();
   void OpFinished();
-  // Registers an attempt's context so that shutdown can cancel it; false when shutting down.
-  bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id);
+  // Registers an attempt's context so that shutdown can cancel it, and, when `call` is given, so
+  // that a leader change re-sends it; false when shutting down.
+  bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id, Interruptible* call = nullptr);
   void UnregisterAttempt(uint64_t id);
   void SessionFinished(SubShared* shared);
+
+  // The newest raft term seen in any answer.
+  void NoteTerm(uint64_t term);
+  // Something suggests that a member died (a broken connection, a failed call): find out whether
+  // the leader changed, and if so re-send the calls in flight (see log/leader_change.h). No-op
+  // while a check is running.
+  void SuspectLeaderLoss(const std::string& why);
+  void StartLeaderCheckRound();
+  void OnLeaderStatus(uint64_t round, size_t index, std::optional<MemberStatus> answer);
+  // Cancels every interruptible attempt in flight (they are re-sent at once); returns how many.
+  int InterruptAttemptsLocked();
+  // Runs every kChannelPollInterval on the timer thread.
+  void PollChannels();
+  // Some endpoint other than `index` has a channel that is not in TRANSIENT_FAILURE.
+  bool AnotherEndpointUsable(size_t index);
 
   std::vector<std::string> endpoints_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
   std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
+  std::vector<std::unique_ptr<etcdserverpb::Maintenance::Stub>> maintenance_;
+  std::vector<grpc_connectivity_state> channel_states_;  // only PollChannels touches them
+  std::atomic<uint64_t> term_seen_{0};
   std::atomic<size_t> preferred_{0};
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> last_endpoint_warning_ms_{0};
@@ -143,7 +184,20 @@ class EtcdLog::Core {
   std::condition_variable idle_cv_;
   int64_t ops_ = 0;  // unary operations whose callback has not started yet
   uint64_t next_attempt_id_ = 1;
-  std::map<uint64_t, grpc::ClientContext*> attempts_;
+  struct Attempt {
+    grpc::ClientContext* context;
+    Interruptible* call;  // null: not re-sent on a leader change
+  };
+  std::map<uint64_t, Attempt> attempts_;
+  // The leader check (SuspectLeaderLoss): one at a time, in rounds of one Status call per member.
+  bool check_running_ = false;
+  LeaderBaseline check_baseline_;  // known_leader_ and term_seen_ when it started
+  uint64_t known_leader_ = 0;      // the leader's member id found by the last check, 0 if none
+  Clock::time_point check_until_;
+  uint64_t check_round_ = 0;
+  size_t check_pending_ = 0;
+  Clock::time_point check_round_started_;
+  std::vector<std::optional<MemberStatus>> check_answers_;
   std::map<SubShared*, std::shared_ptr<SubShared>> sessions_;
   std::minstd_rand rng_;
 
@@ -156,12 +210,16 @@ class EtcdLog::Core {
 
 template <class Response>
 class EtcdLog::Core::RetryingCall
-    : public std::enable_shared_from_this<EtcdLog::Core::RetryingCall<Response>> {
+    : public std::enable_shared_from_this<EtcdLog::Core::RetryingCall<Response>>,
+      public EtcdLog::Core::Interruptible {
  public:
   using Issue = std::function<void(etcdserverpb::KV::Stub*, grpc::ClientContext*, Response*,
                                    std::function<void(grpc::Status)>)>;
   using Classify = RpcFailure (*)(grpc::StatusCode, std::string_view);
   using Done = std::function<void(Result<Response>)>;
+
+  // From the leader check, with the core's mutex held, just before it cancels the attempt.
+  void NoteInterrupted(uint64_t attempt_id) override { interrupted_attempt_.store(attempt_id); }
 
   // `done` runs exactly once, never inside Start.
   static void Start(Core* core, std::string what, Deadline deadline, Issue issue, Classify classify,
@@ -190,7 +248,7 @@ class EtcdLog::Core::RetryingCall
     context->AddMetadata(kHasLeaderKey, kHasLeaderValue);
     context->set_deadline(
         ToSystemClock(std::min<Clock::time_point>(deadline_, now + core_->options.rpc_timeout)));
-    if (!core_->RegisterAttempt(context.get(), &attempt_id_)) {
+    if (!core_->RegisterAttempt(context.get(), &attempt_id_, this)) {
       return Finish(FinalError("the etcd log is shutting down"), on_caller_thread);
     }
     // Replacing the previous attempt's context is safe: its callback has returned (retries are
@@ -208,22 +266,48 @@ class EtcdLog::Core::RetryingCall
 
   void OnAttemptDone(grpc::Status status) {
     core_->UnregisterAttempt(attempt_id_);
+    // Past the unregistration nobody interrupts this attempt any more.
+    const bool interrupted = interrupted_attempt_.load() == attempt_id_;
     if (status.ok()) {
+      core_->NoteTerm(response_.header().raft_term());
       core_->EndpointWorked(endpoint_);
       return Finish(Result<Response>(std::move(response_)), false);
     }
     RpcFailure failure = classify_(status.error_code(), status.error_message());
+    auto now = Clock::now();
+    if (interrupted && status.error_code() == grpc::StatusCode::CANCELLED) {
+      // etcd's leader changed under this attempt: it may have been lost on its way to the old
+      // leader, which answers nothing. Not the member's fault; re-sent at once (a write with the
+      // same batch id, as for any ambiguous attempt).
+      if (failure.kind == FailureKind::kAmbiguous) ambiguous_ = true;
+      last_error_ = core_->endpoints_[endpoint_] + ": cancelled: etcd's leader changed";
+      spdlog::debug("etcd {} attempt {} re-sent: {}", what_, attempts_, last_error_);
+      if (now + kMinAttemptTime >= deadline_) return Finish(FinalError("deadline reached"), false);
+      core_->timer_.Post([self = this->shared_from_this()] { self->Attempt(false); });
+      return;
+    }
     last_error_ = core_->endpoints_[endpoint_] + ": " + failure.message;
     spdlog::debug("etcd {} attempt {} failed: {}", what_, attempts_, last_error_);
     core_->EndpointFailed(endpoint_, failure.message);
+    const bool no_leader = NoLeader(status.error_code(), status.error_message());
+    // etcd saying "no leader" tells what is going on; anything else may be a dead member.
+    if (failure.kind != FailureKind::kRejected && !no_leader) {
+      core_->SuspectLeaderLoss("etcd " + what_ + " failed on " + last_error_);
+    }
     if (failure.kind == FailureKind::kAmbiguous) ambiguous_ = true;
     if (failure.kind == FailureKind::kRejected) {
       // This attempt was refused for good; an earlier ambiguous attempt may still have committed.
       if (ambiguous_) return Finish(FinalError("refused"), false);
       return Finish(Error{failure.code, what_ + ": " + last_error_}, false);
     }
-    auto now = Clock::now();
     auto delay = core_->Backoff(attempts_);
+    const int count = static_cast<int>(core_->channels_.size());
+    if (NeverSent(status.error_code(), status.error_message()) && attempts_ < 2 * count &&
+        core_->AnotherEndpointUsable(endpoint_)) {
+      // It certainly did not reach etcd, and another member can be tried: no reason to wait.
+      delay = Clock::duration::zero();
+    }
+    if (no_leader) delay = std::min<Clock::duration>(delay, kNoLeaderMaxBackoff);
     if (now + delay + kMinAttemptTime >= deadline_) {
       return Finish(FinalError("deadline reached"), false);
     }
@@ -270,8 +354,17 @@ class EtcdLog::Core::RetryingCall
   std::string last_error_;
   size_t endpoint_ = 0;
   uint64_t attempt_id_ = 0;
+  std::atomic<uint64_t> interrupted_attempt_{0};
   std::unique_ptr<grpc::ClientContext> context_;
   Response response_;
+};
+
+// One Status call of a leader check round.
+struct EtcdLog::Core::StatusCall {
+  grpc::ClientContext context;
+  etcdserverpb::StatusRequest request;
+  etcdserverpb::StatusResponse response;
+  uint64_t attempt_id = 0;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -361,6 +454,7 @@ class EtcdLog::Core::WatchSession final
       {
         std::lock_guard<std::mutex> lock(shared_->mu);
         probe_outstanding_ = false;  // any response proves the stream alive
+        core_->NoteTerm(response_.header().raft_term());
         if (!shared_->cancelled && !closed_) {
           events = decoder_.Feed(response_);
           if (decoder_.closed()) {
@@ -417,7 +511,10 @@ class EtcdLog::Core::WatchSession final
     }
     Core* core = core_;
     SubShared* key = shared_.get();
-    if (endpoint_failed) core->EndpointFailed(endpoint_, "watch stream failed");
+    if (endpoint_failed) {
+      core->EndpointFailed(endpoint_, "watch stream failed");
+      core->SuspectLeaderLoss("the etcd watch via " + core->endpoints_[endpoint_] + " failed");
+    }
     delete this;
     core->SessionFinished(key);  // last: the log may be destroyed as soon as it returns
   }
@@ -648,8 +745,11 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
     endpoints_.push_back(*normalized);
     kv_.push_back(etcdserverpb::KV::NewStub(channel));
     watch_.push_back(etcdserverpb::Watch::NewStub(channel));
+    maintenance_.push_back(etcdserverpb::Maintenance::NewStub(channel));
+    channel_states_.push_back(GRPC_CHANNEL_IDLE);
     channels_.push_back(std::move(channel));
   }
+  timer_.Post([this] { PollChannels(); });
 }
 
 EtcdLog::Core::~Core() {
@@ -661,7 +761,7 @@ EtcdLog::Core::~Core() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     shutting_down_ = true;
-    for (auto& [id, context] : attempts_) context->TryCancel();
+    for (auto& [id, attempt] : attempts_) attempt.context->TryCancel();
     for (auto& [key, shared] : sessions_) sessions.push_back(shared);
   }
   for (auto& shared : sessions) {
@@ -870,11 +970,12 @@ void EtcdLog::Core::OpFinished() {
   if (ops_ == 0) idle_cv_.notify_all();
 }
 
-bool EtcdLog::Core::RegisterAttempt(grpc::ClientContext* context, uint64_t* id) {
+bool EtcdLog::Core::RegisterAttempt(grpc::ClientContext* context, uint64_t* id,
+                                    Interruptible* call) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) return false;
   *id = next_attempt_id_++;
-  attempts_.emplace(*id, context);
+  attempts_.emplace(*id, Attempt{context, call});
   return true;
 }
 
@@ -887,6 +988,130 @@ void EtcdLog::Core::SessionFinished(SubShared* shared) {
   std::lock_guard<std::mutex> lock(mu_);
   sessions_.erase(shared);
   if (sessions_.empty()) idle_cv_.notify_all();
+}
+
+void EtcdLog::Core::NoteTerm(uint64_t term) {
+  uint64_t seen = term_seen_.load();
+  while (term > seen && !term_seen_.compare_exchange_weak(seen, term)) {
+  }
+}
+
+bool EtcdLog::Core::AnotherEndpointUsable(size_t index) {
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (i != index && channels_[i]->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return true;
+  }
+  return false;
+}
+
+void EtcdLog::Core::PollChannels() {
+  if (shutting_down_) return;
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    // Connecting every channel keeps all members observed, not only those in use: the leader may
+    // be one that no call of this process goes to, yet every write is forwarded to it.
+    auto state = channels_[i]->GetState(/*try_to_connect=*/true);
+    if (channel_states_[i] == GRPC_CHANNEL_READY && state != GRPC_CHANNEL_READY) {
+      SuspectLeaderLoss("the connection to etcd member " + endpoints_[i] + " was lost");
+    }
+    channel_states_[i] = state;
+  }
+  timer_.Schedule(Clock::now() + kChannelPollInterval, [this] { PollChannels(); });
+}
+
+void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (check_running_ || shutting_down_) return;
+    check_running_ = true;
+    ++check_round_;  // answers of an earlier check count no more
+    check_baseline_ = LeaderBaseline{known_leader_, term_seen_.load()};
+    check_until_ = Clock::now() + options.rpc_timeout;
+  }
+  spdlog::debug("{}; asking every etcd member who leads", why);
+  timer_.Post([this] { StartLeaderCheckRound(); });
+}
+
+void EtcdLog::Core::StartLeaderCheckRound() {
+  uint64_t round = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) {
+      check_running_ = false;
+      return;
+    }
+    round = ++check_round_;
+    check_answers_.assign(channels_.size(), std::nullopt);
+    check_pending_ = channels_.size();
+    check_round_started_ = Clock::now();
+  }
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    auto* call = new StatusCall;
+    call->context.set_deadline(ToSystemClock(Clock::now() + kLeaderStatusTimeout));
+    OpStarted();
+    if (!RegisterAttempt(&call->context, &call->attempt_id)) {
+      delete call;
+      OnLeaderStatus(round, i, std::nullopt);
+      OpFinished();
+      continue;
+    }
+    maintenance_[i]->async()->Status(&call->context, &call->request, &call->response,
+                                     [this, call, round, i](grpc::Status status) {
+                                       UnregisterAttempt(call->attempt_id);
+                                       std::optional<MemberStatus> answer;
+                                       if (status.ok()) {
+                                         answer = MemberStatus{call->response.header().member_id(),
+                                                               call->response.leader(),
+                                                               call->response.raftterm()};
+                                       }
+                                       OnLeaderStatus(round, i, answer);
+                                       // Before OpFinished: the context holds the channel (see
+                                       // RetryingCall::Finish).
+                                       delete call;
+                                       OpFinished();  // From here on the log may be gone.
+                                     });
+  }
+}
+
+void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
+                                   std::optional<MemberStatus> answer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!check_running_ || round != check_round_) return;
+  check_answers_[index] = answer;
+  --check_pending_;
+  LeaderJudgement judgement = JudgeLeader(check_answers_, check_baseline_);
+  if (judgement.verdict == LeaderVerdict::kUnknown) {
+    if (check_pending_ > 0) return;
+    auto now = Clock::now();
+    if (shutting_down_ || now >= check_until_) {
+      check_running_ = false;
+      spdlog::debug("etcd leader check: no leader known after {} round(s)", round);
+      return;
+    }
+    timer_.Schedule(std::max(now, check_round_started_ + kLeaderPollInterval),
+                    [this] { StartLeaderCheckRound(); });
+    return;
+  }
+  check_running_ = false;
+  ++check_round_;
+  NoteTerm(judgement.term);
+  known_leader_ = judgement.leader;
+  if (judgement.verdict == LeaderVerdict::kChanged) {
+    int interrupted = InterruptAttemptsLocked();
+    spdlog::info("etcd has a new leader ({:x}, was {:x}); re-sending {} call(s) in flight",
+                 judgement.leader, check_baseline_.leader, interrupted);
+  } else {
+    spdlog::debug("etcd leader check: the leader {:x} is alive", judgement.leader);
+  }
+}
+
+int EtcdLog::Core::InterruptAttemptsLocked() {
+  int count = 0;
+  for (auto& [id, attempt] : attempts_) {
+    if (attempt.call == nullptr) continue;
+    attempt.call->NoteInterrupted(id);
+    attempt.context->TryCancel();
+    ++count;
+  }
+  return count;
 }
 
 // ------------------------------------------------------------------------------------------------

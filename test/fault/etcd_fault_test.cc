@@ -2,11 +2,17 @@
 // etcd's quorum lost for 5 s under load; the log compacted past the index of a stopped replica.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iostream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "log/batch_format.h"
+#include "support/etcd_cluster.h"
 #include "support/fault_load.h"
+#include "support/http_client.h"
 #include "support/replicated_cluster.h"
 #include "support/util.h"
 
@@ -39,6 +45,122 @@ TEST(EtcdFault, LeaderKilledUnderLoadAndServiceContinues) {
     ASSERT_TRUE(load.WaitProgress(10, 60s));
   }
   load.Stop();
+
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// The member id a running member reports as its leader in its maintenance status ("" when it
+// has none or does not answer within `timeout`).
+std::string ReportedLeader(EtcdCluster& etcd, int i, std::chrono::milliseconds timeout) {
+  const HttpResult r =
+      Http(etcd.ClientPort(i), "POST", "/v3/maintenance/status", "{}", {}, timeout);
+  const json j = r.Json();
+  if (r.status != 200 || !j.is_object()) return "";
+  const std::string leader = j.value("leader", "");
+  return leader == "0" ? "" : leader;
+}
+
+std::string MemberId(EtcdCluster& etcd, int i) {
+  const HttpResult r = Http(etcd.ClientPort(i), "POST", "/v3/maintenance/status", "{}", {}, 2s);
+  const json j = r.Json();
+  if (r.status != 200 || !j.is_object() || !j.contains("header")) return "";
+  return j["header"].value("member_id", "");
+}
+
+// The longest time without a 2xx answer among the requests sent to `target`, over the answers
+// given in [from, to] (the gap that ends at the first answer after `from` counts in full).
+Clock::duration LongestGap(const std::vector<OpRecord>& records, int target, Clock::time_point from,
+                           Clock::time_point to) {
+  std::vector<Clock::time_point> answered;
+  for (const OpRecord& r : records) {
+    if (r.target == target && r.res.Ok()) answered.push_back(r.answered);
+  }
+  std::sort(answered.begin(), answered.end());
+  Clock::duration longest{0};
+  for (size_t i = 1; i < answered.size(); ++i) {
+    if (answered[i] < from || answered[i - 1] > to) continue;
+    longest = std::max(longest, answered[i] - answered[i - 1]);
+  }
+  return longest;
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// 5a. Issue 10: the etcd leader SIGKILLed under load, with the proxies' default --etcd-timeout-ms
+// (3 s). etcd elects a new leader within about a second; the proxies must follow it as soon as it
+// exists, not when their calls to the old leader (or forwarded through a follower to it) time out.
+// Every proxy's clients see a stall (the longest time without a 2xx answer) shorter than etcd's
+// own election time (SIGKILL until a survivor reports a new leader) plus 1.2 s, which is well
+// below the 3 s of the etcd timeout that used to bound it; none is told 504 unknown (an append
+// in flight is retried, idempotently, on the new leader); nothing is lost. Three rounds.
+TEST(EtcdFault, LeaderKilledUnderLoadStallsOnlyAsLongAsTheElection) {
+  ReplicatedClusterOptions options;
+  options.group = "etcd-failover";
+  options.request_timeout = 10000ms;  // the proxy's default, like --etcd-timeout-ms below
+  options.extra_proxy_args = {"--heartbeat-interval-ms", "200", "--etcd-timeout-ms", "3000"};
+  ReplicatedCluster cluster(options);
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  Load load(cluster, history, {0, 1, 2, 0, 1, 2});
+  ASSERT_TRUE(load.WaitProgress(20, 60s));
+
+  EtcdCluster& etcd = cluster.Etcd();
+  std::vector<std::string> ids;
+  for (int i = 0; i < etcd.size(); ++i) ids.push_back(MemberId(etcd, i));
+  for (const auto& id : ids) ASSERT_FALSE(id.empty()) << "a member did not tell its id";
+
+  struct Round {
+    Clock::time_point killed, elected, resumed;
+  };
+  std::vector<Round> rounds;
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const int leader = etcd.LeaderIndex();
+    ASSERT_GE(leader, 0) << "no etcd leader";
+    ASSERT_TRUE(load.WaitProgress(10, 30s));
+    Round r;
+    r.killed = Clock::now();
+    etcd.KillMember(leader);
+    // etcd's own election time: until a survivor reports a leader other than the killed one.
+    bool elected = false;
+    while (!elected && Clock::now() - r.killed < 30s) {
+      for (int i = 0; i < etcd.size() && !elected; ++i) {
+        if (i == leader) continue;
+        const std::string l = ReportedLeader(etcd, i, 200ms);
+        elected = !l.empty() && l != ids[static_cast<size_t>(leader)];
+      }
+      if (!elected) std::this_thread::sleep_for(5ms);
+    }
+    r.elected = Clock::now();
+    ASSERT_TRUE(elected) << "no new leader within 30 s";
+    ASSERT_TRUE(load.WaitProgress(20, 60s)) << "the service did not continue without the leader";
+    r.resumed = Clock::now();
+    rounds.push_back(r);
+    etcd.RestartMember(leader, 60s);
+    ASSERT_TRUE(cluster.WaitAllServing(60s));
+  }
+  ASSERT_TRUE(load.WaitProgress(10, 60s));
+  load.Stop();
+
+  const std::vector<OpRecord> records = history.Records();
+  for (size_t n = 0; n < rounds.size(); ++n) {
+    const Round& r = rounds[n];
+    const double election = Seconds(r.elected - r.killed);
+    for (int target = 0; target < cluster.size(); ++target) {
+      const double stall = Seconds(LongestGap(records, target, r.killed, r.resumed));
+      std::cout << "round " << n << ": election " << election << " s, proxy " << target << " stall "
+                << stall << " s\n";
+      EXPECT_LT(stall, election + 1.2)
+          << "round " << n << ", proxy " << target << ": clients stalled " << stall
+          << " s after a leader SIGKILL; etcd elected a new leader in " << election << " s";
+    }
+  }
+  for (const OpRecord& r : records) {
+    EXPECT_FALSE(r.res.status == 504 && r.res.Header("K8shmir-Outcome") == "unknown")
+        << "client " << r.client << " (proxy " << r.target << ") op " << r.seq << ": "
+        << r.res.Describe();
+  }
+  std::cout << history.Summary() << "\n";
 
   ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
 }

@@ -87,6 +87,29 @@ TEST(ClassifyWriteFailure, NeverSent) {
               FailureKind::kRefused, ErrorCode::kUnavailable);
 }
 
+// Issue 10: the retry policy's two hints. Only the client-side "no connection" statuses say the
+// call never left this process, and only etcd's own interceptor answer says "no leader".
+TEST(RetryHints, NeverSentAndNoLeader) {
+  EXPECT_TRUE(NeverSent(StatusCode::UNAVAILABLE,
+                        "failed to connect to all addresses; last error: UNKNOWN: "
+                        "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection refused"));
+  EXPECT_TRUE(NeverSent(StatusCode::UNAVAILABLE, "DNS resolution failed for etcd-0.etcd:2379"));
+  for (const char* message : {"Socket closed", "Connection reset by peer", "etcdserver: no leader",
+                              "etcdserver: request timed out", ""}) {
+    EXPECT_FALSE(NeverSent(StatusCode::UNAVAILABLE, message)) << message;
+  }
+  EXPECT_FALSE(NeverSent(StatusCode::DEADLINE_EXCEEDED, "failed to connect to all addresses"));
+
+  EXPECT_TRUE(NoLeader(StatusCode::UNAVAILABLE, "etcdserver: no leader"));
+  for (const char* message : {"no leader", "etcdserver: leader changed",
+                              "etcdserver: request timed out, possibly due to previous leader "
+                              "failure",
+                              "Socket closed"}) {
+    EXPECT_FALSE(NoLeader(StatusCode::UNAVAILABLE, message)) << message;
+  }
+  EXPECT_FALSE(NoLeader(StatusCode::UNKNOWN, "etcdserver: no leader"));
+}
+
 TEST(ClassifyWriteFailure, UnavailableAfterSendingIsAmbiguous) {
   for (const char* message :
        {"etcdserver: request timed out",
