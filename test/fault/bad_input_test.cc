@@ -331,9 +331,9 @@ TEST_F(BadInputTest, AThousandIdleConnectionsDoNotStopService) {
   }
 }
 
-// An app whose /last-index answer is garbage is never served: the replica stays not ready, says
-// why in /status and in one clear log line, and refuses clients; a sane app makes it ready. The
-// same when an app goes bad while its replica was serving.
+// An app whose /last-index answer is garbage is never served: the replica stays not ready
+// (app-contract-violation), says why in /status and in one clear log line, and refuses clients; a
+// sane app makes it ready. The same when an app goes bad while its replica was serving.
 TEST(BadApp, GarbageLastIndexKeepsTheReplicaNotReady) {
   ReplicatedClusterOptions o;
   o.replicas = 1;
@@ -346,7 +346,8 @@ TEST(BadApp, GarbageLastIndexKeepsTheReplicaNotReady) {
   cluster.StartAppWithArgs(0, {"--garbage-last-index"});
   cluster.StartProxy(0);
 
-  auto expect_not_ready_because_of_garbage = [&](const std::string& state) {
+  // A contract violation, whether found at start or by a heartbeat while serving.
+  auto expect_not_ready_because_of_garbage = [&] {
     json status;
     ASSERT_TRUE(WaitFor(
         [&] {
@@ -356,7 +357,8 @@ TEST(BadApp, GarbageLastIndexKeepsTheReplicaNotReady) {
         },
         30s))
         << "no reason given: " << status.dump();
-    EXPECT_EQ(status.value("state", ""), state) << status.dump();
+    EXPECT_EQ(status.value("state", ""), "app-contract-violation") << status.dump();
+    EXPECT_GE(status.value("app_contract_violations", int64_t{0}), 1) << status.dump();
     EXPECT_FALSE(status.value("ready", true)) << status.dump();
     EXPECT_NE(status.value("state_reason", "").find("not a JSON object"), std::string::npos)
         << status.dump();
@@ -376,7 +378,7 @@ TEST(BadApp, GarbageLastIndexKeepsTheReplicaNotReady) {
         << TailFile(cluster.ProxyLog(0), 20);
   };
 
-  ASSERT_NO_FATAL_FAILURE(expect_not_ready_because_of_garbage("starting"));
+  ASSERT_NO_FATAL_FAILURE(expect_not_ready_because_of_garbage());
 
   // A sane app: the replica becomes ready and serves.
   cluster.KillApp(0);
@@ -388,7 +390,7 @@ TEST(BadApp, GarbageLastIndexKeepsTheReplicaNotReady) {
   // The app goes bad while serving: the heartbeat notices, the replica leaves serving.
   cluster.KillApp(0);
   cluster.StartAppWithArgs(0, {"--garbage-last-index"});
-  ASSERT_NO_FATAL_FAILURE(expect_not_ready_because_of_garbage("recovering"));
+  ASSERT_NO_FATAL_FAILURE(expect_not_ready_because_of_garbage());
   const json journal = cluster.Journal(0);
   EXPECT_TRUE(journal.is_array() && journal.empty()) << "the bad app got entries: " << journal;
 }
