@@ -12,11 +12,13 @@
 namespace k8shmir {
 
 struct Config {
-  std::string listen_address = "0.0.0.0";
+  // "::": every address of both families (dual-stack; 0.0.0.0 where the kernel has no IPv6), as
+  // k8shmir-init redirects IPv6 connections too.
+  std::string listen_address = "::";
   uint16_t listen_port = 8080;
   std::string app_host = "127.0.0.1";
   uint16_t app_port = 3000;
-  std::string admin_address = "0.0.0.0";
+  std::string admin_address = "::";  // probes come to the pod's address, IPv6 in IPv6 clusters
   uint16_t admin_port = 9901;
   std::vector<std::string> etcd_endpoints = {"127.0.0.1:2379"};
   // TLS to etcd, on when a CA file or a client certificate is given (see log/etcd_log.h,

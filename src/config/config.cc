@@ -101,7 +101,8 @@ const std::vector<Option>& Options() {
   static const std::vector<Option> options = [] {
     Config d;
     std::vector<Option> o;
-    o.push_back(StringOption("listen-address", "address the proxy listens on for client traffic",
+    o.push_back(StringOption("listen-address",
+                             "address the proxy listens on for client traffic (:: = both families)",
                              &Config::listen_address, d.listen_address));
     o.push_back(PortOption("listen-port", "client traffic port (the iptables redirect target)",
                            &Config::listen_port, d.listen_port));

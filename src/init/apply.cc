@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -243,6 +244,15 @@ Result<PlanOutcome> ExecutePlan(const std::vector<Step>& plan, const IptablesRun
         break;
       }
       case StepKind::kDeleteJump: {
+        // No target chain, no jump to it; and iptables -C fails (exit 2, "Chain ... does not
+        // exist") rather than answer "absent" when the target is missing, e.g. on a cleanup run
+        // twice or for a family whose rules were never installed.
+        const auto target = std::find(step.args.begin(), step.args.end(), "-j");
+        if (target != step.args.end() && target + 1 != step.args.end()) {
+          auto chain = check({"-t", kTable, "-S", *(target + 1)});
+          if (!chain) return chain.error();
+          if (!*chain) break;
+        }
         // Every copy (an older tool version may have added more than one); bounded.
         for (int i = 0; i < 100; ++i) {
           auto present = check(WithOperation(step.args, "-D", "-C"));

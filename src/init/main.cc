@@ -2,8 +2,11 @@
 // init container), or prints them (--dry-run), or removes them (--cleanup). See init/rules.h.
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "init/apply.h"
@@ -49,6 +52,33 @@ std::string DetectBackend(std::chrono::milliseconds timeout) {
   return "iptables";
 }
 
+// /proc/net/if_inet6 (nullopt when missing: no IPv6 in the kernel) and every interface's
+// disable_ipv6, both as this network namespace sees them.
+Ipv6State DetectIpv6() {
+  std::optional<std::string> if_inet6;
+  if (std::ifstream in("/proc/net/if_inet6"); in) {
+    std::ostringstream text;
+    text << in.rdbuf();
+    if_inet6 = text.str();
+  }
+  std::map<std::string, std::string> disable;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/sys/net/ipv6/conf", ec)) {
+    disable[entry.path().filename().string()] =
+        ReadFile((entry.path() / "disable_ipv6").string().c_str());
+  }
+  return ClassifyIpv6(if_inet6, disable);
+}
+
+// One address family's part of the run.
+struct FamilyRun {
+  Family family;
+  std::string label;  // "IPv4" / "IPv6"
+  std::string name;   // the binary as the user named it (messages, --dry-run)
+  std::string path;   // found in PATH
+  std::vector<Step> plan;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,17 +92,33 @@ int main(int argc, char** argv) {
     return 0;
   }
   const InitOptions& options = parsed->options;
-  const std::vector<Step> plan = options.cleanup ? CleanupPlan() : InstallPlan(options);
+  auto plan_for = [&](Family family) {
+    return options.cleanup ? CleanupPlan() : InstallPlan(options, family);
+  };
   const std::string summary =
       options.cleanup ? std::string("remove chains ") + kInboundChain + " and " + kOutputChain
                       : "redirect TCP app port " + std::to_string(options.app_port) +
                             " to proxy port " + std::to_string(options.proxy_port) +
                             " (inbound, and on loopback from every uid but " +
                             std::to_string(options.proxy_uid) + ")";
+  const Ipv6State ipv6 = DetectIpv6();
 
   if (options.dry_run) {
     const std::string name = options.iptables == "auto" ? "iptables" : options.iptables;
-    std::cout << "# k8shmir-init --dry-run: " << summary << "\n" << RenderPlan(name, plan);
+    std::cout << "# k8shmir-init --dry-run: " << summary << "\n# IPv4\n"
+              << RenderPlan(name, plan_for(Family::kIpv4));
+    if (options.ipv6 != Ipv6Mode::kOff) {
+      const std::string name6 = !options.ip6tables.empty()
+                                    ? options.ip6tables
+                                    : Ip6tablesTwin(name).value_or("ip6tables");
+      std::cout << "# IPv6"
+                << (options.ipv6 == Ipv6Mode::kAuto
+                        ? std::string(" (--ipv6 auto: run when the namespace has IPv6; here: ") +
+                              (WantIpv6(options, ipv6) ? "yes, " : "no, ") + ipv6.detail + ")"
+                        : std::string(" (--ipv6 on)"))
+                << "\n"
+                << RenderPlan(name6, plan_for(Family::kIpv6));
+    }
     return 0;
   }
 
@@ -85,6 +131,44 @@ int main(int argc, char** argv) {
                  "(Debian: apt-get install iptables) or pass its path with --iptables.\n";
     return kExitNoIptables;
   }
+  std::vector<FamilyRun> runs;
+  runs.push_back({Family::kIpv4, "IPv4", name, *binary, plan_for(Family::kIpv4)});
+
+  if (WantIpv6(options, ipv6)) {
+    std::cerr << "k8shmir-init: IPv6: " << ipv6.detail
+              << (options.ipv6 == Ipv6Mode::kOn ? " (--ipv6 on)" : "")
+              << ": the ip6tables rules too\n";
+    // A missing ip6tables is an error, not a skip: the app would be reachable over IPv6 (::1
+    // included) around the proxy, and that replica would diverge.
+    const std::optional<std::string> name6 =
+        !options.ip6tables.empty() ? std::optional(options.ip6tables) : Ip6tablesTwin(name);
+    if (!name6) {
+      std::cerr << "k8shmir-init: this namespace has IPv6, and no ip6tables binary goes with "
+                   "--iptables "
+                << name
+                << ": name it with --ip6tables (or --ipv6 off if the app cannot be reached "
+                   "over IPv6).\n";
+      return kExitNoIptables;
+    }
+    const auto binary6 = FindExecutable(*name6);
+    if (!binary6) {
+      std::cerr << "k8shmir-init: this namespace has IPv6 (" << ipv6.detail
+                << "), but the ip6tables binary '" << *name6
+                << "' was not found (searched PATH, /usr/local/sbin, /usr/sbin, /sbin): without "
+                   "its rules IPv6 clients reach an app listening on [::] around the proxy. "
+                   "Install it (Debian: apt-get install iptables), pass its path with "
+                   "--ip6tables, or --ipv6 off if the app cannot be reached over IPv6.\n";
+      return kExitNoIptables;
+    }
+    runs.push_back({Family::kIpv6, "IPv6", *name6, *binary6, plan_for(Family::kIpv6)});
+  } else if (options.ipv6 == Ipv6Mode::kOff) {
+    std::cerr << "k8shmir-init: --ipv6 off: no ip6tables rules; an app listening on [::] is "
+                 "reachable over IPv6 around the proxy\n";
+  } else {
+    std::cerr << "k8shmir-init: IPv6: " << ipv6.detail
+              << ": no ip6tables rules (--ipv6 on installs them anyway)\n";
+  }
+
   if (!HasEffectiveCapability(ReadFile("/proc/self/status"), kCapNetAdmin)) {
     std::cerr << "k8shmir-init: this process lacks the capability NET_ADMIN, which changing "
                  "iptables rules needs. Run it as root with NET_ADMIN and NET_RAW (Kubernetes: "
@@ -96,28 +180,37 @@ int main(int argc, char** argv) {
 
   // -w: wait for the xtables lock (legacy backend) rather than fail when another tool holds it.
   const auto wait_s = std::max<int64_t>(1, options.timeout.count() / 1000 - 1);
-  IptablesRunner run = [&](const IptablesArgs& args) {
-    IptablesArgs full = {"-w", std::to_string(wait_s)};
-    full.insert(full.end(), args.begin(), args.end());
-    return RunCommand(*binary, full, options.timeout);
-  };
-  std::cerr << "k8shmir-init: " << summary << " with " << *binary << "\n";
-  auto outcome = ExecutePlan(plan, run, name);
-  if (!outcome) {
-    std::cerr << "k8shmir-init: " << outcome.error().message << "\n";
-    if (outcome.error().code == ErrorCode::kUnavailable) return kExitNotPermitted;
-    if (outcome.error().code == ErrorCode::kInvalid) return kExitNoIptables;
-    return kExitFailed;
+  for (const FamilyRun& r : runs) {
+    IptablesRunner run = [&](const IptablesArgs& args) {
+      IptablesArgs full = {"-w", std::to_string(wait_s)};
+      full.insert(full.end(), args.begin(), args.end());
+      return RunCommand(r.path, full, options.timeout);
+    };
+    std::cerr << "k8shmir-init: " << r.label << ": " << summary << " with " << r.path << "\n";
+    auto outcome = ExecutePlan(r.plan, run, r.name);
+    if (!outcome) {
+      std::cerr << "k8shmir-init: " << r.label << ": " << outcome.error().message << "\n";
+      if (outcome.error().code == ErrorCode::kUnavailable) return kExitNotPermitted;
+      if (outcome.error().code == ErrorCode::kInvalid) return kExitNoIptables;
+      return kExitFailed;
+    }
+    std::cerr << "k8shmir-init: " << r.label << " done: " << outcome->commands_run << " "
+              << (r.family == Family::kIpv4 ? "iptables" : "ip6tables") << " commands, "
+              << outcome->changes << " changes"
+              << (outcome->changes != 0 ? ""
+                  : options.cleanup     ? " (nothing to remove)"
+                                        : " (the rules were already in place)")
+              << "\n";
   }
-  std::cerr << "k8shmir-init: done: " << outcome->commands_run << " iptables commands, "
-            << outcome->changes << " changes"
-            << (outcome->changes == 0 ? " (the rules were already in place)" : "") << "\n";
   if (!options.cleanup) {
     // The resulting rules, for the init container's log.
-    for (const char* chain : {"PREROUTING", "OUTPUT", kInboundChain, kOutputChain}) {
-      CommandResult r = RunCommand(
-          *binary, {"-w", std::to_string(wait_s), "-t", kTable, "-S", chain}, options.timeout);
-      std::cout << r.output;
+    for (const FamilyRun& r : runs) {
+      std::cout << "# " << r.label << "\n";
+      for (const char* chain : {"PREROUTING", "OUTPUT", kInboundChain, kOutputChain}) {
+        CommandResult out = RunCommand(
+            r.path, {"-w", std::to_string(wait_s), "-t", kTable, "-S", chain}, options.timeout);
+        std::cout << out.output;
+      }
     }
   }
   return 0;

@@ -1,5 +1,7 @@
 #include "init/rules.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -100,6 +102,29 @@ const std::vector<Flag>& Flags() {
        [](InitOptions& o, const std::string& v) -> Status {
          if (v.empty()) return Invalid("--iptables: empty");
          o.iptables = v;
+         return OkStatus();
+       }},
+      {"ip6tables", false, "ip6tables binary for the IPv6 rules: a name in PATH or a path",
+       "the IPv6 twin of --iptables",
+       [](InitOptions& o, const std::string& v) -> Status {
+         o.ip6tables = v;
+         return OkStatus();
+       }},
+      {"ipv6", false,
+       "auto: also install the rules with ip6tables when the namespace has IPv6 (any address, ::1 "
+       "included); on: always; off: never (IPv6 clients bypass the proxy if the app listens on "
+       "[::])",
+       "auto",
+       [](InitOptions& o, const std::string& v) -> Status {
+         if (v == "auto") {
+           o.ipv6 = Ipv6Mode::kAuto;
+         } else if (v == "on") {
+           o.ipv6 = Ipv6Mode::kOn;
+         } else if (v == "off") {
+           o.ipv6 = Ipv6Mode::kOff;
+         } else {
+           return Invalid("--ipv6=" + v + ": expected auto, on or off");
+         }
          return OkStatus();
        }},
       {"timeout-ms", false, "timeout of each iptables invocation", "10000",
@@ -213,9 +238,11 @@ std::string InitUsage() {
   std::ostringstream out;
   out << "Usage: k8shmir-init [flags]\n"
          "Installs (or with --cleanup removes) k8shmir's iptables nat rules in this network\n"
-         "namespace: inbound TCP to the app port, and TCP to 127.0.0.0/8:app-port from every uid\n"
-         "but the proxy's, are redirected to the proxy port. Idempotent. Needs root with "
-         "NET_ADMIN\n"
+         "namespace: inbound TCP to the app port, and TCP to 127.0.0.0/8:app-port (IPv6: "
+         "[::1]:app-port)\n"
+         "from every uid but the proxy's, are redirected to the proxy port; with iptables, and "
+         "with\n"
+         "ip6tables when the namespace has IPv6 (--ipv6). Idempotent. Needs root with NET_ADMIN\n"
          "(and NET_RAW), unless --dry-run.\n"
          "Every flag can also be set by its environment variable; a flag wins.\n\n";
   for (const Flag& f : Flags()) {
@@ -242,7 +269,7 @@ Status ValidateInitOptions(const InitOptions& o) {
   return OkStatus();
 }
 
-std::vector<IptablesArgs> ChainRules(const InitOptions& o) {
+std::vector<IptablesArgs> ChainRules(const InitOptions& o, Family family) {
   // Ports never redirected, in a stable order without duplicates: proxy, admin, then ignored.
   std::vector<std::pair<uint16_t, std::string>> excluded;
   std::set<uint16_t> seen;
@@ -273,11 +300,11 @@ std::vector<IptablesArgs> ChainRules(const InitOptions& o) {
   for (const auto& r : rules) {
     if (r[0] == kOutputChain) ordered.push_back(r);
   }
-  ordered.push_back(
-      Concat({kOutputChain, "-d", "127.0.0.0/8", "-p", "tcp", "-m", "tcp", "--dport", app, "-m",
-              "owner", "!", "--uid-owner", std::to_string(o.proxy_uid)},
-             Concat(Comment("local app traffic to the proxy, except from the proxy uid"),
-                    {"-j", "REDIRECT", "--to-ports", proxy})));
+  ordered.push_back(Concat(
+      {kOutputChain, "-d", family == Family::kIpv4 ? "127.0.0.0/8" : "::1/128", "-p", "tcp", "-m",
+       "tcp", "--dport", app, "-m", "owner", "!", "--uid-owner", std::to_string(o.proxy_uid)},
+      Concat(Comment("local app traffic to the proxy, except from the proxy uid"),
+             {"-j", "REDIRECT", "--to-ports", proxy})));
   return ordered;
 }
 
@@ -288,12 +315,12 @@ std::vector<IptablesArgs> JumpRules() {
   };
 }
 
-std::vector<Step> InstallPlan(const InitOptions& o) {
+std::vector<Step> InstallPlan(const InitOptions& o, Family family) {
   std::vector<Step> plan;
   for (const char* chain : {kInboundChain, kOutputChain}) {
     plan.push_back({StepKind::kEnsureChain, Nat({"-N", chain}), {}});
   }
-  const auto rules = ChainRules(o);
+  const auto rules = ChainRules(o, family);
   for (const char* chain : {kInboundChain, kOutputChain}) {
     Step sync{StepKind::kSyncChain, Nat({"-F", chain}), {}};
     for (const auto& rule : rules) {
@@ -387,6 +414,13 @@ std::string ExplainFailure(const std::string& iptables, const IptablesArgs& args
            "NET_ADMIN --cap-add NET_RAW).";
   }
   if (has("Table does not exist") || has("can't initialize") || has("insmod")) {
+    if (iptables.find("ip6tables") != std::string::npos) {
+      return what +
+             "\nThe kernel offers no IPv6 nat table to this ip6tables backend: load the module "
+             "(ip6table_nat for legacy, nft_chain_nat for nf_tables) on the node, or name the "
+             "other backend with --ip6tables ip6tables-legacy / --ip6tables ip6tables-nft. Only "
+             "if the app cannot be reached over IPv6 at all, --ipv6 off skips these rules.";
+    }
     return what +
            "\nThe kernel offers no nat table to this iptables backend: load the module "
            "(iptable_nat for legacy, nft_chain_nat for nf_tables) on the node, or try the other "
@@ -436,6 +470,72 @@ bool ChainMatches(std::string_view list_output, const std::string& chain,
     start = end + 1;
   }
   return have == want;
+}
+
+std::optional<std::string> Ip6tablesTwin(const std::string& iptables) {
+  const auto slash = iptables.rfind('/');
+  const size_t base = slash == std::string::npos ? 0 : slash + 1;
+  if (iptables.compare(base, 8, "iptables") != 0) return std::nullopt;
+  return iptables.substr(0, base) + "ip6tables" + iptables.substr(base + 8);
+}
+
+Ipv6State ClassifyIpv6(const std::optional<std::string>& if_inet6,
+                       const std::map<std::string, std::string>& disable_ipv6) {
+  Ipv6State state;
+  if (!if_inet6) {
+    state.detail = "the kernel has no IPv6 (no /proc/net/if_inet6)";
+    return state;
+  }
+  state.kernel = true;
+  // Lines: address (32 hex digits), ifindex, prefix length, scope, flags, interface.
+  std::istringstream in(*if_inet6);
+  std::string line;
+  std::string addresses;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string hex, index, prefix, scope, flags, name;
+    if (!(fields >> hex >> index >> prefix >> scope >> flags >> name) || hex.size() != 32) continue;
+    unsigned char bytes[16];
+    bool ok = true;
+    for (int i = 0; i < 16 && ok; ++i) {
+      auto [p, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, bytes[i], 16);
+      ok = ec == std::errc() && p == hex.data() + 2 * i + 2;
+    }
+    char text[INET6_ADDRSTRLEN];
+    if (!ok || ::inet_ntop(AF_INET6, bytes, text, sizeof text) == nullptr) continue;
+    addresses += (addresses.empty() ? "" : ", ") + std::string(text) + " on " + name;
+  }
+  if (!addresses.empty()) {
+    state.enabled = true;
+    state.detail = "IPv6 addresses: " + addresses;
+    return state;
+  }
+  // No address now; one may come (an interface brought up later, SLAAC) unless every interface
+  // disables IPv6, which only a process with NET_ADMIN in the namespace could undo.
+  for (const auto& [name, value] : disable_ipv6) {
+    if (name == "all" || name == "default") continue;
+    std::string v = value;
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+    if (v == "0") {
+      state.enabled = true;
+      state.detail = "no IPv6 address yet, but IPv6 is enabled on " + name;
+      return state;
+    }
+  }
+  state.detail = "IPv6 is disabled on every interface (disable_ipv6 = 1) and no address is set";
+  return state;
+}
+
+bool WantIpv6(const InitOptions& o, const Ipv6State& state) {
+  switch (o.ipv6) {
+    case Ipv6Mode::kOn:
+      return true;
+    case Ipv6Mode::kOff:
+      return false;
+    case Ipv6Mode::kAuto:
+      return o.cleanup ? state.kernel : state.enabled;
+  }
+  return true;
 }
 
 bool HasEffectiveCapability(std::string_view proc_status, int cap) {

@@ -1,20 +1,23 @@
 // k8shmir-init's pure part: its options, the nat rules it owns, and the plan of iptables
 // invocations that installs or removes them. Nothing here runs a process or reads the system.
 //
-// The rules (table nat, chains owned by k8shmir, IPv4):
+// The rules (table nat, chains owned by k8shmir), the same for IPv4 (iptables) and IPv6
+// (ip6tables) but for the loopback destination:
 //   PREROUTING -p tcp -j K8SHMIR_INBOUND
 //     K8SHMIR_INBOUND: proxy port, admin port, ignored ports -> RETURN;
 //                      TCP to the app port -> REDIRECT to the proxy port
 //   OUTPUT -p tcp -j K8SHMIR_OUTPUT
 //     K8SHMIR_OUTPUT:  proxy port, admin port, ignored ports -> RETURN;
-//                      TCP to 127.0.0.0/8, app port, from any uid but the proxy's
-//                      -> REDIRECT to the proxy port
+//                      TCP to 127.0.0.0/8 (IPv6: ::1/128), app port, from any uid but the
+//                      proxy's -> REDIRECT to the proxy port
 // Installing is idempotent: each own chain is created when absent, then flushed and refilled; a
 // jump rule is appended only when `iptables -C` says it is absent.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +30,14 @@ inline constexpr const char* kInboundChain = "K8SHMIR_INBOUND";
 inline constexpr const char* kOutputChain = "K8SHMIR_OUTPUT";
 inline constexpr const char* kTable = "nat";
 
+enum class Family { kIpv4, kIpv6 };
+
+// --ipv6: whether the ip6tables rules are installed (and removed by --cleanup).
+//   auto: when the namespace can carry IPv6 at all (see ClassifyIpv6), which includes a pod with
+//         nothing but ::1: a local caller over ::1 would otherwise reach an app on [::] directly;
+//   on:   always (an error when ip6tables fails); off: never.
+enum class Ipv6Mode { kAuto, kOn, kOff };
+
 struct InitOptions {
   uint16_t app_port = 3000;
   uint16_t proxy_port = 8080;
@@ -36,6 +47,9 @@ struct InitOptions {
   // The iptables binary: a name looked up in PATH (and /usr/sbin, /sbin), a path, or "auto"
   // (iptables-legacy when only the legacy backend holds rules, else iptables-nft / iptables).
   std::string iptables = "iptables";
+  // The ip6tables binary; empty: the IPv6 twin of the (resolved) iptables one (Ip6tablesTwin).
+  std::string ip6tables;
+  Ipv6Mode ipv6 = Ipv6Mode::kAuto;
   bool dry_run = false;
   bool cleanup = false;
   std::chrono::milliseconds timeout{10000};  // per iptables invocation
@@ -60,7 +74,7 @@ using IptablesArgs = std::vector<std::string>;
 
 // The rule specifications of the own chains, in order, each starting with the chain name (the
 // arguments that follow "-A").
-std::vector<IptablesArgs> ChainRules(const InitOptions& options);
+std::vector<IptablesArgs> ChainRules(const InitOptions& options, Family family = Family::kIpv4);
 
 // The rule specifications of the jumps from the built-in chains into ours (after "-A"/"-C"/"-D").
 std::vector<IptablesArgs> JumpRules();
@@ -88,7 +102,7 @@ bool ChainMatches(std::string_view list_output, const std::string& chain,
                   const std::vector<IptablesArgs>& rules);
 
 // Install: ensure both chains, sync their content with ChainRules, ensure the jumps.
-std::vector<Step> InstallPlan(const InitOptions& options);
+std::vector<Step> InstallPlan(const InitOptions& options, Family family = Family::kIpv4);
 // Cleanup: delete the jumps (every copy), then flush and delete both chains.
 std::vector<Step> CleanupPlan();
 
@@ -105,6 +119,25 @@ std::string RenderCommand(const std::string& iptables, const IptablesArgs& args)
 // What the output of a failed iptables run means for the user: a message that says what to do.
 std::string ExplainFailure(const std::string& iptables, const IptablesArgs& args, int exit_code,
                            std::string_view output);
+
+// The ip6tables binary that goes with an iptables one: "iptables-nft" -> "ip6tables-nft",
+// "/usr/sbin/iptables-legacy" -> "/usr/sbin/ip6tables-legacy"; nullopt when the file name does
+// not start with "iptables" (then --ip6tables must name it).
+std::optional<std::string> Ip6tablesTwin(const std::string& iptables);
+
+// What the namespace offers IPv6, from the text of /proc/net/if_inet6 (nullopt: the file is
+// missing) and the values of /proc/sys/net/ipv6/conf/<interface>/disable_ipv6.
+struct Ipv6State {
+  bool kernel = false;   // the kernel has IPv6 (if_inet6 exists)
+  bool enabled = false;  // an address exists, or an interface may get one (disable_ipv6 = 0)
+  std::string detail;    // for the log: the addresses, or why there is no IPv6
+};
+Ipv6State ClassifyIpv6(const std::optional<std::string>& if_inet6,
+                       const std::map<std::string, std::string>& disable_ipv6);
+
+// Whether the IPv6 rules are handled: installing needs IPv6 enabled (auto), removing only a
+// kernel with IPv6 (rules installed with --ipv6 on may exist where every interface disables it).
+bool WantIpv6(const InitOptions& options, const Ipv6State& state);
 
 // True when the text of /proc/self/status grants capability `cap` (e.g. 12, CAP_NET_ADMIN) in
 // its effective set (CapEff).

@@ -16,6 +16,8 @@ TEST(ConfigTest, DefaultsAreTheThesisDefaults) {
   ASSERT_TRUE(r) << r.error().message;
   const Config& c = r->config;
   EXPECT_EQ(c.listen_port, 8080);
+  EXPECT_EQ(c.listen_address, "::");  // both families: the redirect sends IPv6 too
+  EXPECT_EQ(c.admin_address, "::");
   EXPECT_EQ(c.app_host, "127.0.0.1");
   EXPECT_EQ(c.app_port, 3000);
   EXPECT_EQ(c.admin_port, 9901);

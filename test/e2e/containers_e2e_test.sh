@@ -6,15 +6,20 @@
 #   - a sandbox container holding the pod's network namespace (`sleep infinity`, as `pause` does);
 #   - the init container, `k8shmir-init` from the proxy image, as root with NET_ADMIN and NET_RAW
 #     only, in the sandbox's network namespace (--network container:<sandbox>);
-#   - the app container (counter-app on 127.0.0.1:3000) and the proxy container (k8shmir-proxy as
-#     uid 1337) joining the same namespace.
+#   - the app container (counter-app on [::]:3000, both families, so that a connection the rules
+#     missed would reach it) and the proxy container (k8shmir-proxy as uid 1337) joining the same
+#     namespace.
+# The pods' network is dual-stack (an IPv4 subnet and a ULA IPv6 /64).
 # Checks, with non-commutative operations and exact expected values:
-#   - the init container's rules are idempotent (a second run leaves iptables-save unchanged);
+#   - the init container's rules, iptables and ip6tables, are idempotent (a second run leaves
+#     iptables-save and ip6tables-save unchanged);
 #   - client traffic from outside to each pod's address on the app port is replicated;
 #   - a local connection to 127.0.0.1:app-port inside a pod (kubectl port-forward's path) is
 #     replicated, while the proxy's uid reaches the app directly;
 #   - an app container killed and restarted, a proxy container killed and restarted, and both at
 #     once, recover (the restarted app is replayed from the log);
+#   - clients over IPv6, from outside to each pod's IPv6 address and inside to [::1], are
+#     replicated like the IPv4 ones;
 #   - every app ends with the identical journal, the expected one.
 #
 # Prepares Docker itself (scripts/docker-setup.sh: docker.io, dockerd, the offline base image),
@@ -131,14 +136,26 @@ compilers=$(timeout 60 "$DOCKER" run --rm --entrypoint /bin/sh "$PROXY_IMAGE" -c
   'for c in gcc g++ cc c++ cmake make; do command -v $c; done; true')
 expect_eq "$compilers" "" "compilers in the proxy image"
 expect_eq "$(timeout 60 "$DOCKER" run --rm --entrypoint /bin/sh "$PROXY_IMAGE" -c \
-  'for c in k8shmir-init iptables; do command -v $c; done')" $'/usr/local/bin/k8shmir-init\n/usr/sbin/iptables' \
+  'for c in k8shmir-init iptables ip6tables; do command -v $c; done')" \
+  $'/usr/local/bin/k8shmir-init\n/usr/sbin/iptables\n/usr/sbin/ip6tables' \
   "init tool and iptables in the proxy image"
 
 # --- etcd: three members ------------------------------------------------------------------------
 stamp "starting etcd and 3 pods (run $RUN)"
-timeout 60 "$DOCKER" network create --label "$LABEL=$RUN" "$RUN" >/dev/null
+# Dual-stack: Docker picks the IPv4 subnet; the IPv6 one is a ULA /64 not routed here yet.
+subnet6=""
+for ((attempt = 0; attempt < 50; attempt++)); do
+  candidate=$(printf 'fd6b:8a5e:%x:%x::' $((RANDOM)) $((RANDOM)))
+  if ! ip -6 route show table all | grep -qF "$candidate/64"; then
+    subnet6=$candidate/64
+    break
+  fi
+done
+[[ -n "$subnet6" ]] || fail "no free IPv6 /64 in fd6b:8a5e::/32"
+timeout 60 "$DOCKER" network create --label "$LABEL=$RUN" --ipv6 --subnet "$subnet6" "$RUN" >/dev/null
 
 ip_of() { "$DOCKER" inspect -f "{{(index .NetworkSettings.Networks \"$RUN\").IPAddress}}" "$1"; }
+ip6_of() { "$DOCKER" inspect -f "{{(index .NetworkSettings.Networks \"$RUN\").GlobalIPv6Address}}" "$1"; }
 
 cluster=""
 for ((i = 0; i < 3; i++)); do
@@ -178,6 +195,7 @@ wait_until 90 "etcd healthy" etcd_healthy
 
 # --- the pods -----------------------------------------------------------------------------------
 POD_IPS=()
+POD_IP6S=()
 sandbox() { echo "$RUN-pod$1"; }
 app_c() { echo "$RUN-pod$1-app"; }
 proxy_c() { echo "$RUN-pod$1-proxy"; }
@@ -191,9 +209,9 @@ run_init() { # pod name-suffix: the init container; prints its log
     --proxy-uid "$PROXY_UID" 2>&1 || fail "init container $c failed"
 }
 
-nat_rules() { # pod: iptables-save -t nat without timestamps and counters
+nat_rules() { # pod [iptables-save|ip6tables-save]: the nat table without timestamps and counters
   timeout 60 "$DOCKER" run --rm --network "container:$(sandbox "$1")" --user 0 --cap-drop ALL \
-    --cap-add NET_ADMIN --cap-add NET_RAW --entrypoint iptables-save "$PROXY_IMAGE" -t nat |
+    --cap-add NET_ADMIN --cap-add NET_RAW --entrypoint "${2:-iptables-save}" "$PROXY_IMAGE" -t nat |
     grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]$/[-]/'
 }
 
@@ -204,21 +222,29 @@ for ((i = 0; i < N; i++)); do
   timeout 60 "$DOCKER" run -d --name "$(sandbox "$i")" --hostname "pod$i" --network "$RUN" \
     --label "$LABEL=$RUN" "$BASE" sleep infinity >/dev/null
   POD_IPS+=("$(ip_of "$(sandbox "$i")")")
+  POD_IP6S+=("$(ip6_of "$(sandbox "$i")")")
+  [[ "${POD_IP6S[$i]}" == *:* ]] || fail "pod$i has no IPv6 address ('${POD_IP6S[$i]}')"
 
   out=$(run_init "$i" init)
-  grep -q "12 changes" <<<"$out" || fail "pod$i init: unexpected output: $out"
+  grep -q "IPv4 done: .* 12 changes" <<<"$out" || fail "pod$i init: unexpected output: $out"
+  grep -q "IPv6 done: .* 12 changes" <<<"$out" || fail "pod$i init: no ip6tables rules: $out"
   before=$(nat_rules "$i")
+  before6=$(nat_rules "$i" ip6tables-save)
   expect_eq "$(grep -c '^-A .*K8SHMIR' <<<"$before" || true)" 8 "pod$i: k8shmir's rules (2 jumps, 6 in its chains)"
+  expect_eq "$(grep -c '^-A .*K8SHMIR' <<<"$before6" || true)" 8 "pod$i: k8shmir's ip6tables rules"
   grep -qF -- "-A K8SHMIR_OUTPUT -d 127.0.0.0/8 -p tcp -m tcp --dport $APP_PORT -m owner ! --uid-owner $PROXY_UID" <<<"$before" ||
     fail "pod$i: no OUTPUT redirect for local callers: $before"
+  grep -qF -- "-A K8SHMIR_OUTPUT -d ::1/128 -p tcp -m tcp --dport $APP_PORT -m owner ! --uid-owner $PROXY_UID" <<<"$before6" ||
+    fail "pod$i: no OUTPUT redirect for local callers over ::1: $before6"
   # A second run (the kubelet re-runs init containers when it recreates a pod's sandbox; an
   # operator may run it by hand) adds nothing.
   out=$(run_init "$i" init-again)
-  grep -q "0 changes (the rules were already in place)" <<<"$out" || fail "pod$i second init: $out"
+  expect_eq "$(grep -c "0 changes (the rules were already in place)" <<<"$out" || true)" 2 "pod$i second init (both families): $out"
   expect_eq "$(nat_rules "$i")" "$before" "pod$i: iptables-save after a second init run"
+  expect_eq "$(nat_rules "$i" ip6tables-save)" "$before6" "pod$i: ip6tables-save after a second init run"
 
   timeout 60 "$DOCKER" create --name "$(app_c "$i")" --label "$LABEL=$RUN" \
-    --network "container:$(sandbox "$i")" "$COUNTER_IMAGE" --host 127.0.0.1 --port "$APP_PORT" >/dev/null
+    --network "container:$(sandbox "$i")" "$COUNTER_IMAGE" --host :: --port "$APP_PORT" >/dev/null
   timeout 60 "$DOCKER" create --name "$(proxy_c "$i")" --label "$LABEL=$RUN" \
     --network "container:$(sandbox "$i")" \
     -e "K8SHMIR_ETCD_ENDPOINTS=$endpoints" -e K8SHMIR_GROUP=e2e -e "K8SHMIR_REPLICA_ID=pod$i" \
@@ -237,7 +263,7 @@ all_ready() {
   for ((i = 0; i < N; i++)); do ready "$i" || return 1; done
 }
 wait_until 120 "all proxies ready" all_ready
-stamp "3 pods ready: ${POD_IPS[*]}"
+stamp "3 pods ready: ${POD_IPS[*]} ${POD_IP6S[*]}"
 
 # --- requests -----------------------------------------------------------------------------------
 # Each request is retried only when it certainly had no effect: no connection (the proxy
@@ -267,16 +293,26 @@ http_outside() { # pod method path body content-type
   parse_raw <<<"$raw"
 }
 
+# The same to the pod's IPv6 address.
+http_outside6() { # pod method path body content-type
+  local raw rc=0
+  raw=$(curl -sS -g --max-time 20 -D - -X "$2" -H 'Expect:' -H "Content-Type: $5" \
+    --data-binary "$4" "http://[${POD_IP6S[$1]}]:$APP_PORT$3" 2>/dev/null) || rc=$?
+  ((rc == 0)) || { RESP_STATUS=conn$rc; return 0; }
+  parse_raw <<<"$raw"
+}
+
 # From inside the pod: a process in the app container, to 127.0.0.1:app-port (what kubectl
-# port-forward does), as `user`.
+# port-forward does; LOCAL_HOST=::1 for IPv6), as `user`.
+LOCAL_HOST=127.0.0.1
 http_local() { # pod user method path body content-type
   local raw rc=0
   raw=$(printf '%s' "$5" | timeout 30 "$DOCKER" exec -i -u "$2" "$(app_c "$1")" bash -c '
     body=$(cat)
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7
+    exec 3<>"/dev/tcp/$5/$1" || exit 7
     printf "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" \
       "$2" "$3" "$4" "${#body}" "$body" >&3
-    timeout 20 cat <&3' _ "$APP_PORT" "$3" "$4" "$6") || rc=$?
+    timeout 20 cat <&3' _ "$APP_PORT" "$3" "$4" "$6" "$LOCAL_HOST") || rc=$?
   ((rc == 0)) || { RESP_STATUS=conn$rc; return 0; }
   parse_raw <<<"$raw"
 }
@@ -357,8 +393,20 @@ start_app 0
 start_proxy 0
 replicated "pod0 DEC 10 after both restarted" '{"value":-1}' http_outside 0 POST /integer "$(int_op DEC 10)" $JSON
 replicated "pod1 journal" '{"length":15}' http_outside 1 POST /journal "end" $TEXT
-wait_until 60 "every app at index $LAST_INDEX" all_applied
 wait_until 60 "all proxies ready" all_ready
+
+# IPv6: the apps listen on [::], so only the ip6tables rules stand between these clients and a
+# request applied on one replica only.
+stamp "clients over IPv6 (${POD_IP6S[*]}) and local callers over ::1"
+replicated "pod2 IPv6 MUL -7" '{"value":7}' http_outside6 2 POST /integer "$(int_op MUL -7)" $JSON
+replicated "pod0 IPv6 journal" '{"length":17}' http_outside6 0 POST /journal "p0-v6" $TEXT
+LOCAL_HOST=::1
+replicated "pod1 local [::1] INC 5" '{"value":12}' http_local 1 1000 POST /integer "$(int_op INC 5)" $JSON
+http_local 0 "$PROXY_UID" GET /integer "" $JSON
+expect_eq "$RESP_STATUS" 200 "direct read over ::1 as uid $PROXY_UID"
+expect_eq "$(header K8shmir-Outcome)" "" "direct read over ::1 as uid $PROXY_UID: K8shmir-Outcome"
+LOCAL_HOST=127.0.0.1
+wait_until 60 "every app at index $LAST_INDEX" all_applied
 
 # --- every journal, read from each app directly, identical and as expected ----------------------
 stamp "comparing journals"
@@ -368,22 +416,23 @@ expected_ops='[
  {"op":"MUL","value":-2},{"op":"APPEND","text":"p2-local"},
  {"op":"INC","value":100},{"op":"APPEND","text":"after-app-restart"},
  {"op":"MUL","value":2},{"op":"RESET"},{"op":"INC","value":9},
- {"op":"DEC","value":10},{"op":"APPEND","text":"end"}]'
+ {"op":"DEC","value":10},{"op":"APPEND","text":"end"},
+ {"op":"MUL","value":-7},{"op":"APPEND","text":"p0-v6"},{"op":"INC","value":5}]'
 first=""
 for ((i = 0; i < N; i++)); do
   http_local "$i" "$PROXY_UID" GET /journal "" $JSON
   expect_eq "$RESP_STATUS" 200 "pod$i journal read"
   journal=$(jq -cS '.entries' <<<"$RESP_BODY")
   expect_eq "$(jq -cS 'map(del(.index))' <<<"$journal")" "$(jq -cS . <<<"$expected_ops")" "pod$i journal operations"
-  jq -e 'map(.index) | . == (sort | unique) and length == 15 and (.[-1] > 0)' <<<"$journal" >/dev/null ||
+  jq -e 'map(.index) | . == (sort | unique) and length == 18 and (.[-1] > 0)' <<<"$journal" >/dev/null ||
     fail "pod$i journal indices not strictly increasing: $journal"
   expect_eq "$(jq -r '.[-1].index' <<<"$journal")" "$LAST_INDEX" "pod$i last journal index"
   if [[ -z "$first" ]]; then first=$journal; fi
   expect_eq "$journal" "$first" "pod$i journal identical to pod0's"
   http_local "$i" "$PROXY_UID" GET /journal/digest "" $JSON
   expect_eq "$(jq -c '{value, count, violations, last_index}' <<<"$RESP_BODY")" \
-    "{\"value\":-1,\"count\":15,\"violations\":0,\"last_index\":$LAST_INDEX}" "pod$i digest"
+    "{\"value\":12,\"count\":18,\"violations\":0,\"last_index\":$LAST_INDEX}" "pod$i digest"
 done
 
-stamp "PASS: 3 pods, 15 replicated requests, identical journals (last index $LAST_INDEX)"
+stamp "PASS: 3 pods, 18 replicated requests (3 over IPv6), identical journals (last index $LAST_INDEX)"
 echo "1 passed, 0 failed"

@@ -60,6 +60,15 @@ class FakeIptables {
       return Ok();
     }
     if (!exists) return Fail(1, "iptables: No chain/target/match by that name.");
+    // A rule that jumps to a chain that does not exist: iptables-nft says so with exit 2 (also
+    // for -C, where "absent" would be exit 1).
+    if (op == "-A" || op == "-C" || op == "-D") {
+      const auto j = std::find(args.begin(), args.end(), "-j");
+      if (j != args.end() && j + 1 != args.end() && *(j + 1) != "RETURN" &&
+          *(j + 1) != "REDIRECT" && *(j + 1) != "ACCEPT" && chains_.count(*(j + 1)) == 0) {
+        return Fail(2, "iptables v1.8.9 (nf_tables): Chain '" + *(j + 1) + "' does not exist");
+      }
+    }
     auto& rules = chains_[chain];
     if (op == "-S") {
       r.exit_code = 0;
@@ -184,6 +193,8 @@ TEST(InitArgs, DefaultsAndFlagsOverEnvironment) {
   EXPECT_FALSE(d->options.dry_run);
   EXPECT_FALSE(d->options.cleanup);
   EXPECT_EQ(d->options.timeout, 10000ms);
+  EXPECT_EQ(d->options.ipv6, Ipv6Mode::kAuto);
+  EXPECT_EQ(d->options.ip6tables, "");
 
   auto r = Parse({"--app-port=5000", "--proxy-uid", "2000", "--dry-run", "--ignore-ports",
                   "15020, 15021,15020"},
@@ -199,10 +210,22 @@ TEST(InitArgs, DefaultsAndFlagsOverEnvironment) {
   EXPECT_EQ(r->options.timeout, 2500ms);
   EXPECT_EQ(r->options.ignore_ports, (std::vector<uint16_t>{15020, 15021}));
 
+  auto v6 = Parse({"--ipv6=off"}, {"K8SHMIR_IPV6=on", "K8SHMIR_IP6TABLES=/opt/ip6tables"});
+  ASSERT_TRUE(v6) << v6.error().message;
+  EXPECT_EQ(v6->options.ipv6, Ipv6Mode::kOff);
+  EXPECT_EQ(v6->options.ip6tables, "/opt/ip6tables");
+  auto on = Parse({}, {"K8SHMIR_IPV6=on"});
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_EQ(on->options.ipv6, Ipv6Mode::kOn);
+  EXPECT_NE(Parse({"--ipv6", "yes"}).error().message.find("auto, on or off"), std::string::npos);
+  EXPECT_NE(Parse({}, {"K8SHMIR_IPV6=1"}).error().message.find("K8SHMIR_IPV6"), std::string::npos);
+
   auto help = Parse({"--help"});
   ASSERT_TRUE(help);
   EXPECT_TRUE(help->show_help);
   EXPECT_NE(InitUsage().find("K8SHMIR_PROXY_UID"), std::string::npos);
+  EXPECT_NE(InitUsage().find("--ipv6 VALUE  (K8SHMIR_IPV6, default auto)"), std::string::npos);
+  EXPECT_NE(InitUsage().find("--ip6tables VALUE  (K8SHMIR_IP6TABLES"), std::string::npos);
 }
 
 TEST(InitArgs, RejectsWhatWouldBreakTheRedirect) {
@@ -275,6 +298,127 @@ TEST(InitRules, CustomPortsUidAndIgnoredPorts) {
   }
 }
 
+// The IPv6 set is the IPv4 one with ::1 for 127.0.0.0/8: the same chains, jumps, exclusions.
+TEST(InitRules, Ipv6RulesDifferOnlyInTheLoopbackDestination) {
+  InitOptions o;
+  o.ignore_ports = {22};
+  const auto v4 = JoinAll(ChainRules(o, Family::kIpv4));
+  const auto v6 = JoinAll(ChainRules(o, Family::kIpv6));
+  ASSERT_EQ(v4.size(), v6.size());
+  ASSERT_EQ(v6.size(), 8u);
+  for (size_t i = 0; i < v4.size(); ++i) {
+    std::string want = v4[i];
+    if (const auto pos = want.find("-d 127.0.0.0/8 "); pos != std::string::npos) {
+      want.replace(pos, 15, "-d ::1/128 ");
+    }
+    EXPECT_EQ(v6[i], want);
+  }
+  // Exactly as ip6tables -S lists it (::1/128, not ::1), so that a re-run finds it in place.
+  EXPECT_EQ(v6.back(),
+            "K8SHMIR_OUTPUT -d ::1/128 -p tcp -m tcp --dport 3000 -m owner ! --uid-owner 1337 -m "
+            "comment --comment k8shmir: local app traffic to the proxy, except from the proxy uid "
+            "-j REDIRECT --to-ports 8080");
+  EXPECT_EQ(ChainRules(o), ChainRules(o, Family::kIpv4));
+}
+
+TEST(InitPlan, Ipv6InstallReinstallAndCleanup) {
+  FakeIptables ip6t;
+  auto first = ExecutePlan(InstallPlan(InitOptions{}, Family::kIpv6), ip6t.Runner(), "ip6tables");
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->changes, 12);
+  std::vector<std::string> want = kDefaultSave;
+  want.back().replace(want.back().find("127.0.0.0/8"), 11, "::1/128");
+  EXPECT_EQ(ip6t.Save(), want);
+  auto second = ExecutePlan(InstallPlan(InitOptions{}, Family::kIpv6), ip6t.Runner(), "ip6tables");
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second->changes, 0);
+  // The IPv4 plan over IPv6 rules is a change (the loopback rule differs): the sets are distinct.
+  FakeIptables copy = ip6t;
+  auto v4 = ExecutePlan(InstallPlan(InitOptions{}), copy.Runner(), "iptables");
+  ASSERT_TRUE(v4);
+  EXPECT_GT(v4->changes, 0);
+  auto cleanup = ExecutePlan(CleanupPlan(), ip6t.Runner(), "ip6tables");
+  ASSERT_TRUE(cleanup) << cleanup.error().message;
+  EXPECT_TRUE(ip6t.Save().empty());
+
+  const std::string text = RenderPlan("ip6tables", InstallPlan(InitOptions{}, Family::kIpv6));
+  EXPECT_NE(text.find("\nip6tables -t nat -A K8SHMIR_OUTPUT -d ::1/128 -p tcp -m tcp --dport "
+                      "3000 -m owner ! --uid-owner 1337 "),
+            std::string::npos)
+      << text;
+}
+
+TEST(InitIpv6, TwinOfTheIptablesBinary) {
+  EXPECT_EQ(Ip6tablesTwin("iptables"), "ip6tables");
+  EXPECT_EQ(Ip6tablesTwin("iptables-nft"), "ip6tables-nft");
+  EXPECT_EQ(Ip6tablesTwin("iptables-legacy"), "ip6tables-legacy");
+  EXPECT_EQ(Ip6tablesTwin("/usr/sbin/iptables-legacy"), "/usr/sbin/ip6tables-legacy");
+  EXPECT_EQ(Ip6tablesTwin("/opt/iptables/bin/iptables"), "/opt/iptables/bin/ip6tables");
+  EXPECT_EQ(Ip6tablesTwin("xtables-nft-multi"), std::nullopt);
+  EXPECT_EQ(Ip6tablesTwin("/iptables/xt"), std::nullopt);
+}
+
+TEST(InitIpv6, WhatCountsAsAnIpv6Namespace) {
+  // A dual-stack pod: a global (or ULA) address, link-local, ::1.
+  const std::string dual =
+      "fd000000000000000000000000000002 04 40 00 82     eth0\n"
+      "00000000000000000000000000000001 01 80 10 80       lo\n"
+      "fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n";
+  Ipv6State s = ClassifyIpv6(dual, {{"all", "0\n"}, {"eth0", "0\n"}, {"lo", "0\n"}});
+  EXPECT_TRUE(s.kernel);
+  EXPECT_TRUE(s.enabled);
+  EXPECT_NE(s.detail.find("fd00::2 on eth0, ::1 on lo, fe80::fc:ff:fe00:1 on eth0"),
+            std::string::npos)
+      << s.detail;
+
+  // An IPv4-only pod whose runtime left ::1 on lo: a local caller over ::1 reaches an app on [::].
+  s = ClassifyIpv6("00000000000000000000000000000001 01 80 10 80       lo\n",
+                   {{"eth0", "1\n"}, {"lo", "0\n"}});
+  EXPECT_TRUE(s.enabled) << s.detail;
+
+  // No address yet, but an interface that may get one.
+  s = ClassifyIpv6("", {{"all", "1"}, {"default", "1"}, {"eth0", "0"}, {"lo", "1"}});
+  EXPECT_TRUE(s.enabled);
+  EXPECT_NE(s.detail.find("enabled on eth0"), std::string::npos) << s.detail;
+
+  // Disabled on every interface ("all"/"default" are not interfaces).
+  s = ClassifyIpv6("", {{"all", "0"}, {"default", "0"}, {"eth0", "1\n"}, {"lo", "1\n"}});
+  EXPECT_TRUE(s.kernel);
+  EXPECT_FALSE(s.enabled);
+  EXPECT_NE(s.detail.find("disabled on every interface"), std::string::npos) << s.detail;
+
+  // A kernel without IPv6.
+  s = ClassifyIpv6(std::nullopt, {});
+  EXPECT_FALSE(s.kernel);
+  EXPECT_FALSE(s.enabled);
+  EXPECT_NE(s.detail.find("no IPv6"), std::string::npos) << s.detail;
+
+  // Garbage lines are skipped, not taken for addresses.
+  EXPECT_FALSE(ClassifyIpv6("zz 01 80 10 80 lo\n", {{"lo", "1"}}).enabled);
+}
+
+TEST(InitIpv6, ModeDecidesWithTheDetectedState) {
+  Ipv6State none;  // no IPv6 in the kernel
+  Ipv6State disabled{true, false, ""};
+  Ipv6State present{true, true, ""};
+  InitOptions o;
+  EXPECT_FALSE(WantIpv6(o, none));
+  EXPECT_FALSE(WantIpv6(o, disabled));
+  EXPECT_TRUE(WantIpv6(o, present));
+  o.cleanup = true;  // rules made with --ipv6 on may exist where every interface disables IPv6
+  EXPECT_FALSE(WantIpv6(o, none));
+  EXPECT_TRUE(WantIpv6(o, disabled));
+  EXPECT_TRUE(WantIpv6(o, present));
+  o.cleanup = false;
+  o.ipv6 = Ipv6Mode::kOn;
+  EXPECT_TRUE(WantIpv6(o, none));
+  EXPECT_TRUE(WantIpv6(o, disabled));
+  o.ipv6 = Ipv6Mode::kOff;
+  EXPECT_FALSE(WantIpv6(o, present));
+  o.cleanup = true;
+  EXPECT_FALSE(WantIpv6(o, present));
+}
+
 TEST(InitPlan, InstallThenReinstallChangesNothing) {
   FakeIptables ipt;
   auto first = ExecutePlan(InstallPlan(InitOptions{}), ipt.Runner(), "iptables");
@@ -333,6 +477,12 @@ TEST(InitPlan, CleanupRemovesChainsAndEveryJumpAndIsIdempotent) {
   auto again = ExecutePlan(CleanupPlan(), ipt.Runner(), "iptables");
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(again->changes, 0);
+
+  // Nothing ever installed (an IPv6 table before k8shmir-init knew ip6tables): nothing to do.
+  FakeIptables fresh;
+  auto none = ExecutePlan(CleanupPlan(), fresh.Runner(), "ip6tables");
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_EQ(none->changes, 0);
 }
 
 TEST(InitPlan, PermissionDeniedIsReportedNotTakenForAbsent) {
@@ -399,6 +549,11 @@ TEST(InitHelpers, ExplainFailureSaysWhatToDo) {
                            "does not exist (do you need to insmod?)")
                 .find("--iptables iptables-nft"),
             std::string::npos);
+  const std::string v6 = ExplainFailure("ip6tables-legacy", {"-t", "nat", "-N", "X"}, 3,
+                                        "ip6tables v1.8.9 (legacy): can't initialize ip6tables "
+                                        "table `nat': Table does not exist");
+  EXPECT_NE(v6.find("ip6table_nat"), std::string::npos) << v6;
+  EXPECT_NE(v6.find("--ip6tables ip6tables-nft"), std::string::npos) << v6;
   EXPECT_NE(ExplainFailure("iptables", {"-t", "nat"}, 4, "Permission denied")
                 .find("capabilities NET_ADMIN and NET_RAW"),
             std::string::npos);

@@ -65,6 +65,11 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   has "$init" 'runAsUser: 0' "init container user"
   has "$init" 'command: ["/usr/local/bin/k8shmir-init"]' "init container command"
   has "$init" '- --proxy-uid=1337' "init container proxy uid"
+  # Both families: the IPv6 redirect lands on a proxy that listens on "::".
+  has "$proxy" "$(printf -- '- name: K8SHMIR_LISTEN_ADDRESS\n              value: "::"')" \
+    "proxy listens on both families"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_ADMIN_ADDRESS\n              value: "::"')" \
+    "admin server on both families (probes to an IPv6 pod address)"
   count_is "$all" 'NET_ADMIN' 1 "NET_ADMIN anywhere but the init container"
   count_is "$all" 'NET_RAW' 1 "NET_RAW anywhere but the init container"
 
@@ -139,6 +144,7 @@ for values in "$CHART"/ci/*-values.yaml; do
   case "$CURRENT" in
     own-etcd-values.yaml)
       check_common "$rendered" Deployment false internal
+      has "$(container "$(doc "$rendered" Deployment "$NAME")" k8shmir-init)" '- --ipv6=auto' "ip6tables rules when the pod has IPv6"
       count_is "$(doc "$rendered" StatefulSet "$NAME-etcd")" 'replicas: 3' 1 "3 etcd members"
       doc "$rendered" ServiceMonitor "$NAME" >/dev/null && ok || fail "no ServiceMonitor"
       doc "$rendered" Service "$NAME-admin" | grep -qF 'port: 9901' && ok || fail "no admin Service for the ServiceMonitor"
@@ -153,6 +159,7 @@ for values in "$CHART"/ci/*-values.yaml; do
       has "$(cat "$rendered")" 'secretName: orders-etcd-client' "TLS secret volume"
       has "$proxy" 'value: "8000"' "app port 8000"
       has "$(container "$(doc "$rendered" Deployment "$NAME")" k8shmir-init)" '- --ignore-ports=15020' "ignored ports"
+      has "$(container "$(doc "$rendered" Deployment "$NAME")" k8shmir-init)" '- --ipv6=on' "ip6tables rules forced on"
       hasnt "$(cat "$rendered")" 'kind: ServiceMonitor' "no ServiceMonitor by default"
       ;;
     native-sidecar-values.yaml)
@@ -191,6 +198,7 @@ expect_rejected "body limit above etcd's" "proxy.bodyLimit" --set proxy.bodyLimi
 expect_rejected "persistence on a Deployment" "app.persistence needs app.kind=StatefulSet" \
   --set app.persistence.enabled=true
 expect_rejected "proxy on the app port" "must differ from app.port" --set proxy.port=3000
+expect_rejected "unknown ipv6 mode" "init.ipv6" --set init.ipv6=maybe
 if "$HELM" lint "$CHART" --set bogus=1 >"$OUT/out.txt" 2>&1; then fail "helm lint accepted an unknown key"; else ok; fi
 
 # The proxy's byte bounds follow its memory limit, and bounds that do not fit it are refused.

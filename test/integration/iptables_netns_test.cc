@@ -8,7 +8,14 @@
 //   (c) the proxy's own connections reach the app directly: every entry the app applied carries
 //       the log index the client was told, and the log holds exactly the client requests (a
 //       redirect loop would add entries or never answer);
-//   (d) a second run of k8shmir-init changes no rule, and --cleanup removes them all.
+//   (d) a second run of k8shmir-init changes no rule, and --cleanup removes them all;
+//   (e) the same over IPv6 (the namespace has a ULA address on its veth, and ::1), with the app
+//       listening on [::], where a connection the rules missed would reach the app directly:
+//       an IPv6 client from the host and a root caller to [::1] are replicated, the proxy's uid
+//       is not redirected, and --cleanup removes the ip6tables rules too;
+//   (f) --ipv6 auto skips ip6tables in a namespace whose interfaces all disable IPv6, --ipv6 on
+//       does not, --ipv6 off never uses it, and a missing ip6tables where IPv6 exists is an
+//       error before any rule changes.
 // Needs root (network namespaces, iptables, setuid): the test fails, loudly, without it.
 
 #include <gtest/gtest.h>
@@ -99,9 +106,9 @@ CurlResponse Curl(std::vector<std::string> prefix, const std::string& method,
                   const std::string& content_type = "application/json") {
   std::vector<std::string> argv = std::move(prefix);
   for (const std::string& a :
-       {Tool("curl"), std::string("-sS"), std::string("--max-time"), std::string("15"),
-        std::string("-D"), std::string("-"), std::string("-X"), method, std::string("-H"),
-        std::string("Expect:")}) {
+       {Tool("curl"), std::string("-sS"), std::string("-g"), std::string("--max-time"),
+        std::string("15"), std::string("-D"), std::string("-"), std::string("-X"), method,
+        std::string("-H"), std::string("Expect:")}) {
     argv.push_back(a);
   }
   if (method != "GET") {
@@ -167,13 +174,28 @@ class TestNamespace {
       break;
     }
     if (ns_addr_.empty()) throw std::runtime_error("no free /30 in 10.251.0.0/16");
+    // And a ULA /64 not yet routed here (the host itself may use some of fd00::/8).
+    const std::string routes6 = MustRun({ip_, "-6", "route", "show", "table", "all"});
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      char net[40];
+      std::snprintf(net, sizeof net, "fd6b:8a5e:%x:%x::", static_cast<unsigned>(rng() % 0xffff),
+                    static_cast<unsigned>(rng() % 0xffff));
+      if (routes6.find(std::string(net) + "/64") != std::string::npos) continue;
+      host_addr6_ = std::string(net) + "1";
+      ns_addr6_ = std::string(net) + "2";
+      break;
+    }
+    if (ns_addr6_.empty()) throw std::runtime_error("no free /64 in fd6b:8a5e::/32");
     try {
       MustRun({ip_, "netns", "add", name_});
       MustRun(
           {ip_, "link", "add", host_if_, "type", "veth", "peer", "name", ns_if_, "netns", name_});
       MustRun({ip_, "addr", "add", host_addr_ + "/30", "dev", host_if_});
+      // nodad: usable at once, not after duplicate address detection.
+      MustRun({ip_, "-6", "addr", "add", host_addr6_ + "/64", "dev", host_if_, "nodad"});
       MustRun({ip_, "link", "set", host_if_, "up"});
       MustRun(Exec({ip_, "addr", "add", ns_addr_ + "/30", "dev", ns_if_}));
+      MustRun(Exec({ip_, "-6", "addr", "add", ns_addr6_ + "/64", "dev", ns_if_, "nodad"}));
       MustRun(Exec({ip_, "link", "set", ns_if_, "up"}));
       MustRun(Exec({ip_, "link", "set", "lo", "up"}));
     } catch (...) {
@@ -200,6 +222,8 @@ class TestNamespace {
 
   const std::string& name() const { return name_; }
   const std::string& ns_addr() const { return ns_addr_; }
+  const std::string& ns_addr6() const { return ns_addr6_; }
+  const std::string& ns_if() const { return ns_if_; }
 
  private:
   // Deleting the namespace deletes its veth end, and with it the host end; both are tried, as
@@ -232,6 +256,8 @@ class TestNamespace {
   std::string ns_if_;
   std::string host_addr_;
   std::string ns_addr_;
+  std::string host_addr6_;
+  std::string ns_addr6_;
 };
 
 class IptablesNetnsTest : public ::testing::Test {
@@ -293,9 +319,81 @@ class IptablesNetnsTest : public ::testing::Test {
   std::string NatRules() {
     return NormalizedNat(MustRun(ns_->Exec({Tool("iptables-save"), "-t", "nat"})));
   }
+  std::string NatRules6() {
+    return NormalizedNat(MustRun(ns_->Exec({Tool("ip6tables-save"), "-t", "nat"})));
+  }
 
+  // An IPv6 host (it holds ':') goes in brackets.
   std::string Url(const std::string& host, uint16_t port, const std::string& path) const {
-    return "http://" + host + ":" + std::to_string(port) + path;
+    const bool v6 = host.find(':') != std::string::npos;
+    return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + path;
+  }
+
+  // etcd, the app (listening on `app_host`) and the proxy as uid 1337, with its default listen
+  // addresses (as the chart runs it), in the namespace; returns when the proxy is ready.
+  void StartReplica(const std::string& app_host) {
+    const ProcessOptions in_ns{ns_->name(), std::nullopt, std::nullopt};
+    etcd_.Start({kEtcdBin,
+                 "--name",
+                 "e0",
+                 "--data-dir",
+                 (data_dir_ / "e0").string(),
+                 "--listen-client-urls",
+                 "http://127.0.0.1:2379",
+                 "--advertise-client-urls",
+                 "http://127.0.0.1:2379",
+                 "--listen-peer-urls",
+                 "http://127.0.0.1:2380",
+                 "--initial-advertise-peer-urls",
+                 "http://127.0.0.1:2380",
+                 "--initial-cluster",
+                 "e0=http://127.0.0.1:2380",
+                 "--initial-cluster-token",
+                 ns_->name(),
+                 "--experimental-watch-progress-notify-interval",
+                 "1s",
+                 "--log-level",
+                 "warn"},
+                {}, log_dir_ / "etcd.log", in_ns);
+    app_.Start({kCounterBin, "--host", app_host, "--port", std::to_string(kAppPort)}, {},
+               log_dir_ / "app.log", in_ns);
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return Curl(ns_->Exec({}), "GET", Url("127.0.0.1", 2379, "/health")).status() == 200;
+        },
+        30s, 200ms))
+        << "etcd in the namespace not healthy; " << TailFile(log_dir_ / "etcd.log", 20);
+
+    proxy_.Start(
+        {(bin_dir_ / "k8shmir-proxy").string(), "--listen-port", std::to_string(kProxyPort),
+         "--admin-port", std::to_string(kAdminPort), "--app-port", std::to_string(kAppPort),
+         "--etcd-endpoints", "127.0.0.1:2379", "--group", kGroup, "--replica-id", "ns0"},
+        {}, log_dir_ / "proxy.log", ProcessOptions{ns_->name(), kProxyUid, kProxyUid});
+    // The proxy really runs as 1337.
+    {
+      std::ifstream status("/proc/" + std::to_string(proxy_.pid()) + "/status");
+      std::string text((std::istreambuf_iterator<char>(status)), {});
+      EXPECT_NE(text.find("\nUid:\t1337\t1337\t1337\t1337\n"), std::string::npos) << text;
+    }
+    // Readiness through the admin port from the host: never redirected.
+    ASSERT_TRUE(WaitFor(
+        [&] { return Curl({}, "GET", Url(ns_->ns_addr(), kAdminPort, "/readyz")).status() == 200; },
+        60s, 200ms))
+        << "proxy not ready: " << Curl({}, "GET", Url(ns_->ns_addr(), kAdminPort, "/status")).raw;
+  }
+
+  // The number of entries in the group's log, read from etcd in the namespace.
+  std::string LogEntryCount() {
+    const std::string prefix = std::string("/k8shmir/") + kGroup + "/log/";
+    std::string range_end = prefix;
+    range_end.back() = static_cast<char>(range_end.back() + 1);
+    CurlResponse count = Curl(ns_->Exec({}), "POST", Url("127.0.0.1", 2379, "/v3/kv/range"),
+                              json{{"key", Base64Encode(prefix)},
+                                   {"range_end", Base64Encode(range_end)},
+                                   {"count_only", true}}
+                                  .dump());
+    EXPECT_EQ(count.status(), 200u) << count.error << count.raw;
+    return count.Json().value("count", "0");
   }
 
   std::filesystem::path log_dir_;
@@ -308,8 +406,6 @@ class IptablesNetnsTest : public ::testing::Test {
 };
 
 TEST_F(IptablesNetnsTest, RedirectsInboundAndLocalTrafficButNotTheProxy) {
-  const ProcessOptions in_ns{ns_->name(), std::nullopt, std::nullopt};
-
   // --- the rules, twice: the second run changes nothing -------------------------------------
   const CommandResult first = RunInit();
   ASSERT_EQ(first.exit_code, 0) << first.output;
@@ -342,55 +438,13 @@ TEST_F(IptablesNetnsTest, RedirectsInboundAndLocalTrafficButNotTheProxy) {
   // (d) a second run adds no rule and changes none.
   const CommandResult second = RunInit();
   ASSERT_EQ(second.exit_code, 0) << second.output;
-  EXPECT_NE(second.output.find("0 changes (the rules were already in place)"), std::string::npos)
+  EXPECT_EQ(CountLines(second.output, "0 changes (the rules were already in place)"), 2)
       << second.output;
   EXPECT_EQ(NatRules(), after_first);
 
   // --- etcd, the app and the proxy (uid 1337) in the namespace -------------------------------
-  etcd_.Start({kEtcdBin,
-               "--name",
-               "e0",
-               "--data-dir",
-               (data_dir_ / "e0").string(),
-               "--listen-client-urls",
-               "http://127.0.0.1:2379",
-               "--advertise-client-urls",
-               "http://127.0.0.1:2379",
-               "--listen-peer-urls",
-               "http://127.0.0.1:2380",
-               "--initial-advertise-peer-urls",
-               "http://127.0.0.1:2380",
-               "--initial-cluster",
-               "e0=http://127.0.0.1:2380",
-               "--initial-cluster-token",
-               ns_->name(),
-               "--experimental-watch-progress-notify-interval",
-               "1s",
-               "--log-level",
-               "warn"},
-              {}, log_dir_ / "etcd.log", in_ns);
-  app_.Start({kCounterBin, "--host", "127.0.0.1", "--port", std::to_string(kAppPort)}, {},
-             log_dir_ / "app.log", in_ns);
-  ASSERT_TRUE(WaitFor(
-      [&] { return Curl(ns_->Exec({}), "GET", Url("127.0.0.1", 2379, "/health")).status() == 200; },
-      30s, 200ms))
-      << "etcd in the namespace not healthy; " << TailFile(log_dir_ / "etcd.log", 20);
-
-  proxy_.Start({(bin_dir_ / "k8shmir-proxy").string(), "--listen-port", std::to_string(kProxyPort),
-                "--admin-port", std::to_string(kAdminPort), "--app-port", std::to_string(kAppPort),
-                "--etcd-endpoints", "127.0.0.1:2379", "--group", kGroup, "--replica-id", "ns0"},
-               {}, log_dir_ / "proxy.log", ProcessOptions{ns_->name(), kProxyUid, kProxyUid});
-  // The proxy really runs as 1337.
-  {
-    std::ifstream status("/proc/" + std::to_string(proxy_.pid()) + "/status");
-    std::string text((std::istreambuf_iterator<char>(status)), {});
-    EXPECT_NE(text.find("\nUid:\t1337\t1337\t1337\t1337\n"), std::string::npos) << text;
-  }
-  // Readiness through the admin port from the host: never redirected.
-  ASSERT_TRUE(WaitFor(
-      [&] { return Curl({}, "GET", Url(ns_->ns_addr(), kAdminPort, "/readyz")).status() == 200; },
-      60s, 200ms))
-      << "proxy not ready: " << Curl({}, "GET", Url(ns_->ns_addr(), kAdminPort, "/status")).raw;
+  StartReplica("127.0.0.1");
+  if (HasFatalFailure()) return;
 
   // --- the requests: non-commutative, from outside and from inside ---------------------------
   struct Step {
@@ -461,16 +515,7 @@ TEST_F(IptablesNetnsTest, RedirectsInboundAndLocalTrafficButNotTheProxy) {
 
   // The log holds exactly the six client requests: a redirect loop (the proxy's forward sent
   // back to itself) would have appended more.
-  const std::string prefix = std::string("/k8shmir/") + kGroup + "/log/";
-  std::string range_end = prefix;
-  range_end.back() = static_cast<char>(range_end.back() + 1);
-  CurlResponse count = Curl(ns_->Exec({}), "POST", Url("127.0.0.1", 2379, "/v3/kv/range"),
-                            json{{"key", Base64Encode(prefix)},
-                                 {"range_end", Base64Encode(range_end)},
-                                 {"count_only", true}}
-                                .dump());
-  ASSERT_EQ(count.status(), 200u) << count.error << count.raw;
-  EXPECT_EQ(count.Json().value("count", "0"), "6") << count.raw;
+  EXPECT_EQ(LogEntryCount(), "6");
 
   // The proxy's status agrees.
   CurlResponse status = Curl({}, "GET", Url(outside, kAdminPort, "/status"));
@@ -494,6 +539,197 @@ TEST_F(IptablesNetnsTest, RedirectsInboundAndLocalTrafficButNotTheProxy) {
   ASSERT_EQ(local.status(), 200u) << local.error << local.raw;
   EXPECT_EQ(local.header("K8shmir-Outcome"), "") << local.raw;
   EXPECT_EQ(local.Json(), (json{{"value", -120}})) << local.raw;
+}
+
+TEST_F(IptablesNetnsTest, RedirectsIpv6ClientsAndLoopbackButNotTheProxy) {
+  // --- the rules of both families, twice: the second run changes nothing --------------------
+  const CommandResult first = RunInit();
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("IPv6: IPv6 addresses: "), std::string::npos) << first.output;
+  EXPECT_EQ(CountLines(first.output, "IPv4 done: 18 iptables commands, 12 changes"), 1)
+      << first.output;
+  EXPECT_EQ(CountLines(first.output, "IPv6 done: 18 ip6tables commands, 12 changes"), 1)
+      << first.output;
+  const std::string v4 = NatRules();
+  const std::string v6 = NatRules6();
+  EXPECT_EQ(CountLines(v4, "-A "), 8) << v4;
+  EXPECT_EQ(CountLines(v6, "-A "), 8) << v6;
+  EXPECT_EQ(CountLines(v6,
+                       "-A PREROUTING -p tcp -m comment --comment \"k8shmir: "
+                       "inbound\" -j K8SHMIR_INBOUND"),
+            1)
+      << v6;
+  EXPECT_EQ(CountLines(v6,
+                       "-A OUTPUT -p tcp -m comment --comment \"k8shmir: output\" "
+                       "-j K8SHMIR_OUTPUT"),
+            1)
+      << v6;
+  for (const char* chain : {"K8SHMIR_INBOUND", "K8SHMIR_OUTPUT"}) {
+    for (uint16_t port : {kProxyPort, kAdminPort}) {
+      EXPECT_EQ(CountLines(v6, std::string("-A ") + chain + " -p tcp -m tcp --dport " +
+                                   std::to_string(port) + " -m comment --comment \"k8shmir: "),
+                1)
+          << chain << " " << port << "\n"
+          << v6;
+    }
+  }
+  EXPECT_EQ(CountLines(v6,
+                       "-A K8SHMIR_INBOUND -p tcp -m tcp --dport 3000 -m comment --comment "
+                       "\"k8shmir: inbound app traffic to the proxy\" -j REDIRECT --to-ports 8080"),
+            1)
+      << v6;
+  EXPECT_EQ(CountLines(v6,
+                       "-A K8SHMIR_OUTPUT -d ::1/128 -p tcp -m tcp --dport 3000 -m owner ! "
+                       "--uid-owner 1337 -m comment --comment \"k8shmir: local app traffic to "
+                       "the proxy, except from the proxy uid\" -j REDIRECT --to-ports 8080"),
+            1)
+      << v6;
+
+  const CommandResult second = RunInit();
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(CountLines(second.output, "0 changes (the rules were already in place)"), 2)
+      << second.output;
+  EXPECT_EQ(NatRules(), v4);
+  EXPECT_EQ(NatRules6(), v6);
+
+  // --- the app on [::] (both families): whatever the rules miss reaches it directly ----------
+  StartReplica("::");
+  if (HasFatalFailure()) return;
+  // The admin port answers over IPv6 too (kubelet probes in an IPv6 cluster), never redirected.
+  EXPECT_EQ(Curl({}, "GET", Url(ns_->ns_addr6(), kAdminPort, "/healthz")).status(), 200u);
+
+  struct Step {
+    std::vector<std::string> where;  // curl prefix
+    std::string host;                // the address the client connects to
+    std::string what;
+    std::string path;
+    std::string body;
+    std::string content_type;
+    json expected;  // the app's answer, without "index"
+  };
+  const std::vector<std::string> from_host;
+  const std::vector<std::string> root_in_ns = ns_->Exec({});
+  const std::vector<std::string> user_in_ns = ns_->ExecAs(1000);
+  const std::string outside6 = ns_->ns_addr6();
+  const std::vector<Step> steps = {
+      {from_host, outside6, "IPv6 client SET 7", "/integer", R"({"op":"SET","value":7})",
+       "application/json", json{{"value", 7}}},
+      {root_in_ns, "::1", "root on [::1] MUL 6", "/integer", R"({"op":"MUL","value":6})",
+       "application/json", json{{"value", 42}}},
+      {from_host, ns_->ns_addr(), "IPv4 client DEC 2", "/integer", R"({"op":"DEC","value":2})",
+       "application/json", json{{"value", 40}}},
+      {from_host, outside6, "IPv6 client journal", "/journal", "v6 outside", "text/plain",
+       json{{"length", 4}}},
+      {user_in_ns, "::1", "uid 1000 on [::1] MUL -3", "/integer", R"({"op":"MUL","value":-3})",
+       "application/json", json{{"value", -120}}},
+      {root_in_ns, "::1", "root on [::1] journal", "/journal", "v6 inside", "text/plain",
+       json{{"length", 6}}},
+  };
+  std::vector<int64_t> indices;
+  for (const Step& step : steps) {
+    CurlResponse r =
+        Curl(step.where, "POST", Url(step.host, kAppPort, step.path), step.body, step.content_type);
+    ASSERT_TRUE(r.error.empty()) << step.what << ": " << r.error;
+    ASSERT_EQ(r.status(), 200u) << step.what << ": " << r.raw;
+    // No K8shmir headers: the connection bypassed the proxy and changed this replica only.
+    ASSERT_EQ(r.header("K8shmir-Outcome"), "committed")
+        << step.what << ": not replicated, the app answered directly:\n"
+        << r.raw;
+    const int64_t index = std::stoll(r.header("K8shmir-Log-Index"));
+    if (!indices.empty()) {
+      EXPECT_GT(index, indices.back()) << step.what;
+    }
+    indices.push_back(index);
+    json want = step.expected;
+    want["index"] = index;
+    EXPECT_EQ(r.Json(), want) << step.what << ": " << r.raw;
+  }
+
+  // The proxy's uid reaches the app on [::1] directly (no redirect loop, no entry).
+  CurlResponse direct = Curl(ns_->ExecAs(kProxyUid), "GET", Url("::1", kAppPort, "/journal"));
+  ASSERT_EQ(direct.status(), 200u) << direct.error << direct.raw;
+  EXPECT_EQ(direct.header("K8shmir-Outcome"), "") << direct.raw;
+  const json want_journal = {
+      {{"index", indices[0]}, {"op", "SET"}, {"value", 7}},
+      {{"index", indices[1]}, {"op", "MUL"}, {"value", 6}},
+      {{"index", indices[2]}, {"op", "DEC"}, {"value", 2}},
+      {{"index", indices[3]}, {"op", "APPEND"}, {"text", "v6 outside"}},
+      {{"index", indices[4]}, {"op", "MUL"}, {"value", -3}},
+      {{"index", indices[5]}, {"op", "APPEND"}, {"text", "v6 inside"}},
+  };
+  EXPECT_EQ(direct.Json(), (json{{"entries", want_journal}})) << direct.raw;
+  EXPECT_EQ(LogEntryCount(), "6");
+
+  // --- cleanup removes both families; then IPv6 reaches the app around the proxy -------------
+  const CommandResult cleanup = RunInit({"--cleanup"});
+  ASSERT_EQ(cleanup.exit_code, 0) << cleanup.output;
+  EXPECT_EQ(CountLines(NatRules(), "-A "), 0) << NatRules();
+  const std::string after = NatRules6();
+  EXPECT_EQ(CountLines(after, "K8SHMIR"), 0) << after;
+  EXPECT_EQ(CountLines(after, "-A "), 0) << after;
+  // What every IPv6 client got before k8shmir-init knew ip6tables.
+  CurlResponse bypass = Curl({}, "GET", Url(outside6, kAppPort, "/integer"));
+  ASSERT_EQ(bypass.status(), 200u) << bypass.error << bypass.raw;
+  EXPECT_EQ(bypass.header("K8shmir-Outcome"), "") << bypass.raw;
+  EXPECT_EQ(bypass.Json(), (json{{"value", -120}})) << bypass.raw;
+}
+
+TEST_F(IptablesNetnsTest, Ipv6ModesDryRunAndMissingIp6tables) {
+  // --dry-run prints both families; --ipv6 off only IPv4.
+  CommandResult r = RunCmd({kInitBin, "--dry-run", "--ipv6", "on"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\n# IPv6 (--ipv6 on)\n"), std::string::npos) << r.output;
+  EXPECT_EQ(CountLines(r.output, "iptables -t nat -A K8SHMIR_OUTPUT -d 127.0.0.0/8 "), 1)
+      << r.output;
+  EXPECT_EQ(CountLines(r.output, "ip6tables -t nat -A K8SHMIR_OUTPUT -d ::1/128 "), 1) << r.output;
+  EXPECT_EQ(CountLines(r.output, "ip6tables -t nat -A PREROUTING "), 1) << r.output;
+  r = RunCmd({kInitBin, "--dry-run", "--ipv6=off"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("ip6tables"), std::string::npos) << r.output;
+  r = RunCmd({kInitBin, "--ipv6", "maybe"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+
+  // The namespace has IPv6 and ip6tables is missing: an error before any rule changes, not
+  // a silent bypass.
+  r = RunInit({"--ip6tables", "/nonexistent/ip6tables"});
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("ip6tables binary '/nonexistent/ip6tables' was not found"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(CountLines(NatRules(), "K8SHMIR"), 0);
+  EXPECT_EQ(CountLines(NatRules6(), "K8SHMIR"), 0);
+
+  // --ipv6 off: IPv4 only, and it says what that leaves open.
+  r = RunInit({"--ipv6", "off"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--ipv6 off: no ip6tables rules"), std::string::npos) << r.output;
+  EXPECT_EQ(CountLines(NatRules(), "-A "), 8);
+  EXPECT_EQ(CountLines(NatRules6(), "K8SHMIR"), 0);
+  r = RunInit({"--cleanup"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(CountLines(NatRules(), "K8SHMIR"), 0);
+
+  // Every interface disables IPv6 (no address, ::1 gone): auto skips ip6tables with a log line,
+  // --ipv6 on installs its rules anyway, and --cleanup removes them.
+  for (const std::string& dev :
+       {std::string("all"), std::string("default"), std::string("lo"), ns_->ns_if()}) {
+    MustRun(ns_->Exec({Tool("sysctl"), "-q", "-w", "net.ipv6.conf." + dev + ".disable_ipv6=1"}));
+  }
+  EXPECT_EQ(MustRun(ns_->Exec({Tool("cat"), "/proc/net/if_inet6"})), "");
+  r = RunInit();
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("IPv6 is disabled on every interface"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no ip6tables rules (--ipv6 on installs them anyway)"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(CountLines(NatRules(), "-A "), 8);
+  EXPECT_EQ(CountLines(NatRules6(), "K8SHMIR"), 0);
+  r = RunInit({"--ipv6", "on"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(CountLines(NatRules6(), "-A "), 8);
+  r = RunInit({"--cleanup"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(CountLines(NatRules(), "K8SHMIR"), 0);
+  EXPECT_EQ(CountLines(NatRules6(), "K8SHMIR"), 0);
 }
 
 TEST_F(IptablesNetnsTest, ClearErrorsWithoutPrivilegesOrIptables) {

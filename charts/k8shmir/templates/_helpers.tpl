@@ -114,8 +114,14 @@ app.kubernetes.io/component: etcd
       value: {{ include "k8shmir.group" . | quote }}
     - name: K8SHMIR_ETCD_ENDPOINTS
       value: {{ include "k8shmir.etcdEndpoints" . | quote }}
+    # "::": both families (the init container redirects IPv6 too; kubelet probes an IPv6 pod
+    # address in IPv6 clusters); the proxy falls back to 0.0.0.0 on a kernel without IPv6.
+    - name: K8SHMIR_LISTEN_ADDRESS
+      value: "::"
     - name: K8SHMIR_LISTEN_PORT
       value: {{ int64 .Values.proxy.port | quote }}
+    - name: K8SHMIR_ADMIN_ADDRESS
+      value: "::"
     - name: K8SHMIR_ADMIN_PORT
       value: {{ int64 .Values.proxy.adminPort | quote }}
     - name: K8SHMIR_APP_PORT
