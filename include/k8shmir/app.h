@@ -1,5 +1,6 @@
 // The local app replica, as seen by its proxy: a deterministic HTTP service that applies
-// replicated requests and reports the index of the last one it applied (design brief, section 2).
+// replicated requests and reports the index of the last one it applied (README, "The app contract";
+// docs/design.md).
 #pragma once
 
 #include <cstdint>

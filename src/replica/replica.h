@@ -1,7 +1,7 @@
 // The replica: owns the replication state of one proxy. It appends client requests to the log,
 // applies committed entries to the local app strictly in log order (one at a time, or pipelined on
 // one connection to an app that declares it can take that), and answers each client with its own
-// app's response (design brief, section 4).
+// app's response (docs/design.md, sections 3 and 4).
 //
 // Every member is touched only on `strand_`; the log's and the app's callbacks post into it.
 #pragma once
