@@ -98,19 +98,19 @@ void Replica::Stop() {
     ++self->app_gen_;
     self->subscription_.reset();
     if (self->heartbeat_timer_) self->heartbeat_timer_->cancel();
-    std::vector<std::string> ids;
-    for (const auto& [id, p] : self->pending_) ids.push_back(id);
-    for (const auto& id : ids) {
-      const Pending& p = self->pending_.at(id);
-      if (p.in_outbox) {
-        self->Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0,
-                                   "the proxy is shutting down; the request was not sent", 1));
-      } else if (p.index != 0) {
-        self->Reply(id, ErrorReply(502, Outcome::kCommitted, p.index,
-                                   "the proxy is shutting down; the request was committed"));
+    if (self->deadline_timer_) self->deadline_timer_->cancel();
+    for (const auto& id : self->pending_.Ids()) {
+      auto p = self->pending_.Take(id);
+      if (!p) continue;
+      if (p->in_outbox) {
+        self->Complete(*p, ErrorReply(503, Outcome::kNotCommitted, 0,
+                                      "the proxy is shutting down; the request was not sent", 1));
+      } else if (p->index != 0) {
+        self->Complete(*p, ErrorReply(502, Outcome::kCommitted, p->index,
+                                      "the proxy is shutting down; the request was committed"));
       } else {
-        self->Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
-                                   "the proxy is shutting down before the log answered"));
+        self->Complete(*p, ErrorReply(504, Outcome::kUnknown, 0,
+                                      "the proxy is shutting down before the log answered"));
       }
     }
   });
@@ -120,7 +120,7 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
   asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
     ReplicaStatus s = self->status_;
     s.pending_requests = self->pending_.size();
-    s.pending_bytes = self->pending_bytes_;
+    s.pending_bytes = self->pending_.bytes();
     s.queued_entries = self->queue_.size();
     s.queued_bytes = self->queued_bytes_;
     // Readiness text describes now, not the moment the state was entered.
@@ -369,7 +369,7 @@ void Replica::OnBatch(LogBatch& batch) {
     queued_bytes_ += record.value.size();
     queue_.push_back(std::move(record));
   }
-  backlog_peak_bytes_ = std::max(backlog_peak_bytes_, queued_bytes_ + pending_bytes_);
+  backlog_peak_bytes_ = std::max(backlog_peak_bytes_, queued_bytes_ + pending_.bytes());
   if (QueueFull() && subscription_) {
     // Bound memory: stop the watch and resume from position_ + 1 once the app has caught up.
     ++watch_gen_;
@@ -399,7 +399,7 @@ void Replica::PopQueueFront() {
 void Replica::MaybeReleaseMemory() {
   // Drained means "down to about one entry's worth": under steady load pending requests are
   // never all answered at once.
-  const std::size_t backlog = queued_bytes_ + pending_bytes_;
+  const std::size_t backlog = queued_bytes_ + pending_.bytes();
   if (backlog_peak_bytes_ < kReleaseMemoryAfterBytes || backlog > kMaxEntryBytes) return;
   backlog_peak_bytes_ = backlog;
   // glibc keeps freed arena memory for reuse; after a burst of large entries that is tens of
@@ -459,7 +459,7 @@ void Replica::TryForward() {
       ++status_.entries_dropped;
       std::string id = record.id;
       PopQueueFront();
-      if (pending_.count(id)) {
+      if (pending_.contains(id)) {
         Reply(id, ErrorReply(500, Outcome::kCommitted, processed_, "entry could not be decoded"));
       }
       // A paused watch resumes when the queue drains, whether its entries were applied or
@@ -591,7 +591,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   int64_t index = record.index;
   PopQueueFront();
   if (!sent_at_.empty()) sent_at_.pop_front();
-  if (pending_.count(id)) {
+  if (pending_.contains(id)) {
     if (response != nullptr) {
       ClientReply reply;
       reply.response = std::move(*response);
@@ -608,14 +608,10 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
 }
 
 void Replica::ResolveSkipped() {
-  while (!pending_by_index_.empty() && pending_by_index_.begin()->first <= processed_) {
-    auto [index, id] = *pending_by_index_.begin();
-    pending_by_index_.erase(pending_by_index_.begin());
-    if (pending_.count(id)) {
-      Reply(id, ErrorReply(502, Outcome::kCommitted, index,
-                           "the request was committed and applied, but this replica's app had "
-                           "applied it before the proxy could read the response"));
-    }
+  for (auto& [id, request] : pending_.TakeUpTo(processed_)) {
+    Complete(request, ErrorReply(502, Outcome::kCommitted, request.index,
+                                 "the request was committed and applied, but this replica's app "
+                                 "had applied it before the proxy could read the response"));
   }
 }
 
@@ -713,12 +709,12 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
       return;
     }
     if (!self->pending_.empty() &&
-        self->pending_bytes_ + value.size() > self->options_.max_pending_bytes) {
+        self->pending_.bytes() + value.size() > self->options_.max_pending_bytes) {
       ++self->status_.requests_not_committed;
       ++self->status_.requests_too_large_for_budget;
       done(ErrorReply(503, Outcome::kNotCommitted, 0,
                       "too many bytes of requests are waiting for the log on this replica (" +
-                          std::to_string(self->pending_bytes_) + " pending, limit " +
+                          std::to_string(self->pending_.bytes()) + " pending, limit " +
                           std::to_string(self->options_.max_pending_bytes) + ")",
                       1));
       return;
@@ -726,18 +722,15 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
     std::string id = entry.request_id;
     auto now = Clock::now();
     auto deadline = now + self->options_.request_timeout;
-    Pending& p = self->pending_[id];
-    p.done = std::move(done);
-    p.submitted_at = now;
-    p.deadline = deadline;
-    p.bytes = value.size();
-    self->pending_bytes_ += p.bytes;
+    PendingRequests<ReplyCallback>::Request pending;
+    pending.done = std::move(done);
+    pending.submitted_at = now;
+    pending.deadline = deadline;
+    pending.bytes = value.size();
+    self->pending_.Add(id, std::move(pending));
     self->backlog_peak_bytes_ =
-        std::max(self->backlog_peak_bytes_, self->queued_bytes_ + self->pending_bytes_);
-    p.timer = std::make_unique<asio::steady_timer>(self->strand_, deadline);
-    p.timer->async_wait([self, id](auto ec) {
-      if (!ec) self->OnDeadline(id);
-    });
+        std::max(self->backlog_peak_bytes_, self->queued_bytes_ + self->pending_.bytes());
+    self->ArmDeadlineTimer();
     self->outbox_.push_back(LogEntry{std::move(id), std::move(value)});
     self->FlushAppends();
   });
@@ -751,15 +744,15 @@ void Replica::FlushAppends() {
     Clock::time_point deadline = Clock::time_point::max();
     while (!outbox_.empty() && batch.size() < kMaxBatchEntries) {
       LogEntry& next = outbox_.front();
-      auto it = pending_.find(next.id);
-      if (it == pending_.end()) {  // answered while waiting (deadline)
+      const auto* pending = pending_.Find(next.id);
+      if (pending == nullptr) {  // answered while waiting (deadline)
         outbox_.pop_front();
         continue;
       }
       if (!batch.empty() && bytes + next.value.size() > options_.max_batch_bytes) break;
       bytes += next.value.size();
-      it->second.in_outbox = false;
-      deadline = std::min(deadline, it->second.deadline);
+      deadline = std::min(deadline, pending->deadline);
+      pending_.MarkSent(next.id);
       ids.push_back(next.id);
       batch.push_back(std::move(next));
       outbox_.pop_front();
@@ -795,9 +788,9 @@ void Replica::OnAppended(const std::vector<std::string>& ids, Result<AppendResul
 }
 
 void Replica::OnEntryAppended(const std::string& id, const Result<int64_t>& result) {
-  auto it = pending_.find(id);
-  if (it == pending_.end()) return;  // already answered: applied first, or past its deadline
-  status_.append_latency.Observe(SecondsSince(it->second.submitted_at));
+  const auto* pending = pending_.Find(id);
+  if (pending == nullptr) return;  // already answered: applied first, or past its deadline
+  status_.append_latency.Observe(SecondsSince(pending->submitted_at));
   if (!result) {
     const Error& e = result.error();
     if (e.code == ErrorCode::kUnavailable) {
@@ -813,46 +806,52 @@ void Replica::OnEntryAppended(const std::string& id, const Result<int64_t>& resu
     return;
   }
   int64_t index = *result;
-  it->second.index = index;
   status_.log_last_index = std::max(status_.log_last_index, index);
-  if (index <= processed_) {
-    ResolveSkipped();  // no-op unless the entry was skipped; reply below covers that case
-    Reply(id, ErrorReply(502, Outcome::kCommitted, index,
-                         "the request was committed, but this replica's app had applied it "
-                         "before the proxy could read the response"));
-    return;
-  }
-  pending_by_index_[index] = id;
+  pending_.SetIndex(id, index);
+  // Applied (or skipped) before the append's answer came: answered here, nothing to wait for.
+  ResolveSkipped();
 }
 
-void Replica::OnDeadline(const std::string& id) {
-  auto it = pending_.find(id);
-  if (it == pending_.end()) return;
-  int64_t index = it->second.index;
-  if (it->second.in_outbox) {
-    Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0,
-                         "the log was too slow: the request waited for it past the request "
-                         "timeout and was not sent",
-                         1));
-  } else if (index != 0) {
-    Reply(id, ErrorReply(504, Outcome::kCommitted, index,
-                         "the request was committed at index " + std::to_string(index) +
-                             " but this replica did not apply it within the request timeout"));
-  } else {
-    Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
-                         "the log did not confirm the append within the request timeout; the "
-                         "request may still be applied"));
+void Replica::ArmDeadlineTimer() {
+  auto next = pending_.NextDeadline();
+  if (!next || (deadline_armed_ && deadline_armed_at_ <= *next)) return;
+  if (!deadline_timer_) deadline_timer_ = std::make_unique<asio::steady_timer>(strand_);
+  // Re-arming cancels the wait in progress; its handler sees operation_aborted.
+  deadline_armed_ = true;
+  deadline_armed_at_ = *next;
+  deadline_timer_->expires_at(*next);
+  deadline_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->stopped_) return;
+    self->deadline_armed_ = false;
+    self->OnDeadlines();
+    self->ArmDeadlineTimer();
+  });
+}
+
+void Replica::OnDeadlines() {
+  for (auto& [id, p] : pending_.TakeExpired(Clock::now())) {
+    if (p.in_outbox) {
+      Complete(p, ErrorReply(503, Outcome::kNotCommitted, 0,
+                             "the log was too slow: the request waited for it past the request "
+                             "timeout and was not sent",
+                             1));
+    } else if (p.index != 0) {
+      Complete(p, ErrorReply(504, Outcome::kCommitted, p.index,
+                             "the request was committed at index " + std::to_string(p.index) +
+                                 " but this replica did not apply it within the request timeout"));
+    } else {
+      Complete(p, ErrorReply(504, Outcome::kUnknown, 0,
+                             "the log did not confirm the append within the request timeout; "
+                             "the request may still be applied"));
+    }
   }
 }
 
 void Replica::Reply(const std::string& id, ClientReply reply) {
-  auto it = pending_.find(id);
-  if (it == pending_.end()) return;
-  Pending p = std::move(it->second);
-  pending_.erase(it);
-  pending_bytes_ -= p.bytes;
-  if (p.index != 0) pending_by_index_.erase(p.index);
-  if (p.timer) p.timer->cancel();
+  if (auto p = pending_.Take(id)) Complete(*p, std::move(reply));
+}
+
+void Replica::Complete(PendingRequests<ReplyCallback>::Request& request, ClientReply reply) {
   switch (reply.outcome) {
     case Outcome::kCommitted:
       ++status_.requests_committed;
@@ -864,7 +863,7 @@ void Replica::Reply(const std::string& id, ClientReply reply) {
       ++status_.requests_unknown;
       break;
   }
-  p.done(std::move(reply));
+  request.done(std::move(reply));
 }
 
 }  // namespace k8shmir

@@ -22,6 +22,7 @@
 #include "codec/entry_codec.h"
 #include "k8shmir/app.h"
 #include "k8shmir/log.h"
+#include "replica/pending_requests.h"
 #include "replica/replica_status.h"
 
 namespace k8shmir {
@@ -99,16 +100,6 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::chrono::steady_clock::duration SinceLastTick() const;
 
  private:
-  struct Pending {
-    ReplyCallback done;
-    std::unique_ptr<boost::asio::steady_timer> timer;
-    int64_t index = 0;      // known once the append answered
-    bool in_outbox = true;  // not sent to the log yet: certainly not committed
-    std::chrono::steady_clock::time_point submitted_at;
-    std::chrono::steady_clock::time_point deadline;
-    std::size_t bytes = 0;  // of its encoded entry, counted in pending_bytes_
-  };
-
   void SetState(ReplicaState state, const std::string& why);
   // For /status: what the app declared in its last answer, and the depth that gives.
   void NoteAppDeclares(const AppIndex& app);
@@ -151,8 +142,12 @@ class Replica : public std::enable_shared_from_this<Replica> {
   void FlushAppends();
   void OnAppended(const std::vector<std::string>& ids, Result<AppendResult> result);
   void OnEntryAppended(const std::string& id, const Result<int64_t>& index);
-  void OnDeadline(const std::string& id);
+  // One timer for every pending request: armed for the earliest deadline.
+  void ArmDeadlineTimer();
+  void OnDeadlines();
+  // Answers the pending request `id` (if it still waits) / one already taken out of pending_.
   void Reply(const std::string& id, ClientReply reply);
+  void Complete(PendingRequests<ReplyCallback>::Request& request, ClientReply reply);
 
   void ScheduleHeartbeat();
   void Heartbeat();
@@ -179,7 +174,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // Entries received from the log and not yet applied, in index order.
   std::deque<LogRecord> queue_;
   std::size_t queued_bytes_ = 0;  // sum of queue_[i].value.size()
-  // Highest queued_bytes_ + pending_bytes_ since memory was last given back.
+  // Highest queued_bytes_ + pending_.bytes() since memory was last given back.
   std::size_t backlog_peak_bytes_ = 0;
   int64_t position_ = 0;  // highest index received (queued or applied)
   int64_t target_ = 0;    // catch-up target: the log's last index when catching up began
@@ -210,9 +205,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::deque<LogEntry> outbox_;
   std::size_t appends_in_flight_ = 0;
 
-  std::unordered_map<std::string, Pending> pending_;
-  std::size_t pending_bytes_ = 0;  // sum of pending_[id].bytes
-  std::map<int64_t, std::string> pending_by_index_;
+  PendingRequests<ReplyCallback> pending_;
+  std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
+  bool deadline_armed_ = false;
+  std::chrono::steady_clock::time_point deadline_armed_at_;
 };
 
 }  // namespace k8shmir
