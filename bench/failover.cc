@@ -1,15 +1,7 @@
 #include "failover.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include <algorithm>
 #include <atomic>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -17,95 +9,34 @@
 #include <stdexcept>
 #include <thread>
 
+#include "support/http_client.h"
+
 namespace k8shmir::bench {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
 using json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Blocking reads and writes on `socket` give up after `timeout` (the bench never hangs).
-void SetTimeouts(tcp::socket& socket, milliseconds timeout) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>(timeout.count() % 1000 * 1000);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
-// A blocking keep-alive HTTP/1.1 connection with a receive/send timeout (SO_RCVTIMEO), reopened
-// after any error. Status 0 = transport error.
-class Conn {
- public:
-  explicit Conn(uint16_t port, milliseconds timeout) : port_(port), timeout_(timeout) {}
-
-  unsigned Post(const std::string& target, const std::string& content_type, const std::string& body,
-                std::string* index_header) {
-    try {
-      if (!socket_) Open();
-      http::request<http::string_body> req{http::verb::post, target, 11};
-      req.set(http::field::host, "127.0.0.1");
-      req.set(http::field::content_type, content_type);
-      req.body() = body;
-      req.prepare_payload();
-      http::write(*socket_, req);
-      http::response<http::string_body> res;
-      http::read(*socket_, buffer_, res);
-      if (index_header) {
-        auto v = res["K8shmir-Log-Index"];
-        index_header->assign(v.data(), v.size());
-      }
-      if (!res.keep_alive()) socket_.reset();
-      return res.result_int();
-    } catch (const std::exception&) {
-      socket_.reset();
-      buffer_.clear();
-      return 0;
-    }
-  }
-
- private:
-  void Open() {
-    socket_ = std::make_unique<tcp::socket>(ioc_);
-    socket_->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-    SetTimeouts(*socket_, timeout_);
-    buffer_.clear();
-  }
-
-  asio::io_context ioc_;
-  uint16_t port_;
-  milliseconds timeout_;
-  std::unique_ptr<tcp::socket> socket_;
-  beast::flat_buffer buffer_;
-};
-
 // An etcd member's maintenance status through its JSON gateway, on a new connection (a killed
 // member refuses it at once); a discarded value on any failure.
 json EtcdStatus(uint16_t port, milliseconds timeout) {
-  try {
-    asio::io_context ioc;
-    tcp::socket socket(ioc);
-    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    SetTimeouts(socket, timeout);
-    http::request<http::string_body> req{http::verb::post, "/v3/maintenance/status", 11};
-    req.set(http::field::host, "127.0.0.1");
-    req.body() = "{}";
-    req.prepare_payload();
-    http::write(socket, req);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(socket, buffer, res);
-    if (res.result_int() != 200) return json(json::value_t::discarded);
-    return json::parse(res.body(), nullptr, false);
-  } catch (const std::exception&) {
-    return json(json::value_t::discarded);
-  }
+  const testing::HttpResult r = testing::Http(port, "POST", "/v3/maintenance/status", "{}",
+                                              {{"Content-Type", "application/json"}}, timeout);
+  if (r.status != 200) return json(json::value_t::discarded);
+  return json::parse(r.body, nullptr, false);
+}
+
+// One request on `conn` (the harness's keep-alive client, reopened after any error); status 0 =
+// transport error. `index` receives the K8shmir-Log-Index header.
+unsigned Post(testing::HttpConnection& conn, const std::string& target,
+              const std::string& content_type, const std::string& body, std::string* index) {
+  const testing::HttpResult r =
+      conn.Request("POST", target, body, {{"Content-Type", content_type}}, milliseconds(30000));
+  *index = r.Header("K8shmir-Log-Index");
+  return r.status;
 }
 
 struct Completion {
@@ -139,21 +70,21 @@ class FailoverLoad {
 
  private:
   void Run(int client, int proxy, uint16_t port) {
-    // Far above the proxies' request timeout: every request gets the proxy's own answer.
-    Conn conn(port, milliseconds(30000));
+    // Its timeout (30 s, in Post) is far above the proxies' request timeout: every request gets
+    // the proxy's own answer.
+    testing::HttpConnection conn(port);
     std::vector<Completion> mine;
     for (uint64_t k = 0; !stop_; ++k) {
       std::string index;
       unsigned status = 0;
       // Non-commutative, so that the bench's final digest check means something.
       if (k % 2 == 0) {
-        status = conn.Post("/integer", "application/json",
-                           "{\"op\":\"" + std::string(k % 4 == 0 ? "INC" : "MUL") +
-                               "\",\"value\":" + std::to_string(k % 4 == 0 ? k + 1 : 3) + "}",
-                           &index);
+        status = Post(conn, "/integer", "application/json",
+                      "{\"op\":\"" + std::string(k % 4 == 0 ? "INC" : "MUL") +
+                          "\",\"value\":" + std::to_string(k % 4 == 0 ? k + 1 : 3) + "}",
+                      &index);
       } else {
-        status =
-            conn.Post("/journal", "text/plain",
+        status = Post(conn, "/journal", "text/plain",
                       "failover c" + std::to_string(client) + " k" + std::to_string(k), &index);
       }
       mine.push_back({Clock::now(), proxy, status});

@@ -61,8 +61,11 @@
 #include "codec/header_filter.h"
 #include "failover.h"
 #include "log/etcd_log.h"
+#include "support/etcd_cluster.h"
+#include "support/http_client.h"
 #include "support/ports.h"
 #include "support/process.h"
+#include "support/util.h"
 
 namespace k8shmir::bench {
 namespace {
@@ -269,14 +272,6 @@ void CheckInterrupted() {
   if (g_interrupted) throw Interrupted();
 }
 
-void SleepFor(milliseconds d) {
-  auto until = Clock::now() + d;
-  while (Clock::now() < until) {
-    CheckInterrupted();
-    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), milliseconds(20)));
-  }
-}
-
 // A ChildProcess registered for the signal handler.
 class Child {
  public:
@@ -317,69 +312,25 @@ class Child {
   int slot_ = -1;
 };
 
-// ---- Small blocking HTTP client (admin endpoints, readiness) ----------------------------------
+// ---- Small blocking HTTP requests (admin endpoints, readiness): the harness's client ----------
 
-struct SimpleResponse {
-  int status = 0;  // 0: no answer
-  std::string body;
-  std::string error;
-  json Json() const {
-    auto j = json::parse(body, nullptr, false);
-    return j;
-  }
-};
+// The body as the bench's (ordered) JSON; a discarded value when it is not JSON.
+json BodyJson(const testing::HttpResult& r) { return json::parse(r.body, nullptr, false); }
 
-SimpleResponse SyncHttp(uint16_t port, http::verb verb, const std::string& target,
-                        const std::string& body = "", milliseconds timeout = milliseconds(2000)) {
-  asio::io_context ioc;
-  beast::tcp_stream stream(ioc);
-  beast::flat_buffer buffer;
-  http::request<http::string_body> req{verb, target, 11};
-  req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
-  req.set(http::field::user_agent, "k8shmir-bench");
-  if (!body.empty() || verb == http::verb::post) {
-    req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-  }
-  http::response<http::string_body> res;
-  SimpleResponse out;
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
-  stream.expires_after(timeout);
-  stream.async_connect(ep, [&](beast::error_code ec) {
-    if (ec) {
-      out.error = "connect: " + ec.message();
-      return;
-    }
-    http::async_write(stream, req, [&](beast::error_code wec, std::size_t) {
-      if (wec) {
-        out.error = "write: " + wec.message();
-        return;
-      }
-      http::async_read(stream, buffer, res, [&](beast::error_code rec, std::size_t) {
-        if (rec) {
-          out.error = "read: " + rec.message();
-          return;
-        }
-        out.status = static_cast<int>(res.result_int());
-        out.body = std::move(res.body());
-      });
-    });
-  });
-  ioc.run();
-  return out;
+testing::HttpResult Get(uint16_t port, const std::string& target,
+                        milliseconds timeout = milliseconds(2000)) {
+  return testing::Http(port, "GET", target, "", {}, timeout);
 }
 
-// Polls `pred` every `interval` until true or `timeout`.
+// The harness's WaitFor, ended by Ctrl-C too.
 bool WaitFor(const std::function<bool()>& pred, milliseconds timeout,
              milliseconds interval = milliseconds(50)) {
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    CheckInterrupted();
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    SleepFor(interval);
-  }
+  return testing::WaitFor(
+      [&] {
+        CheckInterrupted();
+        return pred();
+      },
+      timeout, interval);
 }
 
 // Sums of a Prometheus histogram (`<name>_sum` and `<name>_count`) over one text exposition.
@@ -410,14 +361,7 @@ double CounterSum(const std::string& text, const std::string& name) {
 
 // ---- /proc readings ----------------------------------------------------------------------------
 
-int64_t ReadRssKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
+int64_t ReadRssKib(pid_t pid) { return testing::ProcStatusKib(pid, "VmRSS"); }
 
 // utime and stime of a whole process (all threads), in clock ticks.
 struct CpuTicks {
@@ -480,21 +424,14 @@ int64_t UnixMillis() {
 
 class TempDir {
  public:
-  TempDir(bool keep) : keep_(keep) {
-    std::string base = ::access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string pattern = base + "/k8shmir-bench-XXXXXX";
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern);
-    path_ = buf.data();
-  }
+  explicit TempDir(bool keep)
+      : path_(testing::MakeTempDir("k8shmir-bench-", testing::ScratchBase())), keep_(keep) {}
   ~TempDir() {
     if (keep_) {
       std::cerr << "bench: kept " << path_.string() << "\n";
       return;
     }
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    testing::RemoveTree(path_);
   }
   const std::filesystem::path& path() const { return path_; }
 
@@ -508,24 +445,25 @@ const char* const kGroup = "bench-rep";
 // The raw-log client writes under a prefix of the same length that no proxy watches.
 const char* const kRawPrefix = "/k8shmir/bench-raw/log/";
 
-std::string Url(uint16_t port) { return "http://127.0.0.1:" + std::to_string(port); }
-
 class Cluster {
  public:
   Cluster(const Options& o, const std::filesystem::path& dir) : o_(o), dir_(dir) {
+    testing::EtcdClusterOptions etcd;
+    etcd.binary = o_.etcd_bin;
+    etcd.heartbeat_ms = o_.etcd_timing == "fast" ? 50 : 100;
+    etcd.election_ms = o_.etcd_timing == "fast" ? 500 : 1000;
+    etcd.log_level = "warn";
+    etcd_ = std::make_unique<testing::EtcdCluster>(kReplicas, dir_, testing::EtcdClusterTls{},
+                                                   std::move(etcd));
     for (int i = 0; i < kReplicas; ++i) {
-      etcd_client_.push_back(testing::FreePort());
-      etcd_peer_.push_back(testing::FreePort());
       app_port_.push_back(testing::FreePort());
       proxy_port_.push_back(testing::FreePort());
       admin_port_.push_back(testing::FreePort());
     }
     direct_port_ = testing::FreePort();
-    etcd_.resize(kReplicas);
     apps_.resize(kReplicas);
     proxies_.resize(kReplicas);
     for (int i = 0; i < kReplicas; ++i) {
-      etcd_[i] = std::make_unique<Child>();
       apps_[i] = std::make_unique<Child>();
       proxies_[i] = std::make_unique<Child>();
     }
@@ -544,89 +482,21 @@ class Cluster {
     }
     for (auto& a : apps_) a->Kill();
     direct_->Kill();
-    for (auto& e : etcd_) e->Kill();
+    etcd_->KillAll();
   }
 
-  std::string Endpoints() const {
-    std::string out;
-    for (int i = 0; i < kReplicas; ++i) {
-      if (!out.empty()) out += ",";
-      out += "127.0.0.1:" + std::to_string(etcd_client_[i]);
-    }
-    return out;
-  }
+  std::string Endpoints() const { return etcd_->Endpoints(); }
   std::vector<std::string> EndpointList() const {
     std::vector<std::string> out;
-    for (int i = 0; i < kReplicas; ++i)
-      out.push_back("127.0.0.1:" + std::to_string(etcd_client_[i]));
+    for (int i = 0; i < kReplicas; ++i) out.push_back(etcd_->Endpoint(i));
     return out;
   }
 
-  void StartEtcd() {
-    for (int i = 0; i < kReplicas; ++i) StartEtcdMember(i);
-    if (!WaitEtcdHealthy(milliseconds(60000))) {
-      throw std::runtime_error("etcd not healthy within 60 s; logs in " + dir_.string());
-    }
-  }
-
-  bool WaitEtcdHealthy(milliseconds timeout) {
-    return WaitFor(
-        [&] {
-          for (int i = 0; i < kReplicas; ++i) {
-            auto r = SyncHttp(etcd_client_[i], http::verb::get, "/health");
-            if (r.status != 200 || r.body.find("true") == std::string::npos) return false;
-          }
-          return true;
-        },
-        timeout, milliseconds(100));
-  }
-
-  void KillEtcd(int i) { etcd_[i]->Kill(); }
-
-  // Starts member i (again: on its data directory, the log appended to).
-  void StartEtcdMember(int i) {
-    std::string initial;
-    for (int m = 0; m < kReplicas; ++m) {
-      if (!initial.empty()) initial += ",";
-      initial += "etcd" + std::to_string(m) + "=" + Url(etcd_peer_[m]);
-    }
-    const bool fast = o_.etcd_timing == "fast";
-    {
-      std::string name = "etcd" + std::to_string(i);
-      std::vector<std::string> args = {o_.etcd_bin,
-                                       "--name",
-                                       name,
-                                       "--data-dir",
-                                       (dir_ / name).string(),
-                                       "--listen-client-urls",
-                                       Url(etcd_client_[i]),
-                                       "--advertise-client-urls",
-                                       Url(etcd_client_[i]),
-                                       "--listen-peer-urls",
-                                       Url(etcd_peer_[i]),
-                                       "--initial-advertise-peer-urls",
-                                       Url(etcd_peer_[i]),
-                                       "--initial-cluster",
-                                       initial,
-                                       "--initial-cluster-state",
-                                       "new",
-                                       "--initial-cluster-token",
-                                       "k8shmir-bench-" + std::to_string(::getpid()),
-                                       "--heartbeat-interval",
-                                       fast ? "50" : "100",
-                                       "--election-timeout",
-                                       fast ? "500" : "1000",
-                                       "--experimental-watch-progress-notify-interval",
-                                       "1s",
-                                       "--logger",
-                                       "zap",
-                                       "--log-outputs",
-                                       "stderr",
-                                       "--log-level",
-                                       "warn"};
-      etcd_[i]->Start(args, dir_ / (name + ".log"));
-    }
-  }
+  void StartEtcd() { etcd_->Start(milliseconds(60000)); }
+  bool WaitEtcdHealthy(milliseconds timeout) { return etcd_->WaitHealthy(timeout); }
+  void KillEtcd(int i) { etcd_->KillMember(i); }
+  // Starts member i again, on its data directory.
+  void StartEtcdMember(int i) { etcd_->StartMember(i); }
 
   void StartApp(int i) {  // i == -1: the direct app
     Child& c = i < 0 ? *direct_ : *apps_[i];
@@ -634,8 +504,8 @@ class Cluster {
     std::string name = i < 0 ? "app-direct" : "app-" + std::to_string(i);
     c.Start({o_.counter_bin, "--host", "127.0.0.1", "--port", std::to_string(port)},
             dir_ / (name + ".log"));
-    bool ok = WaitFor([&] { return SyncHttp(port, http::verb::get, "/last-index").status == 200; },
-                      milliseconds(10000), milliseconds(10));
+    bool ok = WaitFor([&] { return Get(port, "/last-index").status == 200; }, milliseconds(10000),
+                      milliseconds(10));
     if (!ok) throw std::runtime_error(name + " did not come up; logs in " + dir_.string());
   }
   void KillApp(int i) { apps_[i]->Kill(); }
@@ -665,15 +535,15 @@ class Cluster {
             throw std::runtime_error("proxy " + std::to_string(i) + " exited (" +
                                      proxies_[i]->DescribeExit() + "); logs in " + dir_.string());
           }
-          return SyncHttp(admin_port_[i], http::verb::get, "/readyz").status == 200;
+          return Get(admin_port_[i], "/readyz").status == 200;
         },
         timeout, milliseconds(20));
   }
 
   json Status(int i) {
-    auto r = SyncHttp(admin_port_[i], http::verb::get, "/status");
+    auto r = Get(admin_port_[i], "/status");
     if (r.status != 200) return json();
-    return r.Json();
+    return BodyJson(r);
   }
 
   // Waits until every running proxy's app applied `index`.
@@ -690,9 +560,9 @@ class Cluster {
   }
 
   json Digest(int i) {
-    auto r = SyncHttp(app_port_[i], http::verb::get, "/journal/digest");
+    auto r = Get(app_port_[i], "/journal/digest");
     if (r.status != 200) return json();
-    return r.Json();
+    return BodyJson(r);
   }
 
   // The etcd member that leads, by the members' maintenance status; -1 when unknown.
@@ -700,8 +570,9 @@ class Cluster {
     std::vector<std::string> ids;
     std::string leader;
     for (int i = 0; i < kReplicas; ++i) {
-      auto r = SyncHttp(etcd_client_[i], http::verb::post, "/v3/maintenance/status", "{}");
-      json j = r.Json();
+      auto r = testing::Http(etcd_->ClientPort(i), "POST", "/v3/maintenance/status", "{}",
+                             {{"Content-Type", "application/json"}}, milliseconds(2000));
+      json j = BodyJson(r);
       if (r.status != 200 || !j.is_object()) return -1;
       ids.push_back(j["header"].value("member_id", ""));
       leader = j.value("leader", "");
@@ -715,7 +586,7 @@ class Cluster {
   // Every process whose CPU time is accounted, by component.
   std::map<std::string, std::vector<pid_t>> Pids() const {
     std::map<std::string, std::vector<pid_t>> out;
-    for (auto& e : etcd_) out["etcd"].push_back(e->pid());
+    for (int i = 0; i < kReplicas; ++i) out["etcd"].push_back(etcd_->MemberPid(i));
     for (auto& p : proxies_) out["proxies"].push_back(p->pid());
     for (auto& a : apps_) out["apps"].push_back(a->pid());
     out["apps"].push_back(direct_->pid());
@@ -724,20 +595,23 @@ class Cluster {
   }
 
   pid_t ProxyPid(int i) const { return proxies_[i]->pid(); }
-  std::string Metrics(int i) {
-    return SyncHttp(admin_port_[i], http::verb::get, "/metrics", "", milliseconds(500)).body;
-  }
+  std::string Metrics(int i) { return Get(admin_port_[i], "/metrics", milliseconds(500)).body; }
   uint16_t ProxyPort(int i) const { return proxy_port_[i]; }
-  const std::vector<uint16_t>& EtcdClientPorts() const { return etcd_client_; }
+  std::vector<uint16_t> EtcdClientPorts() const {
+    std::vector<uint16_t> out;
+    for (int i = 0; i < kReplicas; ++i) out.push_back(etcd_->ClientPort(i));
+    return out;
+  }
   uint16_t DirectPort() const { return direct_port_; }
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
   const Options& o_;
   std::filesystem::path dir_;
-  std::vector<uint16_t> etcd_client_, etcd_peer_, app_port_, proxy_port_, admin_port_;
+  std::unique_ptr<testing::EtcdCluster> etcd_;
+  std::vector<uint16_t> app_port_, proxy_port_, admin_port_;
   uint16_t direct_port_ = 0;
-  std::vector<std::unique_ptr<Child>> etcd_, apps_, proxies_;
+  std::vector<std::unique_ptr<Child>> apps_, proxies_;
   std::unique_ptr<Child> direct_;
 };
 
@@ -1950,7 +1824,8 @@ void Bench::Report() {
     f << out_.dump(2) << "\n";
   }
   Log("wrote " + (o_.results_dir / "latest.json").string());
-  if (o_.plot) Plot();
+  // The plot draws the latency matrix, which --only-failover does not measure.
+  if (o_.plot && !o_.only_failover) Plot();
 }
 
 void Bench::Plot() {

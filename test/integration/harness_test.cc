@@ -36,6 +36,12 @@ std::string ReadFile(const std::filesystem::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// The harness asks GoogleTest about the running test through hooks (it links no GoogleTest
+// itself, for the bench): every test binary installs them.
+TEST(HarnessContext, KnowsTheRunningTest) {
+  EXPECT_EQ(CurrentTestName(), "HarnessContext.KnowsTheRunningTest");
+}
+
 TEST(FreePort, NeverHandsOutAPortTwice) {
   std::set<uint16_t> ports;
   for (int i = 0; i < 300; ++i) {

@@ -36,8 +36,9 @@ std::string PrefixEnd(std::string prefix) {
 
 }  // namespace
 
-EtcdCluster::EtcdCluster(int members, std::filesystem::path log_dir, EtcdClusterTls tls)
-    : tls_(std::move(tls)), log_dir_(std::move(log_dir)) {
+EtcdCluster::EtcdCluster(int members, std::filesystem::path log_dir, EtcdClusterTls tls,
+                         EtcdClusterOptions options)
+    : tls_(std::move(tls)), options_(std::move(options)), log_dir_(std::move(log_dir)) {
   static int counter = 0;
   token_ = "k8shmir-test-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   data_root_ = MakeTempDir("k8shmir-etcd-", ScratchBase());
@@ -77,7 +78,7 @@ std::vector<std::string> EtcdCluster::MemberArgs(int i) const {
     if (!initial_cluster.empty()) initial_cluster += ",";
     initial_cluster += other->name + "=" + Url(other->peer_port);
   }
-  std::vector<std::string> args = {kEtcdBin,
+  std::vector<std::string> args = {options_.binary,
                                    "--name",
                                    m.name,
                                    "--data-dir",
@@ -97,9 +98,9 @@ std::vector<std::string> EtcdCluster::MemberArgs(int i) const {
                                    "--initial-cluster-token",
                                    token_,
                                    "--heartbeat-interval",
-                                   "50",
+                                   std::to_string(options_.heartbeat_ms),
                                    "--election-timeout",
-                                   "500",
+                                   std::to_string(options_.election_ms),
                                    "--experimental-watch-progress-notify-interval",
                                    "1s",
                                    "--logger",
@@ -107,7 +108,7 @@ std::vector<std::string> EtcdCluster::MemberArgs(int i) const {
                                    "--log-outputs",
                                    "stderr",
                                    "--log-level",
-                                   "info"};
+                                   options_.log_level};
   if (tls()) {
     args.insert(args.end(), {"--cert-file", tls_.cert_file.string(), "--key-file",
                              tls_.key_file.string(), "--listen-metrics-urls", Url(m.metrics_port)});
@@ -116,6 +117,7 @@ std::vector<std::string> EtcdCluster::MemberArgs(int i) const {
     }
     if (tls_.client_cert_auth) args.push_back("--client-cert-auth");
   }
+  args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   return args;
 }
 

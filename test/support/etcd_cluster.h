@@ -23,6 +23,16 @@ struct EtcdClusterTls {
   bool client_cert_auth = true;     // --client-cert-auth
 };
 
+// How the members run. The tests' defaults make elections fast (50 ms heartbeats, 500 ms
+// election timeout); the bench uses etcd's own defaults unless told otherwise.
+struct EtcdClusterOptions {
+  std::string binary = kEtcdBin;
+  int heartbeat_ms = 50;
+  int election_ms = 500;
+  std::string log_level = "info";
+  std::vector<std::string> extra_flags;  // appended to every member's command line
+};
+
 class EtcdCluster {
  public:
   // Picks ports and directories; starts nothing. Data directories live under a fresh temporary
@@ -33,8 +43,8 @@ class EtcdCluster {
   // served in plaintext on a separate metrics port (--listen-metrics-urls) for the harness's
   // own HTTP client; the v3 JSON gateway calls below (Revision, Put, Compact, CountPrefix,
   // LeaderIndex) are then unavailable and throw std::logic_error.
-  explicit EtcdCluster(int members = 3, std::filesystem::path log_dir = {},
-                       EtcdClusterTls tls = {});
+  explicit EtcdCluster(int members = 3, std::filesystem::path log_dir = {}, EtcdClusterTls tls = {},
+                       EtcdClusterOptions options = {});
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
@@ -110,6 +120,7 @@ class EtcdCluster {
   json GatewayPost(const std::string& path, const json& body);
 
   EtcdClusterTls tls_;
+  EtcdClusterOptions options_;
   std::string token_;
   std::filesystem::path data_root_;
   std::filesystem::path log_dir_;

@@ -1,6 +1,5 @@
 #include "support/util.h"
 
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -55,10 +54,18 @@ void RemoveTree(const std::filesystem::path& dir) {
   std::filesystem::remove_all(dir, ec);
 }
 
+namespace {
+TestContextHooks& Hooks() {
+  static TestContextHooks hooks;
+  return hooks;
+}
+}  // namespace
+
+void SetTestContextHooks(TestContextHooks hooks) { Hooks() = std::move(hooks); }
+
 std::string CurrentTestName() {
-  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  if (info == nullptr) return "test";
-  std::string name = std::string(info->test_suite_name()) + "." + info->name();
+  std::string name = Hooks().test_name ? Hooks().test_name() : std::string();
+  if (name.empty()) return "test";
   for (char& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
   }
@@ -69,7 +76,7 @@ bool ShouldKeepLogs() {
   const char* keep = std::getenv("K8SHMIR_KEEP_TEST_LOGS");
   if (keep != nullptr && *keep != '\0' && std::string_view(keep) != "0") return true;
   // An exception escaping the test body is recorded as a failure only after the stack unwound.
-  return ::testing::Test::HasFailure() || std::uncaught_exceptions() > 0;
+  return (Hooks().failed && Hooks().failed()) || std::uncaught_exceptions() > 0;
 }
 
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,

@@ -31,6 +31,15 @@ std::string CurrentTestName();
 // stack, or when K8SHMIR_KEEP_TEST_LOGS is set (not "0"): then logs are kept and printed.
 bool ShouldKeepLogs();
 
+// How the harness asks the test framework about the running test. The harness itself needs no
+// GoogleTest (the bench links it too): test binaries install GoogleTest's answers
+// (test/support/gtest_context.cc); without hooks there is no test name and no failure.
+struct TestContextHooks {
+  std::function<std::string()> test_name;  // "Suite.Name", "" outside a test
+  std::function<bool()> failed;            // the running test has failed so far
+};
+void SetTestContextHooks(TestContextHooks hooks);
+
 // Calls `pred` every `interval` until it returns true or `timeout` passes; the last call happens
 // at or after the deadline. True when `pred` returned true.
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
