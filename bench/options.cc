@@ -1,68 +1,15 @@
 // k8shmir-bench options.
 #include "options.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/utsname.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <array>
-#include <atomic>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <chrono>
-#include <cmath>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
-#include <functional>
 #include <iostream>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
-#include <stdexcept>
 #include <string>
-#include <thread>
-#include <variant>
 #include <vector>
 
-#include "codec/entry_codec.h"
-#include "codec/header_filter.h"
-#include "failover.h"
-#include "log/etcd_log.h"
-#include "support/etcd_cluster.h"
-#include "support/http_client.h"
-#include "support/ports.h"
-#include "support/process.h"
-#include "support/util.h"
-
 namespace k8shmir::bench {
-
-namespace {
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
-using json = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
-using k8shmir::testing::ChildProcess;
-using std::chrono::milliseconds;
-}  // namespace
 
 [[noreturn]] void Usage(int code) {
   std::ostream& out = code == 0 ? std::cout : std::cerr;
