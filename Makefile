@@ -15,7 +15,7 @@ CLANG_FORMAT ?= clang-format
 CTEST        := ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 --timeout 600 --no-tests=error
 CTEST_ARGS   ?=
 
-.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e demo bench format format-check clean
+.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e demo bench fuzz format format-check clean
 
 all: build
 
@@ -59,6 +59,13 @@ BENCH_ARGS ?=
 bench: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target k8shmir-bench
 	$(BUILD_DIR)/bench/k8shmir-bench --results-dir bench/results $(BENCH_ARGS)
+
+## fuzz: build the libFuzzer targets (fuzz/) with clang into build-fuzz/ and run each for
+## FUZZ_SECONDS (60) on its corpus fuzz/corpus/<target>/; fails on any crash (input in
+## build-fuzz/artifacts/).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) bash scripts/fuzz.sh
 
 ## format / format-check: clang-format (.clang-format) on *.cc *.h under src include test examples bench
 format: deps

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Formats (default) or checks (--check) every *.cc and *.h under src include test examples bench
+# Formats (default) or checks (--check) every *.cc and *.h under src include test examples bench fuzz
 # with clang-format and the repository's .clang-format. Used by `make format` / `make format-check`.
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
-DIRS=(src include test examples bench)
+DIRS=(src include test examples bench fuzz)
 
 command -v "$CLANG_FORMAT" >/dev/null 2>&1 ||
   { echo "format: $CLANG_FORMAT not found; run scripts/install-deps.sh" >&2; exit 1; }

@@ -22,15 +22,17 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+// Shared by the server object, its accept loop and every session (each holds a shared_ptr).
 struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
+  // Must outlive the state (and thus every session): see AdminServer's constructor.
   asio::io_context& ioc;
   std::string address;
   uint16_t port;
-  std::shared_ptr<Replica> replica;
+  std::shared_ptr<ReplicaService> replica;
   std::chrono::milliseconds liveness_timeout;
   tcp::acceptor acceptor;
 
-  State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<Replica> r,
+  State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<ReplicaService> r,
         std::chrono::milliseconds liveness)
       : ioc(io),
         address(std::move(a)),
@@ -135,7 +137,7 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
 };
 
 AdminServer::AdminServer(asio::io_context& ioc, std::string address, uint16_t port,
-                         std::shared_ptr<Replica> replica,
+                         std::shared_ptr<ReplicaService> replica,
                          std::chrono::milliseconds liveness_timeout)
     : state_(std::make_shared<State>(ioc, std::move(address), port, std::move(replica),
                                      liveness_timeout)) {}

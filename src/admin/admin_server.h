@@ -8,22 +8,25 @@
 #include <memory>
 #include <string>
 
+#include "k8shmir/replica_service.h"
 #include "k8shmir/result.h"
-#include "replica/replica.h"
 
 namespace k8shmir {
 
 class AdminServer {
  public:
-  // `ioc` must outlive the server and every session it started (run it until they end).
+  // `ioc` must outlive the server and every session it started (run it until they end, or destroy
+  // its pending handlers first): sessions hold the server's state, and `replica`, in their frames.
   // /healthz answers 503 once the replica's periodic tick is older than `liveness_timeout`: a
   // wedged strand then gets the proxy restarted by its liveness probe.
   AdminServer(boost::asio::io_context& ioc, std::string address, uint16_t port,
-              std::shared_ptr<Replica> replica,
+              std::shared_ptr<ReplicaService> replica,
               std::chrono::milliseconds liveness_timeout = std::chrono::seconds(10));
   ~AdminServer();
   Status Listen();
   void Start();
+  // Stops accepting. Open admin connections end at their next request or their 30 s read
+  // timeout (probes and scrapes do not keep connections idle for long). Any thread.
   void Stop();
   // The bound port (after Listen), 0 before.
   uint16_t port() const;

@@ -1,5 +1,7 @@
 #include "admin/status_render.h"
 
+#include <charconv>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -43,6 +45,35 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
   return j.dump() + "\n";
 }
 
+std::string PrometheusLabelValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string PrometheusFloat(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  // The shortest text that reads back as the same double: a running sum of latencies grows past
+  // the 6 significant digits an ostream prints by default (1.23457e+06), and rate() over such a
+  // rounded sum is noise.
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  if (ec != std::errc()) return "NaN";  // cannot happen: 32 bytes hold any double
+  return std::string(buf, end);
+}
+
 namespace {
 
 void WriteHistogram(std::ostringstream& out, const std::string& name, const std::string& help,
@@ -56,7 +87,7 @@ void WriteHistogram(std::ostringstream& out, const std::string& name, const std:
   }
   cumulative += h.counts.back();
   out << name << "_bucket{" << labels << ",le=\"+Inf\"} " << cumulative << "\n";
-  out << name << "_sum{" << labels << "} " << h.sum << "\n";
+  out << name << "_sum{" << labels << "} " << PrometheusFloat(h.sum) << "\n";
   out << name << "_count{" << labels << "} " << h.count << "\n";
 }
 
@@ -64,7 +95,8 @@ void WriteHistogram(std::ostringstream& out, const std::string& name, const std:
 
 std::string RenderPrometheus(const ReplicaStatus& s) {
   std::ostringstream out;
-  const std::string labels = "group=\"" + s.group + "\",replica=\"" + s.replica_id + "\"";
+  const std::string labels = "group=\"" + PrometheusLabelValue(s.group) + "\",replica=\"" +
+                             PrometheusLabelValue(s.replica_id) + "\"";
   auto gauge = [&](const std::string& name, const std::string& help, auto value) {
     out << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n"
         << name << "{" << labels << "} " << value << "\n";

@@ -12,11 +12,14 @@
 #include <boost/beast/http.hpp>
 
 #include <array>
+#include <mutex>
+#include <unordered_set>
 
 #include "codec/header_filter.h"
 #include "common/accept_loop.h"
 #include "common/async_callback.h"
 #include "common/listen.h"
+#include "http/request_head.h"
 
 namespace k8shmir {
 
@@ -25,15 +28,32 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace {
+
+// A live client session, as Stop() sees it. `stream` and `idle` are touched only on `executor`
+// (the session's strand); `stream` is null once the session ended.
+struct SessionEntry {
+  beast::tcp_stream* stream = nullptr;
+  bool idle = false;
+  asio::any_io_executor executor;
+};
+
+}  // namespace
+
+// Shared by the server object, its accept loop and every session (each holds a shared_ptr), so
+// it lives as long as the last of them.
 struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
+  // Must outlive the state (and thus every session): see FrontServer's constructor.
   asio::io_context& ioc;
   FrontServerOptions options;
-  std::shared_ptr<Replica> replica;
+  std::shared_ptr<ReplicaService> replica;
   tcp::acceptor acceptor;
   std::atomic<std::size_t> connections{0};
   std::atomic<bool> stopping{false};
+  std::mutex sessions_mutex;
+  std::unordered_set<std::shared_ptr<SessionEntry>> sessions;
 
-  State(asio::io_context& io, FrontServerOptions o, std::shared_ptr<Replica> r)
+  State(asio::io_context& io, FrontServerOptions o, std::shared_ptr<ReplicaService> r)
       : ioc(io), options(std::move(o)), replica(std::move(r)), acceptor(asio::make_strand(io)) {}
 
   asio::awaitable<void> Accept() {
@@ -113,12 +133,29 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     return res;
   }
 
+  // Rejects with the check's status and reason, then closes (lingering).
+  asio::awaitable<void> Reject(beast::tcp_stream& stream, const HeadCheck& check) {
+    auto error_response = ProxyError(check.status(), check.version(), check.reason());
+    co_await WriteAndClose(stream, error_response);
+  }
+
   asio::awaitable<void> Session(tcp::socket socket) {
     struct Count {
       std::atomic<std::size_t>& n;
       ~Count() { --n; }
     } count{connections};
     beast::tcp_stream stream(std::move(socket));
+    // Registered so that Stop() can close it while it waits for a request; unregistered (on this
+    // strand) when the session ends, whichever way it ends.
+    auto entry = std::make_shared<SessionEntry>();
+    entry->stream = &stream;
+    entry->executor = stream.get_executor();
+    struct Registration {
+      State& state;
+      std::shared_ptr<SessionEntry> entry;
+      ~Registration() { state.Unregister(entry); }
+    } registration{*this, entry};
+    Register(entry);
     if (++connections > options.max_connections) {
       auto error_response = ProxyError(503, 11, "too many connections");
       co_await WriteAndClose(stream, error_response);
@@ -128,10 +165,15 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     for (;;) {
       beast::error_code ec;
       if (buffer.size() == 0) {
-        // Waiting for a request to begin: the idle timeout applies.
+        // Waiting for a request to begin: the idle timeout applies, and Stop() may close it (it
+        // sets `stopping` before it posts the close to this strand, so either it finds the
+        // session idle or the session sees `stopping` here).
+        entry->idle = true;
+        if (stopping) break;
         stream.expires_after(options.idle_timeout);
         std::size_t n = co_await stream.async_read_some(
             buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+        entry->idle = false;
         if (ec) break;
         buffer.commit(n);
       }
@@ -141,98 +183,40 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       stream.expires_after(options.read_timeout);
       co_await http::async_read_header(stream, buffer, parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == http::error::header_limit) {
-        auto error_response = ProxyError(431, 11, "request header fields too large");
-        co_await WriteAndClose(stream, error_response);
+      HeadCheck check = CheckHeadRead(ec, options.body_limit);
+      if (check.ok()) check = CheckRequestHead(parser.get(), parser.chunked(), !parser.is_done());
+      if (check.action() == HeadCheck::Action::kClose) break;
+      if (check.action() == HeadCheck::Action::kReject) {
+        co_await Reject(stream, check);
         co_return;
       }
-      if (ec == http::error::body_limit) {
-        auto error_response = ProxyError(413, 11, BodyTooLarge());
-        co_await WriteAndClose(stream, error_response);
-        co_return;
-      }
-      if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
-          ec == asio::error::eof || ec == asio::error::connection_reset) {
-        break;
-      }
-      if (ec) {
-        auto error_response = ProxyError(400, 11, "malformed request: " + ec.message());
-        co_await WriteAndClose(stream, error_response);
-        co_return;
-      }
-      auto& head = parser.get();
-      const unsigned version = head.version();
-      if (version != 10 && version != 11) {
-        auto error_response = ProxyError(505, 11, "HTTP version not supported");
-        co_await WriteAndClose(stream, error_response);
-        co_return;
-      }
-      if (version == 11 && head.find(http::field::host) == head.end()) {
-        auto error_response = ProxyError(400, version, "HTTP/1.1 request without Host");
-        co_await WriteAndClose(stream, error_response);
-        co_return;
-      }
-      // RFC 9112 3.2: more than one Host is a 400 (apps route on it; a cache or balancer in front
-      // may have picked the other one).
-      if (head.count(http::field::host) > 1) {
-        auto error_response = ProxyError(400, version, "more than one Host header");
-        co_await WriteAndClose(stream, error_response);
-        co_return;
-      }
-      // RFC 9112 6.3: a Transfer-Encoding whose last coding is not chunked leaves the body length
-      // unknown, and the server must answer 400 and close. Beast reads such a request as having
-      // no body, so without this check the body would be taken for the next request (request
-      // smuggling) and an empty-bodied request would be committed in its place.
-      if (head.find(http::field::transfer_encoding) != head.end() && !parser.chunked()) {
-        auto error_response = ProxyError(400, version, "unsupported Transfer-Encoding");
-        co_await WriteAndClose(stream, error_response);
-        co_return;
-      }
-      auto expect = head.find(http::field::expect);
-      if (expect != head.end()) {
-        if (!beast::iequals(expect->value(), "100-continue")) {
-          auto error_response = ProxyError(417, version, "unsupported Expect");
-          co_await WriteAndClose(stream, error_response);
-          co_return;
-        }
-        if (!parser.is_done()) {
-          http::response<http::empty_body> cont{http::status::continue_, version};
-          co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
-          if (ec) break;
-        }
+      const unsigned version = parser.get().version();
+      if (check.send_continue()) {
+        http::response<http::empty_body> cont{http::status::continue_, version};
+        co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
       }
       if (!parser.is_done()) {
         co_await http::async_read(stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::body_limit) {
-          auto error_response = ProxyError(413, version, BodyTooLarge());
-          co_await WriteAndClose(stream, error_response);
-          co_return;
-        }
-        if (ec == beast::error::timeout) break;
-        if (ec) {
-          auto error_response = ProxyError(400, version, "malformed request body: " + ec.message());
-          co_await WriteAndClose(stream, error_response);
+        HeadCheck body = CheckBodyRead(ec, version, options.body_limit);
+        if (body.action() == HeadCheck::Action::kClose) break;
+        if (body.action() == HeadCheck::Action::kReject) {
+          co_await Reject(stream, body);
           co_return;
         }
       }
       auto message = parser.release();
-      const bool keep_alive = message.keep_alive() && !stopping;
+      const bool client_keeps_alive = message.keep_alive();
       const bool is_head = message.method() == http::verb::head;
-      HttpRequest request;
-      request.method = std::string(message.method_string());
-      request.target = std::string(message.target());
-      request.version = version;
-      std::vector<HttpHeader> all;
-      for (const auto& f : message)
-        all.push_back({std::string(f.name_string()), std::string(f.value())});
-      request.headers = EndToEndHeaders(all, options.index_header);
-      request.body = std::move(message.body());
+      HttpRequest request = ToReplicatedRequest(std::move(message), options.index_header);
 
       auto submit = [&](std::function<void(ClientReply)> done) {
         replica->Submit(std::move(request), std::move(done));
       };
       ClientReply reply = co_await AsyncFromCallback<ClientReply>(submit, asio::use_awaitable);
+      // Read after the answer: a Stop() meanwhile closes the connection, and says so.
+      const bool keep_alive = client_keeps_alive && !stopping;
 
       auto res = ToResponse(std::move(reply), version, is_head, keep_alive);
       stream.expires_after(options.read_timeout);
@@ -244,13 +228,31 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     stream.close();
   }
 
-  std::string BodyTooLarge() const {
-    return "request body exceeds the limit of " + std::to_string(options.body_limit) + " bytes";
+  void Register(const std::shared_ptr<SessionEntry>& entry) {
+    std::lock_guard<std::mutex> lock(sessions_mutex);
+    sessions.insert(entry);
+  }
+
+  void Unregister(const std::shared_ptr<SessionEntry>& entry) {
+    entry->stream = nullptr;
+    std::lock_guard<std::mutex> lock(sessions_mutex);
+    sessions.erase(entry);
+  }
+
+  // Closes the sessions waiting for a request, each on its own strand; the others see
+  // `stopping` once their request is answered.
+  void CloseIdleSessions() {
+    std::lock_guard<std::mutex> lock(sessions_mutex);
+    for (const auto& entry : sessions) {
+      asio::post(entry->executor, [entry] {
+        if (entry->stream != nullptr && entry->idle) entry->stream->cancel();
+      });
+    }
   }
 };
 
 FrontServer::FrontServer(asio::io_context& ioc, FrontServerOptions options,
-                         std::shared_ptr<Replica> replica)
+                         std::shared_ptr<ReplicaService> replica)
     : state_(std::make_shared<State>(ioc, std::move(options), std::move(replica))) {}
 
 FrontServer::~FrontServer() = default;
@@ -271,6 +273,7 @@ void FrontServer::Stop() {
     beast::error_code ignored;
     s->acceptor.close(ignored);
   });
+  state_->CloseIdleSessions();
 }
 
 uint16_t FrontServer::port() const {

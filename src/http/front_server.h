@@ -10,8 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "k8shmir/replica_service.h"
 #include "k8shmir/result.h"
-#include "replica/replica.h"
 
 namespace k8shmir {
 
@@ -30,14 +30,19 @@ struct FrontServerOptions {
 
 class FrontServer {
  public:
+  // `ioc` must outlive the server and every session it started: the sessions hold the server's
+  // state (and `replica`) in their coroutine frames, which are released when they end or when
+  // the io_context destroys its pending handlers. Destroying the server does not end them.
   FrontServer(boost::asio::io_context& ioc, FrontServerOptions options,
-              std::shared_ptr<Replica> replica);
+              std::shared_ptr<ReplicaService> replica);
   ~FrontServer();
 
   // Binds and listens; the error names the address when that fails.
   Status Listen();
   void Start();
-  // Stops accepting; open connections finish their current request and close.
+  // Stops accepting and closes the connections waiting for a request (idle keep-alive ones);
+  // a connection with a request in flight finishes it (answered with Connection: close) and
+  // closes. Any thread.
   void Stop();
   uint16_t port() const;
 

@@ -26,6 +26,22 @@
 
 extern char** environ;
 
+namespace {
+
+// An io_context whose pending handlers can be destroyed before the objects they reference.
+// ~io_context destroys them too, but only after every object declared after it is gone, and the
+// handlers hold shared_ptrs to the servers' state and to the replica, which holds Log& and App&.
+class ProxyIoContext : public boost::asio::io_context {
+ public:
+  using boost::asio::io_context::io_context;
+  // After run() returned on every thread: destroys, without running them, every queued handler
+  // and every pending operation (suspended sessions, timers), releasing what they hold. Safe to
+  // call again; the io objects themselves stay usable until the io_context is destroyed.
+  void DestroyPendingHandlers() { shutdown(); }
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace k8shmir;
   auto parsed = ParseConfig(argc, argv, environ);
@@ -46,7 +62,8 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &lim);
   }
 
-  boost::asio::io_context ioc(config.io_threads);
+  // Declared first so that it goes last: every io object below is destroyed before it.
+  ProxyIoContext ioc(config.io_threads);
 
   EtcdLogOptions log_options;
   log_options.endpoints = config.etcd_endpoints;
@@ -63,6 +80,8 @@ int main(int argc, char** argv) {
     std::cerr << "k8shmir-proxy: " << s.error().message << "\n";
     return 2;
   }
+  // `log` and `app` must outlive the replica, which keeps references to them; the teardown at
+  // the end destroys them only once nothing can hold the replica any more.
   auto log = std::make_unique<EtcdLog>(log_options);
 
   HttpAppOptions app_options;
@@ -99,10 +118,11 @@ int main(int argc, char** argv) {
   front_options.max_connections = config.max_connections;
   front_options.idle_timeout = config.idle_timeout;
   front_options.read_timeout = config.read_timeout;
-  FrontServer front(ioc, front_options, replica);
-  AdminServer admin(ioc, config.admin_address, config.admin_port, replica, config.liveness_timeout);
+  auto front = std::make_unique<FrontServer>(ioc, front_options, replica);
+  auto admin = std::make_unique<AdminServer>(ioc, config.admin_address, config.admin_port, replica,
+                                             config.liveness_timeout);
 
-  for (Status s : {front.Listen(), admin.Listen()}) {
+  for (Status s : {front->Listen(), admin->Listen()}) {
     if (!s) {
       spdlog::critical("{}", s.error().message);
       return 1;
@@ -117,10 +137,12 @@ int main(int argc, char** argv) {
       config.etcd_endpoints[log_options.first_endpoint % config.etcd_endpoints.size()]);
 
   replica->Start();
-  front.Start();
-  admin.Start();
+  front->Start();
+  admin->Start();
 
-  // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), then exit 0.
+  // SIGTERM/SIGINT: stop accepting, close idle connections, let in-flight requests finish
+  // (bounded), then exit 0. The handlers capture main's locals by reference: they run only
+  // inside ioc.run(), and are destroyed unrun by the teardown below.
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(ioc);
   const auto drain_deadline_after = config.shutdown_timeout;
@@ -135,7 +157,7 @@ int main(int argc, char** argv) {
         }
         if (pending > 0) spdlog::warn("shutdown: {} requests still pending; stopping", pending);
         replica->Stop();
-        admin.Stop();
+        admin->Stop();
         // Let the replies of a stopping replica reach their connections.
         drain.expires_after(std::chrono::milliseconds(100));
         drain.async_wait([&](auto) { ioc.stop(); });
@@ -146,7 +168,7 @@ int main(int argc, char** argv) {
     if (ec) return;
     spdlog::info("signal {}: draining (at most {} ms)", sig, drain_deadline_after.count());
     drain_deadline = std::chrono::steady_clock::now() + drain_deadline_after;
-    front.Stop();
+    front->Stop();
     poll_drain();
   });
 
@@ -154,9 +176,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < config.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : threads) t.join();
-  // The log goes first: its destructor waits for gRPC callbacks, which only post to the stopped
-  // io_context and release their references to the replica.
+  // Teardown: nothing runs any more, but queued handlers and suspended sessions still hold the
+  // servers' state and the replica. Destroy them first, while everything they use is alive.
+  ioc.DestroyPendingHandlers();
+  front.reset();
+  admin.reset();
+  replica.reset();
+  // The log's destructor waits for gRPC callbacks, which only post to the stopped io_context;
+  // what they post holds the last references to the replica (the replica's Stop dropped its
+  // subscription, so ~Replica no longer touches the log), destroyed next, before the app goes.
   log.reset();
+  ioc.DestroyPendingHandlers();
+  app.reset();
   spdlog::info("k8shmir-proxy stopped");
   return 0;
 }

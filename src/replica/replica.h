@@ -22,6 +22,7 @@
 #include "codec/entry_codec.h"
 #include "k8shmir/app.h"
 #include "k8shmir/log.h"
+#include "k8shmir/replica_service.h"
 #include "replica/pending_requests.h"
 #include "replica/replica_status.h"
 
@@ -63,23 +64,8 @@ struct ReplicaOptions {
   std::size_t app_pipeline_depth = 16;
 };
 
-// What the client is told. `outcome` is the K8shmir-Outcome header; `index` (0 = unknown) is
-// K8shmir-Log-Index.
-enum class Outcome { kCommitted, kNotCommitted, kUnknown };
-const char* OutcomeName(Outcome outcome);
-
-struct ClientReply {
-  HttpResponse response;
-  Outcome outcome = Outcome::kNotCommitted;
-  int64_t index = 0;
-  // Seconds for Retry-After, 0 for none.
-  int retry_after = 0;
-};
-
-class Replica : public std::enable_shared_from_this<Replica> {
+class Replica : public ReplicaService, public std::enable_shared_from_this<Replica> {
  public:
-  using ReplyCallback = std::function<void(ClientReply)>;
-
   Replica(boost::asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options);
   ~Replica();
 
@@ -90,14 +76,14 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   // Replicates `request`. `done` runs exactly once, on the replica's strand, never inside this
   // call.
-  void Submit(HttpRequest request, ReplyCallback done);
+  void Submit(HttpRequest request, ReplyCallback done) override;
 
   // A consistent snapshot, delivered on the replica's strand.
-  void GetStatus(std::function<void(ReplicaStatus)> done);
+  void GetStatus(std::function<void(ReplicaStatus)> done) override;
 
   // How long ago the replica's loop last ran its periodic tick (every heartbeat interval). Any
   // thread; for /healthz, which must answer even when the strand is wedged.
-  std::chrono::steady_clock::duration SinceLastTick() const;
+  std::chrono::steady_clock::duration SinceLastTick() const override;
 
  private:
   void SetState(ReplicaState state, const std::string& why);

@@ -1,5 +1,6 @@
 // The admin server in process, on a replica over the in-memory log and fake app: /healthz follows
-// the replica loop's liveness, and a failing accept (EMFILE) does not spin a core.
+// the replica loop's liveness, and a failing accept (EMFILE) does not spin a core; and on a fake
+// replica: every path, method and answer.
 #include "admin/admin_server.h"
 
 #include <gtest/gtest.h>
@@ -16,6 +17,8 @@
 
 #include "fakes/fake_app.h"
 #include "fakes/fake_log.h"
+#include "fakes/fake_replica.h"
+#include "replica/replica.h"
 #include "support/http_client.h"
 #include "support/util.h"
 
@@ -149,6 +152,91 @@ TEST_F(AdminServerTest, AFailingAcceptDoesNotSpin) {
   ::close(client);
   ASSERT_GT(n, 0);
   EXPECT_EQ(std::string(buf, 15), "HTTP/1.1 200 OK");
+}
+
+class AdminServerFakeReplicaTest : public ::testing::Test {
+ protected:
+  AdminServerFakeReplicaTest()
+      : work_(boost::asio::make_work_guard(ioc_)),
+        replica_(std::make_shared<testing::FakeReplica>(ioc_.get_executor())) {
+    replica_->status.replica_id = "r1";
+    replica_->status.group = "g";
+  }
+
+  void Start() {
+    admin_ = std::make_unique<AdminServer>(ioc_, "127.0.0.1", 0, replica_, 1s);
+    ASSERT_TRUE(admin_->Listen());
+    admin_->Start();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+
+  ~AdminServerFakeReplicaTest() override {
+    if (admin_) admin_->Stop();
+    work_.reset();
+    ioc_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  boost::asio::io_context ioc_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::shared_ptr<testing::FakeReplica> replica_;
+  std::unique_ptr<AdminServer> admin_;
+  std::thread thread_;
+};
+
+TEST_F(AdminServerFakeReplicaTest, HealthzFollowsTheLastTick) {
+  replica_->since_last_tick = 5s;
+  Start();
+  auto r = Http(admin_->port(), "GET", "/healthz");
+  EXPECT_EQ(r.status, 503u) << r.Describe();
+  EXPECT_NE(r.body.find("has not run for 5000 ms (liveness timeout 1000 ms)"), std::string::npos)
+      << r.body;
+}
+
+TEST_F(AdminServerFakeReplicaTest, ReadyzFollowsTheState) {
+  replica_->status.state = ReplicaState::kServing;
+  replica_->status.state_reason = "caught up";
+  Start();
+  auto ready = Http(admin_->port(), "GET", "/readyz");
+  EXPECT_EQ(ready.status, 200u) << ready.Describe();
+  EXPECT_EQ(ready.body, "serving: caught up\n");
+  EXPECT_EQ(Http(admin_->port(), "GET", "/healthz").status, 200u);
+}
+
+TEST_F(AdminServerFakeReplicaTest, NotReadyIs503WithTheReason) {
+  replica_->status.state = ReplicaState::kCatchingUp;
+  replica_->status.state_reason = "behind";
+  Start();
+  auto r = Http(admin_->port(), "GET", "/readyz?verbose=1");
+  EXPECT_EQ(r.status, 503u) << r.Describe();
+  EXPECT_EQ(r.body, std::string(ReplicaStateName(ReplicaState::kCatchingUp)) + ": behind\n");
+}
+
+TEST_F(AdminServerFakeReplicaTest, StatusIsJsonAndMetricsArePrometheusText) {
+  replica_->status.applied_index = 512;
+  Start();
+  auto status = Http(admin_->port(), "GET", "/status");
+  ASSERT_EQ(status.status, 200u) << status.Describe();
+  EXPECT_EQ(status.Header("Content-Type"), "application/json");
+  EXPECT_EQ(status.Json()["applied_index"], 512);
+  EXPECT_EQ(status.Json()["replica_id"], "r1");
+  auto metrics = Http(admin_->port(), "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200u) << metrics.Describe();
+  EXPECT_EQ(metrics.Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(metrics.body.find("k8shmir_applied_index{group=\"g\",replica=\"r1\"} 512\n"),
+            std::string::npos);
+}
+
+TEST_F(AdminServerFakeReplicaTest, OnlyGetAndHeadOnKnownPaths) {
+  Start();
+  EXPECT_EQ(Http(admin_->port(), "POST", "/status", "x").status, 405u);
+  EXPECT_EQ(Http(admin_->port(), "PUT", "/healthz", "x").status, 405u);
+  auto unknown = Http(admin_->port(), "GET", "/nope");
+  EXPECT_EQ(unknown.status, 404u);
+  EXPECT_NE(unknown.body.find("/healthz /readyz /status /metrics"), std::string::npos);
+  auto head = Http(admin_->port(), "HEAD", "/status");
+  EXPECT_EQ(head.status, 200u) << head.Describe();
+  EXPECT_TRUE(head.body.empty());
 }
 
 }  // namespace
