@@ -43,22 +43,9 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
 
   asio::awaitable<void> Accept() {
     auto self = shared_from_this();
-    // Named locals only in the co_await (g++ 12 miscompiles temporaries there).
-    std::string what = "admin";
     std::function<bool()> stopping_now = [] { return false; };
-    std::function<void(tcp::socket)> on_accept = [self](tcp::socket socket) {
-      // The session's frame keeps the server state alive, whoever lets go of it first.
-      auto executor = socket.get_executor();
-      asio::co_spawn(
-          executor,
-          [self, socket = std::move(socket)]() mutable -> asio::awaitable<void> {
-            auto session = self->Session(std::move(socket));
-            co_await std::move(session);
-          },
-          asio::detached);
-    };
-    co_await AcceptLoop(acceptor, ioc, std::move(what), std::move(stopping_now),
-                        std::move(on_accept));
+    auto sessions = AcceptSessions(self, "admin", std::move(stopping_now));
+    co_await std::move(sessions);
   }
 
   asio::awaitable<http::response<http::string_body>> Handle(

@@ -4,9 +4,12 @@
 #include <utility>  // boost/asio/awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace k8shmir {
@@ -21,5 +24,28 @@ namespace k8shmir {
 boost::asio::awaitable<void> AcceptLoop(
     boost::asio::ip::tcp::acceptor& acceptor, boost::asio::io_context& ioc, std::string what,
     std::function<bool()> stopping, std::function<void(boost::asio::ip::tcp::socket)> on_accept);
+
+// AcceptLoop for a server whose state `Server` has `acceptor`, `ioc` and a coroutine
+// `Session(tcp::socket)`: one session per connection, on the connection's strand. Each session's
+// frame holds `server`, so the state outlives every session whoever lets go of it first.
+template <class Server>
+boost::asio::awaitable<void> AcceptSessions(std::shared_ptr<Server> server, std::string what,
+                                            std::function<bool()> stopping) {
+  std::function<void(boost::asio::ip::tcp::socket)> on_accept =
+      [server](boost::asio::ip::tcp::socket socket) {
+        auto executor = socket.get_executor();
+        boost::asio::co_spawn(
+            executor,
+            [server, socket = std::move(socket)]() mutable -> boost::asio::awaitable<void> {
+              auto session = server->Session(std::move(socket));
+              co_await std::move(session);
+            },
+            boost::asio::detached);
+      };
+  // Named locals only in the co_await (g++ 12 miscompiles temporaries there).
+  auto loop = AcceptLoop(server->acceptor, server->ioc, std::move(what), std::move(stopping),
+                         std::move(on_accept));
+  co_await std::move(loop);
+}
 
 }  // namespace k8shmir

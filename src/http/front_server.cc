@@ -58,22 +58,9 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
 
   asio::awaitable<void> Accept() {
     auto self = shared_from_this();
-    // Named locals only in the co_await (g++ 12 miscompiles temporaries there).
-    std::string what = "client";
     std::function<bool()> stopping_now = [self] { return self->stopping.load(); };
-    std::function<void(tcp::socket)> on_accept = [self](tcp::socket socket) {
-      // The session's frame keeps the server state alive, whoever lets go of it first.
-      auto executor = socket.get_executor();
-      asio::co_spawn(
-          executor,
-          [self, socket = std::move(socket)]() mutable -> asio::awaitable<void> {
-            auto session = self->Session(std::move(socket));
-            co_await std::move(session);
-          },
-          asio::detached);
-    };
-    co_await AcceptLoop(acceptor, ioc, std::move(what), std::move(stopping_now),
-                        std::move(on_accept));
+    auto sessions = AcceptSessions(self, "client", std::move(stopping_now));
+    co_await std::move(sessions);
   }
 
   // A short error answer written by the proxy itself; the connection is closed after it.
