@@ -15,7 +15,8 @@ CLANG_FORMAT ?= clang-format
 CTEST        := ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 --timeout 600 --no-tests=error
 CTEST_ARGS   ?=
 
-.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e demo bench format format-check clean
+.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e test-asan \
+        test-tsan demo bench format format-check clean
 
 all: build
 
@@ -48,6 +49,35 @@ test-fault: build
 test-e2e: build
 	$(CTEST) -L e2e $(CTEST_ARGS)
 
+# --- Sanitizers (README, Testing) ---------------------------------------------------------------
+# Separate build directories (g++ 12, RelWithDebInfo plus -fsanitize=...): ASan+UBSan runs the unit
+# and integration labels, TSan the unit label. Only those labels' tests and the programs they start
+# are built (CMake targets tests-<label>); the proxies and apps the integration tests start are this
+# build's, instrumented too. The runtime options go to the build as well: test discovery runs the
+# test binaries. Suppressions (test/sanitizers/) name third-party libraries only, never our code.
+SAN_SUPP  := $(abspath test/sanitizers)
+ASAN_DIR  ?= build-asan
+TSAN_DIR  ?= build-tsan
+ASAN_ENV  := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+             LSAN_OPTIONS=suppressions=$(SAN_SUPP)/lsan.supp:print_suppressions=0 \
+             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV  := TSAN_OPTIONS=suppressions=$(SAN_SUPP)/tsan.supp:second_deadlock_stack=1:history_size=4
+SAN_CTEST  = ctest --output-on-failure -j2 --timeout 900 --no-tests=error
+
+## test-asan: AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/; unit + integration
+test-asan: deps
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_SANITIZE=address,undefined \
+	  -DK8SHMIR_BUILD_BENCH=OFF
+	$(ASAN_ENV) cmake --build $(ASAN_DIR) -j $(JOBS) --target tests-unit tests-integration
+	$(ASAN_ENV) $(SAN_CTEST) --test-dir $(ASAN_DIR) -L 'unit|integration' $(CTEST_ARGS)
+
+## test-tsan: ThreadSanitizer build in build-tsan/; the unit label
+test-tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_SANITIZE=thread \
+	  -DK8SHMIR_BUILD_BENCH=OFF
+	$(TSAN_ENV) cmake --build $(TSAN_DIR) -j $(JOBS) --target tests-unit
+	$(TSAN_ENV) $(SAN_CTEST) --test-dir $(TSAN_DIR) -L unit $(CTEST_ARGS)
+
 ## demo: 3 etcd members, 3 counter apps, 3 proxies on loopback; a workload; replicas compared
 demo: build
 	BUILD_DIR="$(abspath $(BUILD_DIR))" bash scripts/demo.sh
@@ -68,4 +98,4 @@ format-check: deps
 	@CLANG_FORMAT="$(CLANG_FORMAT)" bash scripts/format.sh --check
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)
