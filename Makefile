@@ -16,7 +16,7 @@ CTEST        := ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 --timeout 
 CTEST_ARGS   ?=
 
 .PHONY: all deps configure build test test-unit test-integration test-fault test-e2e test-asan \
-        test-tsan demo bench format format-check clean
+        test-tsan check-thread-safety demo bench format format-check clean
 
 all: build
 
@@ -77,6 +77,10 @@ test-tsan: deps
 	  -DK8SHMIR_BUILD_BENCH=OFF
 	$(TSAN_ENV) cmake --build $(TSAN_DIR) -j $(JOBS) --target tests-unit
 	$(TSAN_ENV) $(SAN_CTEST) --test-dir $(TSAN_DIR) -L unit $(CTEST_ARGS)
+
+## check-thread-safety: clang++-14 -Wthread-safety -Werror over src/log (syntax only, ~1 min)
+check-thread-safety: configure
+	cmake --build $(BUILD_DIR) --target check-thread-safety
 
 ## demo: 3 etcd members, 3 counter apps, 3 proxies on loopback; a workload; replicas compared
 demo: build
