@@ -423,6 +423,9 @@ class EtcdLog::Core::WatchSession final
       create->set_progress_notify(true);
       create->add_filters(etcdserverpb::WatchCreateRequest::NODELETE);
       create->set_fragment(true);
+      // The log's destructor may have cancelled this subscription since Subscribe registered it
+      // (before it was reachable through shared_->session): cancel the call just made.
+      if (shared_->cancelled) context_.TryCancel();
       write_in_flight_ = true;
       StartWrite(&write_);
       // The creation counts as the first liveness probe.
@@ -815,6 +818,8 @@ EtcdLog::Core::~Core() {
   timer_.RunEverythingNow();
   {
     MutexLock lock(mu_);
+    // Subscribe registers no session once shutting_down_ is set, so every session counted here
+    // is one cancelled above: the wait ends.
     while (ops_ != 0 || !sessions_.empty()) {
       if (!mu_.WaitFor(idle_cv_, std::chrono::seconds(5)) && (ops_ != 0 || !sessions_.empty())) {
         spdlog::warn("etcd log shutdown: waiting for {} operation(s) and {} watch(es)", ops_,
@@ -946,14 +951,25 @@ void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<v
 std::unique_ptr<Subscription> EtcdLog::Core::Subscribe(int64_t from_index, EventCallback on_event) {
   from_index = std::max<int64_t>(from_index, 1);
   auto shared = std::make_shared<SubShared>();
+  bool refused = false;
+  {
+    // Registered, or refused, under the same lock as the destructor's snapshot of the sessions it
+    // cancels: a subscription made while the log is being destroyed (from one of its callbacks
+    // on another thread) is born cancelled and starts nothing, instead of running unseen by the
+    // destructor (which then waited for it forever, or returned under it).
+    MutexLock lock(mu_);
+    refused = shutting_down_;
+    if (!refused) sessions_.emplace(shared.get(), shared);
+  }
+  if (refused) {
+    MutexLock lock(shared->mu);
+    shared->cancelled = true;
+    return std::make_unique<SubscriptionHandle>(std::move(shared));
+  }
   auto* session = new WatchSession(this, shared, PickEndpoint(), from_index, std::move(on_event));
   {
     MutexLock lock(shared->mu);
     shared->session = session;
-  }
-  {
-    MutexLock lock(mu_);
-    sessions_.emplace(shared.get(), shared);
   }
   session->Start();
   return std::make_unique<SubscriptionHandle>(std::move(shared));

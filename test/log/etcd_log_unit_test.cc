@@ -711,5 +711,41 @@ TEST(EtcdLogNoServer, DestructorCompletesPendingOperationsAndCancelsSubscription
   sub.reset();
 }
 
+// A subscription made while the log is being destroyed (here from the callback of an operation
+// that the destructor completes, on the log's timer thread) must be cancelled like the others:
+// it delivers nothing, and the destructor neither waits for it nor leaves it running on a freed
+// log. Before the fix the destructor cancelled only the sessions it had seen when it started:
+// this one delivered its LogClosed after the destructor had begun (or, had the destructor won the
+// race, touched the freed log: ASan's heap-use-after-free).
+TEST(EtcdLogNoServer, SubscribingDuringTheDestructorDeliversNothing) {
+  std::atomic<int> events{0};
+  std::atomic<bool> head_done{false};
+  std::unique_ptr<Subscription> late;
+  std::mutex mu;
+  auto log = std::make_unique<EtcdLog>(DeadOptions());
+  EtcdLog* raw = log.get();
+  // Retried (every endpoint refuses) until the destructor completes it.
+  log->Head(std::chrono::steady_clock::now() + 1h, [&, raw](Result<LogHead> r) {
+    EXPECT_FALSE(r.ok());
+    auto sub = raw->Subscribe(1, [&](LogEvent) { ++events; });
+    std::lock_guard<std::mutex> lock(mu);
+    late = std::move(sub);
+    head_done = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  auto start = std::chrono::steady_clock::now();
+  log.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_TRUE(head_done.load());
+  // A watch on a refusing endpoint closes within milliseconds: its LogClosed would come now.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(events.load(), 0);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_NE(late, nullptr);
+  late->RequestProgress();  // harmless on a dead log
+  late.reset();
+  EXPECT_EQ(events.load(), 0);
+}
+
 }  // namespace
 }  // namespace k8shmir
