@@ -258,8 +258,7 @@ class EtcdLog::Core::RetryingCall final
     if (!core_->RegisterAttempt(context.get(), &attempt_id_, this)) {
       return Finish(FinalError("the etcd log is shutting down"), on_caller_thread);
     }
-    // Replacing the previous attempt's context is safe: its callback has returned (retries are
-    // started from the timer thread, never from inside that callback).
+    // The previous attempt's context is gone: its callback released it (OnAttemptDone).
     context_ = std::move(context);
     ++attempts_;
     response_.Clear();
@@ -273,6 +272,11 @@ class EtcdLog::Core::RetryingCall final
 
   void OnAttemptDone(grpc::Status status) {
     core_->UnregisterAttempt(attempt_id_);
+    // Released here, on gRPC's thread inside the attempt's own callback (as gRPC allows), and
+    // before a retry can be scheduled: the retry runs on the timer thread, possibly at once, and
+    // must not destroy this context (Attempt replacing context_) while gRPC is still running its
+    // callback. Not later either: the log may be gone once the operation finishes (Finish).
+    context_.reset();
     // Past the unregistration nobody interrupts this attempt any more.
     const bool interrupted = interrupted_attempt_.load() == attempt_id_;
     if (status.ok()) {
