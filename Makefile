@@ -15,7 +15,8 @@ CLANG_FORMAT ?= clang-format
 CTEST        := ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 --timeout 600 --no-tests=error
 CTEST_ARGS   ?=
 
-.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e demo bench fuzz format format-check clean
+.PHONY: all deps configure build test test-unit test-integration test-fault test-e2e test-asan \
+        test-tsan check-thread-safety demo bench fuzz format format-check clean
 
 all: build
 
@@ -48,6 +49,49 @@ test-fault: build
 test-e2e: build
 	$(CTEST) -L e2e $(CTEST_ARGS)
 
+# --- Sanitizers (README, Testing) ---------------------------------------------------------------
+# Separate build directories (g++ 12, RelWithDebInfo plus -fsanitize=...): ASan+UBSan runs the unit
+# and integration labels, TSan the unit label. Only those labels' tests and the programs they start
+# are built (CMake targets tests-<label>); the proxies and apps the integration tests start are this
+# build's, instrumented too. The runtime options go to the build as well: test discovery runs the
+# test binaries. Suppressions (test/sanitizers/) name third-party libraries only, never our code.
+SAN_SUPP   := $(abspath test/sanitizers)
+ASAN_DIR   ?= build-asan
+TSAN_DIR   ?= build-tsan
+ASAN_LOGS  := $(abspath $(ASAN_DIR))/sanitizer-logs
+TSAN_LOGS  := $(abspath $(TSAN_DIR))/sanitizer-logs
+ASAN_OPTS  := detect_leaks=1
+LSAN_OPTS  := suppressions=$(SAN_SUPP)/lsan.supp:print_suppressions=0
+UBSAN_OPTS := print_stacktrace=1:halt_on_error=1
+TSAN_OPTS  := suppressions=$(SAN_SUPP)/tsan.supp:ignore_noninstrumented_modules=1
+ASAN_ENV   := ASAN_OPTIONS=$(ASAN_OPTS) LSAN_OPTIONS=$(LSAN_OPTS) UBSAN_OPTIONS=$(UBSAN_OPTS)
+TSAN_ENV   := TSAN_OPTIONS=$(TSAN_OPTS)
+# While the tests run, every report also goes to <build>/sanitizer-logs/<tool>.<pid>, the
+# children's too (a passing test does not show their stderr): scripts/sanitizer-logs.sh prints
+# them and fails the target when there is any.
+ASAN_RUN   := ASAN_OPTIONS=$(ASAN_OPTS):log_path=$(ASAN_LOGS)/asan LSAN_OPTIONS=$(LSAN_OPTS) \
+              UBSAN_OPTIONS=$(UBSAN_OPTS):log_path=$(ASAN_LOGS)/ubsan
+TSAN_RUN   := TSAN_OPTIONS=$(TSAN_OPTS):log_path=$(TSAN_LOGS)/tsan
+SAN_CTEST  := ctest --output-on-failure -j2 --timeout 900 --no-tests=error
+
+## test-asan: AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/; unit + integration
+test-asan: deps
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_SANITIZE=address,undefined \
+	  -DK8SHMIR_BUILD_BENCH=OFF
+	$(ASAN_ENV) cmake --build $(ASAN_DIR) -j $(JOBS) --target tests-unit tests-integration
+	rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
+	rc=0; $(ASAN_RUN) $(SAN_CTEST) --test-dir $(ASAN_DIR) -L 'unit|integration' $(CTEST_ARGS) || \
+	  rc=$$?; bash scripts/sanitizer-logs.sh $(ASAN_LOGS) || rc=1; exit $$rc
+
+## test-tsan: ThreadSanitizer build in build-tsan/; the unit label
+test-tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_SANITIZE=thread \
+	  -DK8SHMIR_BUILD_BENCH=OFF
+	$(TSAN_ENV) cmake --build $(TSAN_DIR) -j $(JOBS) --target tests-unit
+	rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	rc=0; $(TSAN_RUN) $(SAN_CTEST) --test-dir $(TSAN_DIR) -L unit $(CTEST_ARGS) || rc=$$?; \
+	  bash scripts/sanitizer-logs.sh $(TSAN_LOGS) || rc=1; exit $$rc
+
 ## demo: 3 etcd members, 3 counter apps, 3 proxies on loopback; a workload; replicas compared
 demo: build
 	BUILD_DIR="$(abspath $(BUILD_DIR))" bash scripts/demo.sh
@@ -75,4 +119,4 @@ format-check: deps
 	@CLANG_FORMAT="$(CLANG_FORMAT)" bash scripts/format.sh --check
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)

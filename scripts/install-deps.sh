@@ -9,6 +9,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake pkg-config clang-format
+  # clang for `make check-thread-safety` (-Wthread-safety) and `make fuzz` (libFuzzer, ASan)
+  clang-14 libclang-rt-14-dev
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev

@@ -165,7 +165,11 @@ std::string SerializeForwardRequest(const HttpRequest& request, int64_t index,
 // Forwards written with one system call at most (pipelining).
 constexpr std::size_t kMaxJobsPerWrite = 64;
 
-// All connection state lives on one strand; every public call posts into it.
+// All connection state lives on one strand; every public call posts into it. Strand-owned (read
+// and written only on `strand`): conn and what it points to, to_write, to_read, writer_running,
+// reader_running, announced_pipelining. `strand` and `options` are set at construction and only
+// read afterwards. (No mutex, so nothing for clang's thread-safety analysis to check: see
+// common/thread_annotations.h.)
 struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
   asio::strand<asio::any_io_executor> strand;
   HttpAppOptions options;

@@ -8,12 +8,13 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <utility>
 
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "log/batch_format.h"
 #include "log/etcd_credentials.h"
@@ -144,26 +145,28 @@ class EtcdLog::Core {
 
   // Backoff before the retry that follows `failures` failed attempts: the other members are
   // tried at once, then exponentially (with jitter) up to kMaxBackoff.
-  Clock::duration Backoff(int failures);
+  Clock::duration Backoff(int failures) K8SHMIR_EXCLUDES(mu_);
 
-  void OpStarted();
-  void OpFinished();
+  void OpStarted() K8SHMIR_EXCLUDES(mu_);
+  void OpFinished() K8SHMIR_EXCLUDES(mu_);
   // Registers an attempt's context so that shutdown can cancel it, and, when `call` is given, so
   // that a leader change re-sends it; false when shutting down.
-  bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id, Interruptible* call = nullptr);
-  void UnregisterAttempt(uint64_t id);
-  void SessionFinished(SubShared* shared);
+  bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id, Interruptible* call = nullptr)
+      K8SHMIR_EXCLUDES(mu_);
+  void UnregisterAttempt(uint64_t id) K8SHMIR_EXCLUDES(mu_);
+  void SessionFinished(SubShared* shared) K8SHMIR_EXCLUDES(mu_);
 
   // The newest raft term seen in any answer.
   void NoteTerm(uint64_t term);
   // Something suggests that a member died (a broken connection, a failed call): find out whether
   // the leader changed, and if so re-send the calls in flight (see log/leader_change.h). No-op
   // while a check is running.
-  void SuspectLeaderLoss(const std::string& why);
-  void StartLeaderCheckRound();
-  void OnLeaderStatus(uint64_t round, size_t index, std::optional<MemberStatus> answer);
+  void SuspectLeaderLoss(const std::string& why) K8SHMIR_EXCLUDES(mu_);
+  void StartLeaderCheckRound() K8SHMIR_EXCLUDES(mu_);
+  void OnLeaderStatus(uint64_t round, size_t index, std::optional<MemberStatus> answer)
+      K8SHMIR_EXCLUDES(mu_);
   // Cancels every interruptible attempt in flight (they are re-sent at once); returns how many.
-  int InterruptAttemptsLocked();
+  int InterruptAttemptsLocked() K8SHMIR_REQUIRES(mu_);
   // Runs every kChannelPollInterval on the timer thread.
   void PollChannels();
   // Some endpoint other than `index` has a channel that is not in TRANSIENT_FAILURE.
@@ -180,26 +183,30 @@ class EtcdLog::Core {
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> last_endpoint_warning_ms_{0};
 
-  std::mutex mu_;  // guards the members below
-  std::condition_variable idle_cv_;
-  int64_t ops_ = 0;  // unary operations whose callback has not started yet
-  uint64_t next_attempt_id_ = 1;
+  // Taken after a subscription's SubShared::mu when both are held (a watch session starts its
+  // progress query with its mu held); never the other way round.
+  Mutex mu_;
+  std::condition_variable idle_cv_;          // ops_ == 0 && sessions_.empty(), notified under mu_
+  int64_t ops_ K8SHMIR_GUARDED_BY(mu_) = 0;  // unary operations whose callback has not started yet
+  uint64_t next_attempt_id_ K8SHMIR_GUARDED_BY(mu_) = 1;
   struct Attempt {
     grpc::ClientContext* context;
     Interruptible* call;  // null: not re-sent on a leader change
   };
-  std::map<uint64_t, Attempt> attempts_;
+  std::map<uint64_t, Attempt> attempts_ K8SHMIR_GUARDED_BY(mu_);
   // The leader check (SuspectLeaderLoss): one at a time, in rounds of one Status call per member.
-  bool check_running_ = false;
-  LeaderBaseline check_baseline_;  // known_leader_ and term_seen_ when it started
-  uint64_t known_leader_ = 0;      // the leader's member id found by the last check, 0 if none
-  Clock::time_point check_until_;
-  uint64_t check_round_ = 0;
-  size_t check_pending_ = 0;
-  Clock::time_point check_round_started_;
-  std::vector<std::optional<MemberStatus>> check_answers_;
-  std::map<SubShared*, std::shared_ptr<SubShared>> sessions_;
-  std::minstd_rand rng_;
+  bool check_running_ K8SHMIR_GUARDED_BY(mu_) = false;
+  // known_leader_ and term_seen_ when it started
+  LeaderBaseline check_baseline_ K8SHMIR_GUARDED_BY(mu_);
+  // The leader's member id found by the last check, 0 if none.
+  uint64_t known_leader_ K8SHMIR_GUARDED_BY(mu_) = 0;
+  Clock::time_point check_until_ K8SHMIR_GUARDED_BY(mu_);
+  uint64_t check_round_ K8SHMIR_GUARDED_BY(mu_) = 0;
+  size_t check_pending_ K8SHMIR_GUARDED_BY(mu_) = 0;
+  Clock::time_point check_round_started_ K8SHMIR_GUARDED_BY(mu_);
+  std::vector<std::optional<MemberStatus>> check_answers_ K8SHMIR_GUARDED_BY(mu_);
+  std::map<SubShared*, std::shared_ptr<SubShared>> sessions_ K8SHMIR_GUARDED_BY(mu_);
+  std::minstd_rand rng_ K8SHMIR_GUARDED_BY(mu_);
 
   // Last: its thread runs tasks that use the members above, and is stopped first.
   TimerQueue timer_;
@@ -209,7 +216,7 @@ class EtcdLog::Core {
 // RetryingCall: one unary KV operation, retried inside its deadline.
 
 template <class Response>
-class EtcdLog::Core::RetryingCall
+class EtcdLog::Core::RetryingCall final
     : public std::enable_shared_from_this<EtcdLog::Core::RetryingCall<Response>>,
       public EtcdLog::Core::Interruptible {
  public:
@@ -251,8 +258,7 @@ class EtcdLog::Core::RetryingCall
     if (!core_->RegisterAttempt(context.get(), &attempt_id_, this)) {
       return Finish(FinalError("the etcd log is shutting down"), on_caller_thread);
     }
-    // Replacing the previous attempt's context is safe: its callback has returned (retries are
-    // started from the timer thread, never from inside that callback).
+    // The previous attempt's context is gone: its callback released it (OnAttemptDone).
     context_ = std::move(context);
     ++attempts_;
     response_.Clear();
@@ -266,6 +272,11 @@ class EtcdLog::Core::RetryingCall
 
   void OnAttemptDone(grpc::Status status) {
     core_->UnregisterAttempt(attempt_id_);
+    // Released here, on gRPC's thread inside the attempt's own callback (as gRPC allows), and
+    // before a retry can be scheduled: the retry runs on the timer thread, possibly at once, and
+    // must not destroy this context (Attempt replacing context_) while gRPC is still running its
+    // callback. Not later either: the log may be gone once the operation finishes (Finish).
+    context_.reset();
     // Past the unregistration nobody interrupts this attempt any more.
     const bool interrupted = interrupted_attempt_.load() == attempt_id_;
     if (status.ok()) {
@@ -342,6 +353,11 @@ class EtcdLog::Core::RetryingCall
     done(std::move(result));
   }
 
+  // No lock: the state below is used by one thread at a time, handed over with the work. The
+  // caller's thread (Start), then gRPC's for the attempt's callback, then the timer thread for the
+  // retry it schedules as its last action, and so on; each hand-over goes through gRPC or the
+  // timer queue's mutex. The leader check touches only interrupted_attempt_ (atomic) and the
+  // context through Core::attempts_ (under Core::mu_, while the attempt is registered).
   Core* const core_;
   const std::string what_;
   const Deadline deadline_;
@@ -376,11 +392,11 @@ struct EtcdLog::Core::SubShared {
   // Held while deciding what to deliver and delivering it, so that on_event calls never overlap
   // and come in order. Taken before `mu`; never taken by Cancel or RequestProgress, so on_event
   // may call them.
-  std::mutex deliver_mu;
+  Mutex deliver_mu K8SHMIR_ACQUIRED_BEFORE(mu);
   // Guards the fields below and the session's state.
-  std::mutex mu;
-  WatchSession* session = nullptr;  // null once the session has ended
-  bool cancelled = false;           // by its owner (or by the log's shutdown)
+  Mutex mu;
+  WatchSession* session K8SHMIR_GUARDED_BY(mu) = nullptr;  // null once the session has ended
+  bool cancelled K8SHMIR_GUARDED_BY(mu) = false;  // by its owner (or by the log's shutdown)
 };
 
 class EtcdLog::Core::WatchSession final
@@ -395,14 +411,14 @@ class EtcdLog::Core::WatchSession final
         on_event_(std::move(on_event)),
         decoder_(core->options.prefix, from_index) {}
 
-  void Start() {
+  void Start() K8SHMIR_EXCLUDES(shared_->mu) {
     context_.AddMetadata(kHasLeaderKey, kHasLeaderValue);
     core_->watch_[endpoint_]->async()->Watch(&context_, this);
     // Progress requests are written from the timer thread, outside reactions: the hold keeps
     // the call alive for them until the read side is over (see OnReadDone).
     AddHold();
     {
-      std::lock_guard<std::mutex> lock(shared_->mu);
+      MutexLock lock(shared_->mu);
       auto* create = write_.mutable_create_request();
       create->set_key(core_->options.prefix);
       create->set_range_end(core_->range_end);
@@ -411,6 +427,9 @@ class EtcdLog::Core::WatchSession final
       create->set_progress_notify(true);
       create->add_filters(etcdserverpb::WatchCreateRequest::NODELETE);
       create->set_fragment(true);
+      // The log's destructor may have cancelled this subscription since Subscribe registered it
+      // (before it was reachable through shared_->session): cancel the call just made.
+      if (shared_->cancelled) context_.TryCancel();
       write_in_flight_ = true;
       StartWrite(&write_);
       // The creation counts as the first liveness probe.
@@ -427,9 +446,13 @@ class EtcdLog::Core::WatchSession final
 
   // The methods named *Locked run with shared_->mu held.
 
-  void CancelLocked() { context_.TryCancel(); }
+  // For code that reached this session through a SubShared whose mu it holds (shared->session ==
+  // this, so that mu is this session's shared_->mu): tells the analysis so.
+  void AssertLocked() const K8SHMIR_ASSERT_CAPABILITY(shared_->mu) {}
 
-  void RequestProgressLocked() {
+  void CancelLocked() K8SHMIR_REQUIRES(shared_->mu) { context_.TryCancel(); }
+
+  void RequestProgressLocked() K8SHMIR_REQUIRES(shared_->mu) {
     if (closed_ || read_done_) return;
     if (query_in_flight_) {
       query_again_ = true;
@@ -438,10 +461,10 @@ class EtcdLog::Core::WatchSession final
     StartQueryLocked();
   }
 
-  void OnReadDone(bool ok) override {
+  void OnReadDone(bool ok) override K8SHMIR_EXCLUDES(shared_->deliver_mu, shared_->mu) {
     if (!ok) {
       {
-        std::lock_guard<std::mutex> lock(shared_->mu);
+        MutexLock lock(shared_->mu);
         read_done_ = true;
       }
       // No more reads, and no more writes from outside reactions: OnDone may come.
@@ -449,10 +472,10 @@ class EtcdLog::Core::WatchSession final
       return;
     }
     {
-      std::lock_guard<std::mutex> deliver_lock(shared_->deliver_mu);
+      MutexLock deliver_lock(shared_->deliver_mu);
       std::vector<LogEvent> events;
       {
-        std::lock_guard<std::mutex> lock(shared_->mu);
+        MutexLock lock(shared_->mu);
         probe_outstanding_ = false;  // any response proves the stream alive
         core_->NoteTerm(response_.header().raft_term());
         if (!shared_->cancelled && !closed_) {
@@ -475,8 +498,8 @@ class EtcdLog::Core::WatchSession final
     StartRead(&response_);
   }
 
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+  void OnWriteDone(bool ok) override K8SHMIR_EXCLUDES(shared_->mu) {
+    MutexLock lock(shared_->mu);
     write_in_flight_ = false;
     if (!ok) {
       progress_write_wanted_ = false;  // the stream is broken; the read side will tell
@@ -488,13 +511,14 @@ class EtcdLog::Core::WatchSession final
     }
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void OnDone(const grpc::Status& status) override
+      K8SHMIR_EXCLUDES(shared_->deliver_mu, shared_->mu) {
     bool endpoint_failed = false;
     {
-      std::lock_guard<std::mutex> deliver_lock(shared_->deliver_mu);
+      MutexLock deliver_lock(shared_->deliver_mu);
       std::vector<LogEvent> events;
       {
-        std::lock_guard<std::mutex> lock(shared_->mu);
+        MutexLock lock(shared_->mu);
         shared_->session = nullptr;  // nobody may reach this object any more
         if (!shared_->cancelled && !closed_) {
           closed_ = true;
@@ -520,24 +544,26 @@ class EtcdLog::Core::WatchSession final
   }
 
  private:
-  void WriteProgressRequestLocked() {
+  void WriteProgressRequestLocked() K8SHMIR_REQUIRES(shared_->mu) {
     write_.Clear();
     write_.mutable_progress_request();
     write_in_flight_ = true;
     StartWrite(&write_);
   }
 
-  void ScheduleTickLocked(Clock::time_point when) {
+  void ScheduleTickLocked(Clock::time_point when) K8SHMIR_REQUIRES(shared_->mu) {
     core_->timer_.Schedule(when, [shared = shared_] {
-      std::lock_guard<std::mutex> lock(shared->mu);
-      if (shared->session != nullptr) shared->session->TickLocked();
+      MutexLock lock(shared->mu);
+      if (shared->session == nullptr) return;
+      shared->session->AssertLocked();
+      shared->session->TickLocked();
     });
   }
 
   // The liveness check: a WatchProgressRequest every progress_interval; no response at all
   // within liveness_timeout of one means the member is dead or cut off (a TCP connection to a
   // partitioned host can look healthy for a long time).
-  void TickLocked() {
+  void TickLocked() K8SHMIR_REQUIRES(shared_->mu) {
     if (read_done_ || closed_ || unresponsive_ || shared_->cancelled) return;
     auto now = Clock::now();
     const auto& options = core_->options;
@@ -564,21 +590,27 @@ class EtcdLog::Core::WatchSession final
   }
 
   // Periodic progress notifications only count when they move forward.
-  void FilterProgressLocked(std::vector<LogEvent>& events) {
-    std::erase_if(events, [this](const LogEvent& event) {
+  void FilterProgressLocked(std::vector<LogEvent>& events) K8SHMIR_REQUIRES(shared_->mu) {
+    // A loop, not std::erase_if with a lambda: the analysis would not know the lambda runs with
+    // shared_->mu held.
+    auto kept = events.begin();
+    for (auto& event : events) {
       const auto* progress = std::get_if<LogProgress>(&event);
-      if (progress == nullptr) return false;
-      if (progress->revision <= last_progress_) return true;
-      last_progress_ = progress->revision;
-      return false;
-    });
+      if (progress != nullptr) {
+        if (progress->revision <= last_progress_) continue;
+        last_progress_ = progress->revision;
+      }
+      if (&*kept != &event) *kept = std::move(event);
+      ++kept;
+    }
+    events.erase(kept, events.end());
   }
 
   // RequestProgress() is answered from a linearizable read of the head, not from etcd's reply to
   // a WatchProgressRequest: etcd 3.4.23 may send that reply ahead of events still in flight
   // (etcd issue #15220). The head read gives the revision R and the newest index M <= R; every
   // entry up to R has been delivered once M has (entries are never deleted by k8shmir).
-  void StartQueryLocked() {
+  void StartQueryLocked() K8SHMIR_REQUIRES(shared_->mu) {
     query_in_flight_ = true;
     query_again_ = false;
     auto request = core_->HeadRequest();
@@ -596,15 +628,17 @@ class EtcdLog::Core::WatchSession final
   }
 
   static void OnQueryDone(const std::shared_ptr<SubShared>& shared,
-                          Result<etcdserverpb::RangeResponse> result) {
-    std::lock_guard<std::mutex> deliver_lock(shared->deliver_mu);
+                          Result<etcdserverpb::RangeResponse> result)
+      K8SHMIR_EXCLUDES(shared->deliver_mu, shared->mu) {
+    MutexLock deliver_lock(shared->deliver_mu);
     // Holding deliver_mu keeps the session alive: its OnDone needs it before deleting itself.
     WatchSession* session = nullptr;
     std::vector<LogEvent> events;
     {
-      std::lock_guard<std::mutex> lock(shared->mu);
+      MutexLock lock(shared->mu);
       session = shared->session;
       if (session == nullptr) return;
+      session->AssertLocked();
       session->query_in_flight_ = false;
       if (shared->cancelled || session->closed_ || session->read_done_) return;
       if (!result.ok()) {
@@ -622,19 +656,22 @@ class EtcdLog::Core::WatchSession final
       session->AddSatisfiedProgressLocked(events);
       if (session->query_again_) session->StartQueryLocked();
     }
-    session->Deliver(events);
+    // The analysis does not know that session->shared_ is `shared`, whose deliver_mu is held.
+    session->DeliverHeldBy(shared.get(), events);
   }
 
-  void ScheduleQueryRetryLocked() {
+  void ScheduleQueryRetryLocked() K8SHMIR_REQUIRES(shared_->mu) {
     core_->timer_.Schedule(Clock::now() + kProgressQueryRetry, [shared = shared_] {
-      std::lock_guard<std::mutex> lock(shared->mu);
+      MutexLock lock(shared->mu);
       auto* session = shared->session;
-      if (session == nullptr || shared->cancelled || session->query_in_flight_) return;
+      if (session == nullptr || shared->cancelled) return;
+      session->AssertLocked();
+      if (session->query_in_flight_) return;
       session->RequestProgressLocked();
     });
   }
 
-  void AddSatisfiedProgressLocked(std::vector<LogEvent>& events) {
+  void AddSatisfiedProgressLocked(std::vector<LogEvent>& events) K8SHMIR_REQUIRES(shared_->mu) {
     if (!progress_pending_) return;
     if (decoder_.delivered_index() < pending_index_ && last_progress_ < pending_revision_) return;
     progress_pending_ = false;
@@ -644,14 +681,21 @@ class EtcdLog::Core::WatchSession final
   }
 
   // With deliver_mu held and mu not held (on_event may call Cancel or RequestProgress).
-  void Deliver(std::vector<LogEvent>& events) {
+  void Deliver(std::vector<LogEvent>& events) K8SHMIR_REQUIRES(shared_->deliver_mu)
+      K8SHMIR_EXCLUDES(shared_->mu) {
     for (auto& event : events) {
       {
-        std::lock_guard<std::mutex> lock(shared_->mu);
+        MutexLock lock(shared_->mu);
         if (shared_->cancelled) return;
       }
       on_event_(std::move(event));
     }
+  }
+  // Deliver, from code that holds `shared`->deliver_mu where shared->session == this.
+  void DeliverHeldBy(const SubShared* shared,
+                     std::vector<LogEvent>& events) K8SHMIR_NO_THREAD_SAFETY_ANALYSIS {
+    (void)shared;  // == shared_.get(): the caller found this session in it
+    Deliver(events);
   }
 
   Core* const core_;
@@ -662,23 +706,23 @@ class EtcdLog::Core::WatchSession final
   grpc::ClientContext context_;
   etcdserverpb::WatchResponse response_;  // the read buffer; only reactions touch it
 
-  // Guarded by shared_->mu.
-  WatchDecoder decoder_;
-  etcdserverpb::WatchRequest write_;  // the request being written
-  bool write_in_flight_ = false;
-  bool progress_write_wanted_ = false;
-  bool read_done_ = false;
-  bool closed_ = false;  // a LogClosed was delivered (or is being delivered)
-  bool unresponsive_ = false;
-  bool probe_outstanding_ = false;
-  Clock::time_point probe_sent_at_;
-  Clock::time_point next_probe_at_;
-  int64_t last_progress_ = 0;
-  bool query_in_flight_ = false;
-  bool query_again_ = false;
-  bool progress_pending_ = false;
-  int64_t pending_revision_ = 0;
-  int64_t pending_index_ = 0;
+  WatchDecoder decoder_ K8SHMIR_GUARDED_BY(shared_->mu);
+  etcdserverpb::WatchRequest write_ K8SHMIR_GUARDED_BY(shared_->mu);  // the request being written
+  bool write_in_flight_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  bool progress_write_wanted_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  bool read_done_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  // A LogClosed was delivered (or is being delivered).
+  bool closed_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  bool unresponsive_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  bool probe_outstanding_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  Clock::time_point probe_sent_at_ K8SHMIR_GUARDED_BY(shared_->mu);
+  Clock::time_point next_probe_at_ K8SHMIR_GUARDED_BY(shared_->mu);
+  int64_t last_progress_ K8SHMIR_GUARDED_BY(shared_->mu) = 0;
+  bool query_in_flight_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  bool query_again_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  bool progress_pending_ K8SHMIR_GUARDED_BY(shared_->mu) = false;
+  int64_t pending_revision_ K8SHMIR_GUARDED_BY(shared_->mu) = 0;
+  int64_t pending_index_ K8SHMIR_GUARDED_BY(shared_->mu) = 0;
 };
 
 class EtcdLog::Core::SubscriptionHandle final : public Subscription {
@@ -687,18 +731,21 @@ class EtcdLog::Core::SubscriptionHandle final : public Subscription {
   ~SubscriptionHandle() override { Cancel(); }
 
   void RequestProgress() override {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     // A live session implies a live log: the log's destructor waits for its sessions.
     if (shared_->session != nullptr && !shared_->cancelled) {
+      shared_->session->AssertLocked();
       shared_->session->RequestProgressLocked();
     }
   }
 
   void Cancel() override {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     if (shared_->cancelled) return;
     shared_->cancelled = true;
-    if (shared_->session != nullptr) shared_->session->CancelLocked();
+    if (shared_->session == nullptr) return;
+    shared_->session->AssertLocked();
+    shared_->session->CancelLocked();
   }
 
  private:
@@ -759,24 +806,29 @@ EtcdLog::Core::~Core() {
   }
   std::vector<std::shared_ptr<SubShared>> sessions;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     shutting_down_ = true;
     for (auto& [id, attempt] : attempts_) attempt.context->TryCancel();
     for (auto& [key, shared] : sessions_) sessions.push_back(shared);
   }
   for (auto& shared : sessions) {
-    std::lock_guard<std::mutex> lock(shared->mu);
+    MutexLock lock(shared->mu);
     shared->cancelled = true;
-    if (shared->session != nullptr) shared->session->CancelLocked();
+    if (shared->session == nullptr) continue;
+    shared->session->AssertLocked();
+    shared->session->CancelLocked();
   }
   // Operations waiting in a backoff finish now instead of at their deadline.
   timer_.RunEverythingNow();
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!idle_cv_.wait_for(lock, std::chrono::seconds(5),
-                              [this] { return ops_ == 0 && sessions_.empty(); })) {
-      spdlog::warn("etcd log shutdown: waiting for {} operation(s) and {} watch(es)", ops_,
-                   sessions_.size());
+    MutexLock lock(mu_);
+    // Subscribe registers no session once shutting_down_ is set, so every session counted here
+    // is one cancelled above: the wait ends.
+    while (ops_ != 0 || !sessions_.empty()) {
+      if (!mu_.WaitFor(idle_cv_, std::chrono::seconds(5)) && (ops_ != 0 || !sessions_.empty())) {
+        spdlog::warn("etcd log shutdown: waiting for {} operation(s) and {} watch(es)", ops_,
+                     sessions_.size());
+      }
     }
   }
   timer_.Stop();
@@ -903,14 +955,25 @@ void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<v
 std::unique_ptr<Subscription> EtcdLog::Core::Subscribe(int64_t from_index, EventCallback on_event) {
   from_index = std::max<int64_t>(from_index, 1);
   auto shared = std::make_shared<SubShared>();
+  bool refused = false;
+  {
+    // Registered, or refused, under the same lock as the destructor's snapshot of the sessions it
+    // cancels: a subscription made while the log is being destroyed (from one of its callbacks
+    // on another thread) is born cancelled and starts nothing, instead of running unseen by the
+    // destructor (which then waited for it forever, or returned under it).
+    MutexLock lock(mu_);
+    refused = shutting_down_;
+    if (!refused) sessions_.emplace(shared.get(), shared);
+  }
+  if (refused) {
+    MutexLock lock(shared->mu);
+    shared->cancelled = true;
+    return std::make_unique<SubscriptionHandle>(std::move(shared));
+  }
   auto* session = new WatchSession(this, shared, PickEndpoint(), from_index, std::move(on_event));
   {
-    std::lock_guard<std::mutex> lock(shared->mu);
+    MutexLock lock(shared->mu);
     shared->session = session;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    sessions_.emplace(shared.get(), shared);
   }
   session->Start();
   return std::make_unique<SubscriptionHandle>(std::move(shared));
@@ -952,18 +1015,18 @@ Clock::duration EtcdLog::Core::Backoff(int failures) {
   if (step < 0) return Clock::duration::zero();
   auto base = kFirstBackoff * (int64_t{1} << std::min(step, 10));
   base = std::min<milliseconds>(base, kMaxBackoff);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::uniform_int_distribution<int64_t> jitter(base.count() / 2, base.count());
   return milliseconds(jitter(rng_));
 }
 
 void EtcdLog::Core::OpStarted() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++ops_;
 }
 
 void EtcdLog::Core::OpFinished() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   --ops_;
   // Notified under the lock: the destructor cannot finish before we release it, and we touch
   // nothing after.
@@ -972,7 +1035,7 @@ void EtcdLog::Core::OpFinished() {
 
 bool EtcdLog::Core::RegisterAttempt(grpc::ClientContext* context, uint64_t* id,
                                     Interruptible* call) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (shutting_down_) return false;
   *id = next_attempt_id_++;
   attempts_.emplace(*id, Attempt{context, call});
@@ -980,12 +1043,12 @@ bool EtcdLog::Core::RegisterAttempt(grpc::ClientContext* context, uint64_t* id,
 }
 
 void EtcdLog::Core::UnregisterAttempt(uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   attempts_.erase(id);
 }
 
 void EtcdLog::Core::SessionFinished(SubShared* shared) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   sessions_.erase(shared);
   if (sessions_.empty()) idle_cv_.notify_all();
 }
@@ -1019,7 +1082,7 @@ void EtcdLog::Core::PollChannels() {
 
 void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (check_running_ || shutting_down_) return;
     check_running_ = true;
     ++check_round_;  // answers of an earlier check count no more
@@ -1033,7 +1096,7 @@ void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
 void EtcdLog::Core::StartLeaderCheckRound() {
   uint64_t round = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (shutting_down_) {
       check_running_ = false;
       return;
@@ -1073,7 +1136,7 @@ void EtcdLog::Core::StartLeaderCheckRound() {
 
 void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
                                    std::optional<MemberStatus> answer) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!check_running_ || round != check_round_) return;
   check_answers_[index] = answer;
   --check_pending_;

@@ -8,7 +8,7 @@ TimerQueue::~TimerQueue() { Stop(); }
 
 void TimerQueue::Schedule(Clock::time_point when, std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     tasks_.emplace(std::make_pair(immediate_ ? Clock::time_point::min() : when, next_seq_++),
                    std::move(fn));
@@ -18,7 +18,7 @@ void TimerQueue::Schedule(Clock::time_point when, std::function<void()> fn) {
 
 void TimerQueue::RunEverythingNow() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     immediate_ = true;
     // Re-key pending tasks as due now, keeping their relative order.
     decltype(tasks_) now_due;
@@ -32,7 +32,7 @@ void TimerQueue::RunEverythingNow() {
 
 void TimerQueue::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
@@ -40,30 +40,32 @@ void TimerQueue::Stop() {
   // Destroy leftovers outside the lock: a task's destructor may release objects that schedule.
   decltype(tasks_) leftovers;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     leftovers.swap(tasks_);
   }
 }
 
 void TimerQueue::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  // Explicit Lock/Unlock rather than a MutexLock: the lock is let go around each task.
+  mu_.Lock();
   while (!stopping_) {
     if (tasks_.empty()) {
-      cv_.wait(lock);
+      mu_.Wait(cv_);
       continue;
     }
     auto due = tasks_.begin()->first.first;
     if (due > Clock::now()) {
-      cv_.wait_until(lock, due);
+      mu_.WaitUntil(cv_, due);
       continue;
     }
     auto node = tasks_.extract(tasks_.begin());
-    lock.unlock();
+    mu_.Unlock();
     node.mapped()();
     // The task (and whatever it captured) is destroyed before taking the lock again.
     node = {};
-    lock.lock();
+    mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 }  // namespace k8shmir

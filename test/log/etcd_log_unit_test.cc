@@ -711,5 +711,66 @@ TEST(EtcdLogNoServer, DestructorCompletesPendingOperationsAndCancelsSubscription
   sub.reset();
 }
 
+// Every attempt fails at once (both endpoints refuse), and the first retry of each operation comes
+// without backoff (the other member is tried at once): the timer thread starts it while gRPC may
+// still be running the failed attempt's callback. Before the fix the retry destroyed that
+// attempt's ClientContext there, under the callback (TSan: the context's call freed on the timer
+// thread racing gRPC's completion tag on the callback's thread); now the callback releases it.
+TEST(EtcdLogNoServer, ImmediateRetriesLeaveEachAttemptsContextToItsCallback) {
+  EtcdLog log(DeadOptions());
+  constexpr int kCalls = 40;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  int unavailable = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    log.Head(std::chrono::steady_clock::now() + 300ms, [&](Result<LogHead> r) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!r.ok() && r.error().code == ErrorCode::kUnavailable) ++unavailable;
+      ++done;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return done == kCalls; }));
+  EXPECT_EQ(unavailable, kCalls);
+}
+
+// A subscription made while the log is being destroyed (here from the callback of an operation
+// that the destructor completes, on the log's timer thread) must be cancelled like the others:
+// it delivers nothing, and the destructor neither waits for it nor leaves it running on a freed
+// log. Before the fix the destructor cancelled only the sessions it had seen when it started:
+// this one delivered its LogClosed after the destructor had begun (or, had the destructor won the
+// race, touched the freed log: ASan's heap-use-after-free).
+TEST(EtcdLogNoServer, SubscribingDuringTheDestructorDeliversNothing) {
+  std::atomic<int> events{0};
+  std::atomic<bool> head_done{false};
+  std::unique_ptr<Subscription> late;
+  std::mutex mu;
+  auto log = std::make_unique<EtcdLog>(DeadOptions());
+  EtcdLog* raw = log.get();
+  // Retried (every endpoint refuses) until the destructor completes it.
+  log->Head(std::chrono::steady_clock::now() + 1h, [&, raw](Result<LogHead> r) {
+    EXPECT_FALSE(r.ok());
+    auto sub = raw->Subscribe(1, [&](LogEvent) { ++events; });
+    std::lock_guard<std::mutex> lock(mu);
+    late = std::move(sub);
+    head_done = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  auto start = std::chrono::steady_clock::now();
+  log.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_TRUE(head_done.load());
+  // A watch on a refusing endpoint closes within milliseconds: its LogClosed would come now.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(events.load(), 0);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_NE(late, nullptr);
+  late->RequestProgress();  // harmless on a dead log
+  late.reset();
+  EXPECT_EQ(events.load(), 0);
+}
+
 }  // namespace
 }  // namespace k8shmir
