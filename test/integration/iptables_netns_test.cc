@@ -405,6 +405,26 @@ class IptablesNetnsTest : public ::testing::Test {
   ChildProcess proxy_;
 };
 
+// `r`, the answer to the request `what`, came through the proxy and the log: committed (without
+// K8shmir headers the connection bypassed the proxy and changed this replica only), at an index
+// above every earlier one (appended to `indices`), with the app's `expected` body.
+void ExpectReplicated(const std::string& what, const json& expected, const CurlResponse& r,
+                      std::vector<int64_t>& indices) {
+  ASSERT_EQ(r.header("K8shmir-Outcome"), "committed")
+      << what << ": not replicated, the app answered directly:\n"
+      << r.raw;
+  const std::string index_text = r.header("K8shmir-Log-Index");
+  ASSERT_FALSE(index_text.empty()) << what << ": " << r.raw;
+  const int64_t index = std::stoll(index_text);
+  if (!indices.empty()) {
+    EXPECT_GT(index, indices.back()) << what;
+  }
+  indices.push_back(index);
+  json want = expected;
+  want["index"] = index;
+  EXPECT_EQ(r.Json(), want) << what << ": " << r.raw;
+}
+
 TEST_F(IptablesNetnsTest, RedirectsInboundAndLocalTrafficButNotTheProxy) {
   // --- the rules, twice: the second run changes nothing -------------------------------------
   const CommandResult first = RunInit();
@@ -477,18 +497,7 @@ TEST_F(IptablesNetnsTest, RedirectsInboundAndLocalTrafficButNotTheProxy) {
                           step.content_type);
     ASSERT_TRUE(r.error.empty()) << step.what << ": " << r.error;
     ASSERT_EQ(r.status(), 200u) << step.what << ": " << r.raw;
-    // Replicated: the proxy answered, and the entry went through the log.
-    EXPECT_EQ(r.header("K8shmir-Outcome"), "committed") << step.what << ": " << r.raw;
-    const std::string index_text = r.header("K8shmir-Log-Index");
-    ASSERT_FALSE(index_text.empty()) << step.what << ": " << r.raw;
-    const int64_t index = std::stoll(index_text);
-    if (!indices.empty()) {
-      EXPECT_GT(index, indices.back()) << step.what;
-    }
-    indices.push_back(index);
-    json want = step.expected;
-    want["index"] = index;
-    EXPECT_EQ(r.Json(), want) << step.what << ": " << r.raw;
+    ASSERT_NO_FATAL_FAILURE(ExpectReplicated(step.what, step.expected, r, indices));
   }
 
   // --- (c) the proxy's own connections reached the app directly -------------------------------
@@ -631,18 +640,7 @@ TEST_F(IptablesNetnsTest, RedirectsIpv6ClientsAndLoopbackButNotTheProxy) {
         Curl(step.where, "POST", Url(step.host, kAppPort, step.path), step.body, step.content_type);
     ASSERT_TRUE(r.error.empty()) << step.what << ": " << r.error;
     ASSERT_EQ(r.status(), 200u) << step.what << ": " << r.raw;
-    // No K8shmir headers: the connection bypassed the proxy and changed this replica only.
-    ASSERT_EQ(r.header("K8shmir-Outcome"), "committed")
-        << step.what << ": not replicated, the app answered directly:\n"
-        << r.raw;
-    const int64_t index = std::stoll(r.header("K8shmir-Log-Index"));
-    if (!indices.empty()) {
-      EXPECT_GT(index, indices.back()) << step.what;
-    }
-    indices.push_back(index);
-    json want = step.expected;
-    want["index"] = index;
-    EXPECT_EQ(r.Json(), want) << step.what << ": " << r.raw;
+    ASSERT_NO_FATAL_FAILURE(ExpectReplicated(step.what, step.expected, r, indices));
   }
 
   // The proxy's uid reaches the app on [::1] directly (no redirect loop, no entry).
