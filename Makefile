@@ -74,6 +74,11 @@ ASAN_RUN   := ASAN_OPTIONS=$(ASAN_OPTS):log_path=$(ASAN_LOGS)/asan LSAN_OPTIONS=
 TSAN_RUN   := TSAN_OPTIONS=$(TSAN_OPTS):log_path=$(TSAN_LOGS)/tsan
 SAN_CTEST  := ctest --output-on-failure -j2 --timeout 900 --no-tests=error
 
+## check-thread-safety: clang++-14 -Wthread-safety -Werror over src/log (syntax only; the CMake
+## target of that name, CMakeLists.txt)
+check-thread-safety: configure
+	cmake --build $(BUILD_DIR) --target check-thread-safety
+
 ## test-asan: AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/; unit + integration
 test-asan: deps
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_SANITIZE=address,undefined \

@@ -178,6 +178,7 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
         co_return;
       }
       const unsigned version = parser.get().version();
+      const std::size_t head_fields = FieldCount(parser.get());
       if (check.send_continue()) {
         http::response<http::empty_body> cont{http::status::continue_, version};
         co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
@@ -186,7 +187,8 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       if (!parser.is_done()) {
         co_await http::async_read(stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
-        HeadCheck body = CheckBodyRead(ec, version, options.body_limit);
+        HeadCheck body =
+            CheckBodyRead(ec, version, options.body_limit, head_fields, FieldCount(parser.get()));
         if (body.action() == HeadCheck::Action::kClose) break;
         if (body.action() == HeadCheck::Action::kReject) {
           co_await Reject(stream, body);

@@ -64,7 +64,13 @@ HeadCheck CheckRequestHead(const http::request_header<>& head, bool chunked, boo
   return HeadCheck::Accept();
 }
 
-HeadCheck CheckBodyRead(const beast::error_code& ec, unsigned version, std::size_t body_limit) {
+HeadCheck CheckBodyRead(const beast::error_code& ec, unsigned version, std::size_t body_limit,
+                        std::size_t head_fields, std::size_t message_fields) {
+  if (!ec && message_fields > head_fields) {
+    return HeadCheck::Reject(400, version,
+                             "trailer fields after a chunked body are not supported (they would "
+                             "bypass the checks the request's header fields get)");
+  }
   if (!ec) return HeadCheck::Accept();
   if (ec == http::error::body_limit) {
     return HeadCheck::Reject(413, version, BodyTooLargeReason(body_limit));
@@ -128,10 +134,11 @@ RequestVerdict CheckCompleteRequest(std::string_view bytes, std::size_t header_l
   }
   if (!verdict.check.ok()) return verdict;
   const unsigned version = parser.get().version();
+  const std::size_t head_fields = FieldCount(parser.get());
   if (!parser.is_done()) {
     parser.eager(true);
     ec = Feed(parser, bytes, /*head_only=*/false);
-    verdict.check = CheckBodyRead(ec, version, body_limit);
+    verdict.check = CheckBodyRead(ec, version, body_limit, head_fields, FieldCount(parser.get()));
     if (!verdict.check.ok()) return verdict;
   }
   verdict.request = ToReplicatedRequest(parser.release(), index_header);

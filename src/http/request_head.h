@@ -9,6 +9,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cstddef>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,9 +71,19 @@ HeadCheck CheckHeadRead(const boost::beast::error_code& ec, std::size_t body_lim
 HeadCheck CheckRequestHead(const boost::beast::http::request_header<>& head, bool chunked,
                            bool body_pending);
 
-// After reading the body: 413 beyond the limit, kClose on timeout, 400 when malformed.
+// The number of fields of a request (with a chunked body, after the body: trailers included).
+inline std::size_t FieldCount(
+    const boost::beast::http::request<boost::beast::http::string_body>& msg) {
+  return static_cast<std::size_t>(std::distance(msg.begin(), msg.end()));
+}
+
+// After reading the body: 413 beyond the limit, kClose on timeout, 400 when malformed. With
+// `message_fields` > `head_fields` the chunked body ended in trailer fields, which Beast adds to
+// the message's fields: a 400, since they would reach the app (and every replica) without the
+// checks the head's fields get (a second Host, a Log-Index, framing headers).
 HeadCheck CheckBodyRead(const boost::beast::error_code& ec, unsigned version,
-                        std::size_t body_limit);
+                        std::size_t body_limit, std::size_t head_fields = 0,
+                        std::size_t message_fields = 0);
 
 // The request as it is replicated: method, target, version, the end-to-end headers only
 // (EndToEndHeaders: hop-by-hop ones, `index_header` and K8shmir-* dropped) and the body, moved.

@@ -137,6 +137,24 @@ TEST(RequestHeadTest, ChunkedBodiesAreReassembled) {
   for (const auto& h : v.request->headers) EXPECT_NE(h.name, "Transfer-Encoding");
 }
 
+// Trailer fields after a chunked body land among the message's fields, after the head was
+// checked: a second Host (found by the fuzzer), a Log-Index or framing headers would reach the app
+// and every replica unchecked. They are refused.
+TEST(RequestHeadTest, TrailerFieldsAfterAChunkedBodyAre400) {
+  const std::string chunked =
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n";
+  for (const char* trailer : {"Host: b\r\n", "Log-Index: 5\r\n", "X-Checksum: 1\r\n"}) {
+    ExpectRejected(chunked + trailer + "\r\n", 400, 11, "trailer fields after a chunked body");
+  }
+  // Beast itself refuses framing fields there.
+  ExpectRejected(chunked + "Content-Length: 3\r\n\r\n", 400, 11, "malformed request body: ");
+  // The fuzzer's input: an obs-fold-like trailer value hiding a second Host.
+  ExpectRejected(chunked + "Tr`iler: \t\t\xce\xce\tPOST /x HTTP/1.1\r\nHost: \xf7\xf6\r\n\r\n", 400,
+                 11, "trailer fields after a chunked body");
+  // Without trailers a chunked body is accepted.
+  EXPECT_TRUE(Check(chunked + "\r\n").check.ok());
+}
+
 TEST(RequestHeadTest, ABodyCutShortIs400) {
   ExpectRejected("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc", 400, 11,
                  "malformed request body: ");
