@@ -148,10 +148,6 @@ void AdminServer::Stop() {
   });
 }
 
-uint16_t AdminServer::port() const {
-  beast::error_code ec;
-  auto ep = state_->acceptor.local_endpoint(ec);
-  return ec ? 0 : ep.port();
-}
+uint16_t AdminServer::port() const { return BoundPort(state_->acceptor); }
 
 }  // namespace k8shmir

@@ -154,7 +154,7 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
           s.watch_pauses);
   counter("k8shmir_requests_over_byte_budget_total",
           "Client requests refused because the pending requests' bytes were at their limit.",
-          s.requests_too_large_for_budget);
+          s.requests_over_byte_budget);
   WriteHistogram(out, "k8shmir_append_latency_seconds", "Time to append an entry to the log.",
                  labels, s.append_latency);
   WriteHistogram(out, "k8shmir_apply_latency_seconds",

@@ -56,4 +56,10 @@ Status ListenOn(boost::asio::ip::tcp::acceptor& acceptor, const std::string& add
   return OkStatus();
 }
 
+uint16_t BoundPort(const boost::asio::ip::tcp::acceptor& acceptor) {
+  boost::system::error_code ec;
+  auto endpoint = acceptor.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
 }  // namespace k8shmir

@@ -265,10 +265,6 @@ void FrontServer::Stop() {
   state_->CloseIdleSessions();
 }
 
-uint16_t FrontServer::port() const {
-  beast::error_code ec;
-  auto ep = state_->acceptor.local_endpoint(ec);
-  return ec ? 0 : ep.port();
-}
+uint16_t FrontServer::port() const { return BoundPort(state_->acceptor); }
 
 }  // namespace k8shmir

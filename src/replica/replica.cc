@@ -155,8 +155,10 @@ void Replica::NoteAppDeclares(const AppIndex& app) {
       app.pipelining ? std::max<std::size_t>(options_.app_pipeline_depth, 1) : 1;
 }
 
-void Replica::RecordError(const std::string& message) {
-  if (message != status_.last_error) spdlog::warn("replica {}: {}", options_.replica_id, message);
+void Replica::RecordError(const std::string& message, spdlog::level::level_enum level) {
+  if (message != status_.last_error) {
+    spdlog::log(level, "replica {}: {}", options_.replica_id, message);
+  }
   status_.last_error = message;
   status_.last_error_unix_ms = UnixMillis();
 }
@@ -208,15 +210,14 @@ void Replica::QueryAppIndex(std::function<void(Result<AppIndex>)> done) {
   // HttpApp bounds each step by the app timeout, but a LastIndex that never calls back (an
   // exception swallowed, a resolver that hangs, a bug) must not hang the replica: the first of
   // the answer and this deadline wins, the other is ignored.
+  const auto limit = 2 * options_.app_timeout + std::chrono::milliseconds(500);
   auto answered = std::make_shared<bool>(false);
-  auto timer = std::make_shared<asio::steady_timer>(
-      strand_, 2 * options_.app_timeout + std::chrono::milliseconds(500));
-  const auto limit = Millis(2 * options_.app_timeout + std::chrono::milliseconds(500));
+  auto timer = std::make_shared<asio::steady_timer>(strand_, limit);
   timer->async_wait([answered, done, limit](boost::system::error_code ec) {
     if (ec || *answered) return;
     *answered = true;
-    done(Error{ErrorCode::kUnavailable,
-               "the app's last-index answer did not come within " + std::to_string(limit) + " ms"});
+    done(Error{ErrorCode::kUnavailable, "the app's last-index answer did not come within " +
+                                            std::to_string(limit.count()) + " ms"});
   });
   app_.LastIndex([self = shared_from_this(), answered, timer, done](Result<AppIndex> r) {
     asio::post(self->strand_, [answered, timer, done, r = std::move(r)]() mutable {
@@ -235,11 +236,7 @@ void Replica::AppContractViolation(const std::string& what) {
                     "the app reports one again (a request that reached the app without the "
                     "index header, around the proxy, is the usual cause; restart the app to "
                     "rebuild its state from the log)";
-  if (status_.state != ReplicaState::kAppContractViolation || status_.last_error != why) {
-    spdlog::error("replica {}: {}", options_.replica_id, why);
-  }
-  status_.last_error = why;
-  status_.last_error_unix_ms = UnixMillis();
+  RecordError(why, spdlog::level::err);
   SetState(ReplicaState::kAppContractViolation, why);
 }
 
@@ -369,7 +366,7 @@ void Replica::OnBatch(LogBatch& batch) {
     queued_bytes_ += record.value.size();
     queue_.push_back(std::move(record));
   }
-  backlog_peak_bytes_ = std::max(backlog_peak_bytes_, queued_bytes_ + pending_.bytes());
+  NoteBacklog();
   if (QueueFull() && subscription_) {
     // Bound memory: stop the watch and resume from position_ + 1 once the app has caught up.
     ++watch_gen_;
@@ -394,6 +391,10 @@ void Replica::MaybeResumeWatch() {
 void Replica::PopQueueFront() {
   queued_bytes_ -= queue_.front().value.size();
   queue_.pop_front();
+}
+
+void Replica::NoteBacklog() {
+  backlog_peak_bytes_ = std::max(backlog_peak_bytes_, queued_bytes_ + pending_.bytes());
 }
 
 void Replica::MaybeReleaseMemory() {
@@ -711,7 +712,7 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
     if (!self->pending_.empty() &&
         self->pending_.bytes() + value.size() > self->options_.max_pending_bytes) {
       ++self->status_.requests_not_committed;
-      ++self->status_.requests_too_large_for_budget;
+      ++self->status_.requests_over_byte_budget;
       done(ErrorReply(503, Outcome::kNotCommitted, 0,
                       "too many bytes of requests are waiting for the log on this replica (" +
                           std::to_string(self->pending_.bytes()) + " pending, limit " +
@@ -728,8 +729,7 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
     pending.deadline = deadline;
     pending.bytes = value.size();
     self->pending_.Add(id, std::move(pending));
-    self->backlog_peak_bytes_ =
-        std::max(self->backlog_peak_bytes_, self->queued_bytes_ + self->pending_.bytes());
+    self->NoteBacklog();
     self->ArmDeadlineTimer();
     self->outbox_.push_back(LogEntry{std::move(id), std::move(value)});
     self->FlushAppends();
@@ -814,11 +814,10 @@ void Replica::OnEntryAppended(const std::string& id, const Result<int64_t>& resu
 
 void Replica::ArmDeadlineTimer() {
   auto next = pending_.NextDeadline();
-  if (!next || (deadline_armed_ && deadline_armed_at_ <= *next)) return;
+  if (!next || (deadline_armed_ && deadline_timer_->expiry() <= *next)) return;
   if (!deadline_timer_) deadline_timer_ = std::make_unique<asio::steady_timer>(strand_);
   // Re-arming cancels the wait in progress; its handler sees operation_aborted.
   deadline_armed_ = true;
-  deadline_armed_at_ = *next;
   deadline_timer_->expires_at(*next);
   deadline_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec || self->stopped_) return;

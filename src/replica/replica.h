@@ -14,10 +14,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
+
+#include <spdlog/common.h>
 
 #include "codec/entry_codec.h"
 #include "k8shmir/app.h"
@@ -89,7 +89,9 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void SetState(ReplicaState state, const std::string& why);
   // For /status: what the app declared in its last answer, and the depth that gives.
   void NoteAppDeclares(const AppIndex& app);
-  void RecordError(const std::string& message);
+  // Sets last_error; logs it (warn unless told otherwise) when it differs from the last one.
+  void RecordError(const std::string& message,
+                   spdlog::level::level_enum level = spdlog::level::warn);
 
   // Full (re)start of the pipeline from the app's own index.
   void Recover(ReplicaState state, const std::string& why);
@@ -111,6 +113,8 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   bool QueueFull() const;
   // Pops the queue's front entry (applied or skipped), keeping queued_bytes_ in step.
   void PopQueueFront();
+  // Records the backlog's size (queued + pending bytes) for MaybeReleaseMemory.
+  void NoteBacklog();
   // Gives freed heap back to the system once a large backlog has drained.
   void MaybeReleaseMemory();
 
@@ -193,8 +197,7 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
 
   PendingRequests<ReplyCallback> pending_;
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
-  bool deadline_armed_ = false;
-  std::chrono::steady_clock::time_point deadline_armed_at_;
+  bool deadline_armed_ = false;  // a wait is in progress, for deadline_timer_->expiry()
 };
 
 }  // namespace k8shmir

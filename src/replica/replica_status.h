@@ -60,12 +60,12 @@ struct ReplicaStatus {
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log
   uint64_t recoveries = 0;
   uint64_t watch_restarts = 0;
-  uint64_t log_appends = 0;              // append requests (batches) sent to the log
-  uint64_t log_appended_entries = 0;     // entries in them
-  uint64_t app_contract_violations = 0;  // last-index answers that were not a number
-  uint64_t app_stalls = 0;               // times an entry went unanswered past the app timeout
-  uint64_t requests_too_large_for_budget = 0;  // refused: pending bytes over the budget
-  uint64_t watch_pauses = 0;                   // watch paused for a full queue (entries or bytes)
+  uint64_t log_appends = 0;                // append requests (batches) sent to the log
+  uint64_t log_appended_entries = 0;       // entries in them
+  uint64_t app_contract_violations = 0;    // last-index answers that were not a number
+  uint64_t app_stalls = 0;                 // times an entry went unanswered past the app timeout
+  uint64_t requests_over_byte_budget = 0;  // refused: pending bytes over the budget
+  uint64_t watch_pauses = 0;               // watch paused for a full queue (entries or bytes)
   int64_t last_recovery_ms = 0;
   // The app's last /last-index answer declared "pipelining": true; entries in flight to it at
   // most (1 unless it did). The forwarding connection reads the declaration again when opened.

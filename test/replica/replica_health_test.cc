@@ -170,7 +170,7 @@ TEST_F(ReplicaHealthTest, PendingRequestsAreBoundedInBytes) {
   EXPECT_EQ(refused.response.status, 503u);
   EXPECT_EQ(refused.outcome, Outcome::kNotCommitted);
   EXPECT_NE(refused.response.body.find("too many bytes"), std::string::npos);
-  EXPECT_EQ(Status().requests_too_large_for_budget, 1u);
+  EXPECT_EQ(Status().requests_over_byte_budget, 1u);
   ReleaseAppends();
   ASSERT_TRUE(RunUntil([&] { return replies_.size() == 2; }));
   EXPECT_EQ(Status().pending_bytes, 0u);
