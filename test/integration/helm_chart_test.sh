@@ -115,6 +115,9 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
     local etcd
     etcd=$(doc "$file" StatefulSet "$NAME-etcd") || { fail "no etcd StatefulSet"; return; }
     has "$etcd" 'volumeClaimTemplates:' "etcd PVCs"
+    # etcd frees the history of trimmed log keys itself (catch-up does not need that history).
+    has "$etcd" '- --auto-compaction-mode=periodic' "etcd auto-compaction on by default"
+    has "$etcd" '- --auto-compaction-retention=5m' "etcd auto-compaction retention"
     has "$etcd" "serviceName: $NAME-etcd-headless" "etcd headless service"
     doc "$file" Service "$NAME-etcd-headless" | grep -qF 'clusterIP: None' && ok || fail "etcd headless Service"
     doc "$file" PodDisruptionBudget "$NAME-etcd" >/dev/null && ok || fail "no etcd PodDisruptionBudget"
