@@ -14,6 +14,7 @@
 #include "common/accept_loop.h"
 #include "common/async_callback.h"
 #include "common/listen.h"
+#include "common/session_registry.h"
 
 namespace k8shmir {
 
@@ -31,6 +32,7 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
   std::shared_ptr<ReplicaService> replica;
   std::chrono::milliseconds liveness_timeout;
   tcp::acceptor acceptor;
+  SessionRegistry sessions;
 
   State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<ReplicaService> r,
         std::chrono::milliseconds liveness)
@@ -43,9 +45,9 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
 
   asio::awaitable<void> Accept() {
     auto self = shared_from_this();
-    std::function<bool()> stopping_now = [] { return false; };
-    auto sessions = AcceptSessions(self, "admin", std::move(stopping_now));
-    co_await std::move(sessions);
+    std::function<bool()> stopping_now = [self] { return self->sessions.stopping(); };
+    auto accepting = AcceptSessions(self, "admin", std::move(stopping_now));
+    co_await std::move(accepting);
   }
 
   asio::awaitable<http::response<http::string_body>> Handle(
@@ -98,19 +100,26 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
 
   asio::awaitable<void> Session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
+    // So that Stop() can close it while it waits for a request (a probe's keep-alive connection
+    // would otherwise hold the replica for up to the idle timeout after Stop).
+    SessionRegistry::Registration registration(sessions, stream);
     beast::flat_buffer buffer;
     for (;;) {
       beast::error_code ec;
       http::request_parser<http::string_body> parser;
       parser.header_limit(16 * 1024);
       parser.body_limit(16 * 1024);
+      // Idle for the whole read: these requests are small GETs, and one cut short by Stop() is
+      // answered by nobody, which a probe handles like any closed connection.
+      if (!registration.SetIdle(true)) break;
       stream.expires_after(std::chrono::seconds(30));
       co_await http::async_read(stream, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
+      registration.SetIdle(false);
       if (ec) break;
       auto req = parser.release();
       auto res = co_await Handle(req);
-      res.keep_alive(req.keep_alive());
+      res.keep_alive(req.keep_alive() && !sessions.stopping());
       res.prepare_payload();
       if (req.method() == http::verb::head) res.body().clear();
       stream.expires_after(std::chrono::seconds(10));
@@ -142,10 +151,12 @@ void AdminServer::Start() {
 }
 
 void AdminServer::Stop() {
+  // In this order for the reason FrontServer::Stop gives.
   asio::post(state_->acceptor.get_executor(), [s = state_] {
     beast::error_code ignored;
     s->acceptor.close(ignored);
   });
+  state_->sessions.CloseIdle();
 }
 
 uint16_t AdminServer::port() const { return BoundPort(state_->acceptor); }

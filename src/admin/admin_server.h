@@ -25,8 +25,8 @@ class AdminServer {
   ~AdminServer();
   Status Listen();
   void Start();
-  // Stops accepting. Open admin connections end at their next request or their 30 s read
-  // timeout (probes and scrapes do not keep connections idle for long). Any thread.
+  // Stops accepting and closes the connections waiting for a request; a request being answered
+  // gets its answer with Connection: close. Any thread.
   void Stop();
   // The bound port (after Listen), 0 before.
   uint16_t port() const;

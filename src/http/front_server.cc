@@ -12,13 +12,12 @@
 #include <boost/beast/http.hpp>
 
 #include <array>
-#include <mutex>
-#include <unordered_set>
 
 #include "codec/header_filter.h"
 #include "common/accept_loop.h"
 #include "common/async_callback.h"
 #include "common/listen.h"
+#include "common/session_registry.h"
 #include "http/request_head.h"
 
 namespace k8shmir {
@@ -27,18 +26,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-
-namespace {
-
-// A live client session, as Stop() sees it. `stream` and `idle` are touched only on `executor`
-// (the session's strand); `stream` is null once the session ended.
-struct SessionEntry {
-  beast::tcp_stream* stream = nullptr;
-  bool idle = false;
-  asio::any_io_executor executor;
-};
-
-}  // namespace
 
 // Shared by the server object, its accept loop and every session (each holds a shared_ptr), so
 // it lives as long as the last of them.
@@ -49,18 +36,16 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
   std::shared_ptr<ReplicaService> replica;
   tcp::acceptor acceptor;
   std::atomic<std::size_t> connections{0};
-  std::atomic<bool> stopping{false};
-  std::mutex sessions_mutex;
-  std::unordered_set<std::shared_ptr<SessionEntry>> sessions;
+  SessionRegistry sessions;
 
   State(asio::io_context& io, FrontServerOptions o, std::shared_ptr<ReplicaService> r)
       : ioc(io), options(std::move(o)), replica(std::move(r)), acceptor(asio::make_strand(io)) {}
 
   asio::awaitable<void> Accept() {
     auto self = shared_from_this();
-    std::function<bool()> stopping_now = [self] { return self->stopping.load(); };
-    auto sessions = AcceptSessions(self, "client", std::move(stopping_now));
-    co_await std::move(sessions);
+    std::function<bool()> stopping_now = [self] { return self->sessions.stopping(); };
+    auto accepting = AcceptSessions(self, "client", std::move(stopping_now));
+    co_await std::move(accepting);
   }
 
   // A short error answer written by the proxy itself; the connection is closed after it.
@@ -132,17 +117,8 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       ~Count() { --n; }
     } count{connections};
     beast::tcp_stream stream(std::move(socket));
-    // Registered so that Stop() can close it while it waits for a request; unregistered (on this
-    // strand) when the session ends, whichever way it ends.
-    auto entry = std::make_shared<SessionEntry>();
-    entry->stream = &stream;
-    entry->executor = stream.get_executor();
-    struct Registration {
-      State& state;
-      std::shared_ptr<SessionEntry> entry;
-      ~Registration() { state.Unregister(entry); }
-    } registration{*this, entry};
-    Register(entry);
+    // So that Stop() can close it while it waits for a request.
+    SessionRegistry::Registration registration(sessions, stream);
     if (++connections > options.max_connections) {
       auto error_response = ProxyError(503, 11, "too many connections");
       co_await WriteAndClose(stream, error_response);
@@ -152,15 +128,12 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     for (;;) {
       beast::error_code ec;
       if (buffer.size() == 0) {
-        // Waiting for a request to begin: the idle timeout applies, and Stop() may close it (it
-        // sets `stopping` before it posts the close to this strand, so either it finds the
-        // session idle or the session sees `stopping` here).
-        entry->idle = true;
-        if (stopping) break;
+        // Waiting for a request to begin: the idle timeout applies, and Stop() may close it.
+        if (!registration.SetIdle(true)) break;
         stream.expires_after(options.idle_timeout);
         std::size_t n = co_await stream.async_read_some(
             buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
-        entry->idle = false;
+        registration.SetIdle(false);
         if (ec) break;
         buffer.commit(n);
       }
@@ -205,7 +178,7 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       };
       ClientReply reply = co_await AsyncFromCallback<ClientReply>(submit, asio::use_awaitable);
       // Read after the answer: a Stop() meanwhile closes the connection, and says so.
-      const bool keep_alive = client_keeps_alive && !stopping;
+      const bool keep_alive = client_keeps_alive && !sessions.stopping();
 
       auto res = ToResponse(std::move(reply), version, is_head, keep_alive);
       stream.expires_after(options.read_timeout);
@@ -215,28 +188,6 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream.close();
-  }
-
-  void Register(const std::shared_ptr<SessionEntry>& entry) {
-    std::lock_guard<std::mutex> lock(sessions_mutex);
-    sessions.insert(entry);
-  }
-
-  void Unregister(const std::shared_ptr<SessionEntry>& entry) {
-    entry->stream = nullptr;
-    std::lock_guard<std::mutex> lock(sessions_mutex);
-    sessions.erase(entry);
-  }
-
-  // Closes the sessions waiting for a request, each on its own strand; the others see
-  // `stopping` once their request is answered.
-  void CloseIdleSessions() {
-    std::lock_guard<std::mutex> lock(sessions_mutex);
-    for (const auto& entry : sessions) {
-      asio::post(entry->executor, [entry] {
-        if (entry->stream != nullptr && entry->idle) entry->stream->cancel();
-      });
-    }
   }
 };
 
@@ -257,12 +208,14 @@ void FrontServer::Start() {
 }
 
 void FrontServer::Stop() {
-  state_->stopping = true;
+  // The acceptor's close is posted before the sessions' closes: once a client sees its idle
+  // connection closed, the close of the acceptor (whose handler holds the state) has run too, so
+  // nothing queued still holds the replica when the io thread ends (see main's teardown).
   asio::post(state_->acceptor.get_executor(), [s = state_] {
     beast::error_code ignored;
     s->acceptor.close(ignored);
   });
-  state_->CloseIdleSessions();
+  state_->sessions.CloseIdle();
 }
 
 uint16_t FrontServer::port() const { return BoundPort(state_->acceptor); }

@@ -227,6 +227,28 @@ TEST_F(AdminServerFakeReplicaTest, StatusIsJsonAndMetricsArePrometheusText) {
             std::string::npos);
 }
 
+// A probe's keep-alive connection, idle after its answer: Stop closes it, and then nothing but
+// its owners holds the replica (main destroys the replica before what it borrowed). Before Stop
+// closed idle admin sessions, the connection stayed open for its 30 s read timeout and the
+// suspended session kept the replica.
+TEST_F(AdminServerFakeReplicaTest, StopClosesIdleKeepAliveConnections) {
+  replica_->status.state = ReplicaState::kServing;
+  replica_->status.state_reason = "caught up";
+  Start();
+  testing::RawClient client(admin_->port());
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Send("GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ASSERT_NE(client.Read("caught up", 5s).find("200 OK"), std::string::npos);
+  admin_->Stop();
+  EXPECT_TRUE(client.ClosedWithin(2s));
+  work_.reset();
+  thread_.join();  // returns once nothing is left to run: no session is suspended
+  std::weak_ptr<testing::FakeReplica> watch = replica_;
+  admin_.reset();
+  replica_.reset();
+  EXPECT_TRUE(watch.expired()) << "a suspended admin session still holds the replica";
+}
+
 TEST_F(AdminServerFakeReplicaTest, OnlyGetAndHeadOnKnownPaths) {
   Start();
   EXPECT_EQ(Http(admin_->port(), "POST", "/status", "x").status, 405u);

@@ -5,11 +5,8 @@
 #include "http/front_server.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -28,58 +25,11 @@ using namespace std::chrono_literals;
 using testing::FakeReplica;
 using testing::Http;
 using testing::HttpConnection;
+using testing::RawClient;
 using testing::RawExchange;
 using testing::RawHeader;
 using testing::RawStatus;
 using testing::WaitFor;
-
-// A raw client connection, for what the blocking client hides (idle connections, closes).
-class RawClient {
- public:
-  explicit RawClient(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawClient() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  bool Send(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-  // Reads until `until` appears in what was received, the server closes, or `timeout` passes.
-  std::string Read(const std::string& until, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (received_.find(until) == std::string::npos && !closed_) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left <= 0ms) break;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        closed_ = true;
-        break;
-      }
-      received_.append(buf, static_cast<std::size_t>(n));
-    }
-    return received_;
-  }
-  // True once the server closed the connection, waiting up to `timeout` for it.
-  bool ClosedWithin(std::chrono::milliseconds timeout) {
-    Read("\x01never\x02", timeout);
-    return closed_;
-  }
-
- private:
-  int fd_;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::string received_;
-};
 
 const std::string kGet = "GET /integer HTTP/1.1\r\nHost: a\r\n\r\n";
 
@@ -100,7 +50,20 @@ class FrontServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->Listen());
     port_ = server_->port();
     server_->Start();
-    thread_ = std::thread([this] { ioc_.run(); });
+    thread_ = std::thread([this] {
+      ioc_.run();
+      io_done_ = true;
+    });
+  }
+
+  // Lets the io_context's thread end by itself, which it does once no handler is queued and no
+  // operation is pending (at most `timeout`; then it is stopped). False when it had to be stopped:
+  // something was still suspended.
+  bool DrainIo(std::chrono::milliseconds timeout) {
+    work_.reset();
+    const bool drained = WaitFor([&] { return io_done_.load(); }, timeout);
+    StopIo();
+    return drained;
   }
 
   // Stops the io_context's thread; what it still holds is destroyed with it.
@@ -123,6 +86,7 @@ class FrontServerTest : public ::testing::Test {
   std::unique_ptr<FrontServer> server_;
   uint16_t port_ = 0;
   std::thread thread_;
+  std::atomic<bool> io_done_{false};
 };
 
 TEST_F(FrontServerTest, ReplicatesTheEndToEndRequestAndAnswersWithTheReplicasReply) {
@@ -251,7 +215,7 @@ TEST_F(FrontServerTest, AfterStopNothingButItsOwnersHoldTheReplica) {
   ASSERT_NE(client.Read("ok GET", 5s).find("200 OK"), std::string::npos);
   server_->Stop();
   client.ClosedWithin(2s);
-  StopIo();
+  EXPECT_TRUE(DrainIo(5s)) << "the io_context still had work after Stop (a suspended session)";
   std::weak_ptr<FakeReplica> watch = replica_;
   server_.reset();
   replica_.reset();

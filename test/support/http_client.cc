@@ -9,7 +9,11 @@
 #include <functional>
 #include <optional>
 
+#include <netinet/in.h>
+#include <poll.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace k8shmir::testing {
 namespace {
@@ -189,6 +193,45 @@ std::string RawExchange(uint16_t port, std::string bytes, std::chrono::milliseco
   });
   ioc.run();
   return received;
+}
+
+RawClient::RawClient(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
+RawClient::~RawClient() { ::close(fd_); }
+
+bool RawClient::Send(const std::string& bytes) {
+  return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+         static_cast<ssize_t>(bytes.size());
+}
+
+std::string RawClient::Read(const std::string& until, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (received_.find(until) == std::string::npos && !closed_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= std::chrono::milliseconds(0)) break;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      closed_ = true;
+      break;
+    }
+    received_.append(buf, static_cast<std::size_t>(n));
+  }
+  return received_;
+}
+
+bool RawClient::ClosedWithin(std::chrono::milliseconds timeout) {
+  Read("\x01never\x02", timeout);
+  return closed_;
 }
 
 unsigned RawStatus(std::string_view response) {

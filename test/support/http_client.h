@@ -66,6 +66,30 @@ class HttpConnection {
 std::string RawExchange(uint16_t port, std::string bytes,
                         std::chrono::milliseconds timeout = kDefaultHttpTimeout);
 
+// A raw client connection on 127.0.0.1, for what the blocking client hides (idle connections,
+// closes by the server).
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port);
+  ~RawClient();
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes);
+  // Reads until `until` appears in what was received, the server closes, or `timeout` passes;
+  // returns everything received so far.
+  std::string Read(const std::string& until, std::chrono::milliseconds timeout);
+  // True once the server closed the connection, waiting up to `timeout` for it.
+  bool ClosedWithin(std::chrono::milliseconds timeout);
+
+ private:
+  int fd_;
+  bool connected_ = false;
+  bool closed_ = false;
+  std::string received_;
+};
+
 // The status code of a raw HTTP response ("HTTP/1.1 400 Bad Request..." -> 400), 0 if none.
 unsigned RawStatus(std::string_view response);
 
