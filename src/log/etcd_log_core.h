@@ -1,5 +1,6 @@
 // Core: everything behind EtcdLog, so that the public header stays free of gRPC. Internal to
-// src/log (the methods are still in etcd_log.cc).
+// src/log: its nested classes live in retrying_call.h (one unary KV operation, retried) and
+// watch_session.h (a subscription's watch stream); its methods in etcd_log_core.cc.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
