@@ -1,6 +1,6 @@
 // TLS to etcd: checking EtcdTlsOptions and turning them into gRPC channel credentials. Kept out of
-// etcd_log.cc so that the log's RPC code does not deal with files, and out of etcd_log.h so that
-// the public header stays free of gRPC.
+// etcd_log_core.cc so that the log's RPC code does not deal with files, and out of etcd_log.h so
+// that the public header stays free of gRPC.
 #pragma once
 
 #include <grpcpp/security/credentials.h>

@@ -1,0 +1,475 @@
+#include "log/etcd_log_core.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "log/batch_format.h"
+#include "log/etcd_credentials.h"
+#include "log/etcd_errors.h"
+#include "log/leader_change.h"
+#include "log/retrying_call.h"
+#include "log/watch_session.h"
+
+namespace k8shmir {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr int kMaxReceiveMessageBytes = 16 << 20;
+constexpr milliseconds kFirstBackoff{25};
+constexpr milliseconds kMaxBackoff{1000};
+constexpr std::chrono::seconds kEndpointWarningInterval{5};
+// How often the channels' connectivity is looked at: a member whose connection broke may have
+// been the leader, and then writes forwarded to it by the other members are lost (see
+// log/leader_change.h). A SIGKILLed member's connection breaks at once (the kernel closes it).
+constexpr milliseconds kChannelPollInterval{100};
+// While the leadership is in doubt: how often every member is asked for its status and how long
+// one such call may take (for at most rpc_timeout in all: past that the calls' own timeouts will
+// have acted anyway).
+constexpr milliseconds kLeaderPollInterval{50};
+constexpr milliseconds kLeaderStatusTimeout{300};
+
+}  // namespace
+
+// One Status call of a leader check round.
+struct EtcdLog::Core::StatusCall {
+  grpc::ClientContext context;
+  etcdserverpb::StatusRequest request;
+  etcdserverpb::StatusResponse response;
+  uint64_t attempt_id = 0;
+};
+
+EtcdLog::Core::Core(EtcdLogOptions opts)
+    : options(std::move(opts)),
+      range_end(PrefixRangeEnd(options.prefix)),
+      rng_(std::random_device{}()) {
+  if (!options.endpoints.empty()) preferred_ = options.first_endpoint % options.endpoints.size();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  // Detect a dead peer under a call in flight: ping every 6 s, give up 3 s later. Not on idle
+  // connections, and not at exactly 5 s: etcd 3.4 enforces a 5 s minimum ping interval and
+  // forbids pings without streams (PermitWithoutStream=false); violations earn a GOAWAY
+  // "too_many_pings", after which gRPC doubles the keepalive time for good. Idle connections
+  // need no probing: the next operation's deadline (and the watch liveness check) covers them.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 6000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // gRPC's default reconnect backoff grows to 120 s; after an etcd outage we want to be back
+  // within a second or so of the member.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // (Despite its name, the minimum time given to a connection attempt.)
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 3000);
+  args.SetLoadBalancingPolicyName("pick_first");
+  // Our own subchannels: per-endpoint failover must not be defeated by sharing.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // The same credentials for every endpoint: TLS is a setting of the log (see EtcdTlsOptions).
+  auto credentials = MakeEtcdChannelCredentials(options.tls);
+  if (!credentials) throw std::invalid_argument(credentials.error().message);
+  if (!options.tls.server_name.empty()) args.SetSslTargetNameOverride(options.tls.server_name);
+  for (const auto& endpoint : options.endpoints) {
+    auto normalized = NormalizeEndpoint(endpoint);
+    if (!normalized) throw std::invalid_argument(normalized.error().message);
+    auto channel = grpc::CreateCustomChannel("dns:///" + *normalized, *credentials, args);
+    channel->GetState(/*try_to_connect=*/true);
+    endpoints_.push_back(*normalized);
+    kv_.push_back(etcdserverpb::KV::NewStub(channel));
+    watch_.push_back(etcdserverpb::Watch::NewStub(channel));
+    maintenance_.push_back(etcdserverpb::Maintenance::NewStub(channel));
+    channel_states_.push_back(GRPC_CHANNEL_IDLE);
+    channels_.push_back(std::move(channel));
+  }
+  timer_.Post([this] { PollChannels(); });
+}
+
+EtcdLog::Core::~Core() {
+  if (timer_.InTimerThread()) {
+    spdlog::critical("EtcdLog destroyed from inside one of its own callbacks");
+    std::abort();
+  }
+  std::vector<std::shared_ptr<SubShared>> sessions;
+  {
+    MutexLock lock(mu_);
+    shutting_down_ = true;
+    for (auto& [id, attempt] : attempts_) attempt.context->TryCancel();
+    for (auto& [key, shared] : sessions_) sessions.push_back(shared);
+  }
+  for (auto& shared : sessions) {
+    MutexLock lock(shared->mu);
+    shared->cancelled = true;
+    if (shared->session == nullptr) continue;
+    shared->session->AssertLocked();
+    shared->session->CancelLocked();
+  }
+  // Operations waiting in a backoff finish now instead of at their deadline.
+  timer_.RunEverythingNow();
+  {
+    MutexLock lock(mu_);
+    // Subscribe registers no session once shutting_down_ is set, so every session counted here
+    // is one cancelled above: the wait ends.
+    while (ops_ != 0 || !sessions_.empty()) {
+      if (!mu_.WaitFor(idle_cv_, std::chrono::seconds(5)) && (ops_ != 0 || !sessions_.empty())) {
+        spdlog::warn("etcd log shutdown: waiting for {} operation(s) and {} watch(es)", ops_,
+                     sessions_.size());
+      }
+    }
+  }
+  timer_.Stop();
+}
+
+etcdserverpb::RangeRequest EtcdLog::Core::HeadRequest() const {
+  etcdserverpb::RangeRequest request;
+  request.set_key(options.prefix);
+  request.set_range_end(range_end);
+  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+  request.set_sort_order(etcdserverpb::RangeRequest::DESCEND);
+  request.set_limit(1);
+  request.set_keys_only(true);
+  request.set_serializable(false);  // linearizable: the head must not be stale
+  return request;
+}
+
+void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries,
+                                Deadline deadline, AppendCallback done) {
+  std::size_t count = entries.size();
+  Result<std::string> value =
+      batch_id.empty() ? Result<std::string>(Error{ErrorCode::kInvalid, "empty batch id"})
+                       : EncodeBatch(std::move(entries));
+  if (!value) {
+    // Counted like any operation, so that shutdown waits for this callback too.
+    OpStarted();
+    timer_.Post([this, done = std::move(done), error = value.error()]() mutable {
+      auto callback = std::move(done);
+      OpFinished();
+      callback(std::move(error));
+    });
+    return;
+  }
+  std::string key = options.prefix + BatchKeySuffix(batch_id, count);
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_key(key);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_create_revision(0);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(std::move(*value));
+  // Only the existing batch's create_revision is needed, not its (possibly large) value.
+  auto* range = request.add_failure()->mutable_request_range();
+  range->set_key(key);
+  range->set_keys_only(true);
+
+  // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
+  // the failure branch and returns the same index with created=false.
+  RetryingCall<etcdserverpb::TxnResponse>::Start(
+      this, "append " + batch_id, deadline,
+      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                                     etcdserverpb::TxnResponse* response,
+                                     std::function<void(grpc::Status)> callback) {
+        stub->async()->Txn(context, &request, response, std::move(callback));
+      },
+      ClassifyWriteFailure,
+      [batch_id, done = std::move(done)](Result<etcdserverpb::TxnResponse> result) {
+        if (!result) return done(result.error());
+        const auto& response = result.value();
+        int64_t revision = 0;
+        bool created = response.succeeded();
+        if (created) {
+          // The batch's revision is the one of the transaction that created its key.
+          revision = response.header().revision();
+        } else if (response.responses_size() == 1 && response.responses(0).has_response_range() &&
+                   response.responses(0).response_range().kvs_size() == 1) {
+          revision = response.responses(0).response_range().kvs(0).create_revision();
+        } else {
+          return done(Error{ErrorCode::kProtocol,
+                            "etcd says batch " + batch_id + " exists but did not return it"});
+        }
+        if (revision <= 0) {
+          return done(
+              Error{ErrorCode::kProtocol, "etcd did not tell the revision of batch " + batch_id});
+        }
+        if (revision >= kMaxBatchRevision) {
+          spdlog::critical("etcd revision {} is past the last one k8shmir can index ({})", revision,
+                           kMaxBatchRevision - 1);
+          return done(Error{ErrorCode::kProtocol, "etcd revision " + std::to_string(revision) +
+                                                      " gives log indices of 2^53 and more"});
+        }
+        done(AppendResult{IndexOf(revision, 0), created});
+      });
+}
+
+void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
+  RetryingCall<etcdserverpb::RangeResponse>::Start(
+      this, "head", deadline,
+      [request = HeadRequest()](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                                etcdserverpb::RangeResponse* response,
+                                std::function<void(grpc::Status)> callback) {
+        stub->async()->Range(context, &request, response, std::move(callback));
+      },
+      ClassifyReadFailure,
+      [done = std::move(done),
+       core_prefix = options.prefix](Result<etcdserverpb::RangeResponse> result) {
+        if (!result) return done(result.error());
+        const auto& response = result.value();
+        done(LogHead{response.header().revision(), LastIndexOf(response, core_prefix),
+                     EndIndexOfRevision(response.header().revision())});
+      });
+}
+
+void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done) {
+  etcdserverpb::CompactionRequest request;
+  request.set_revision(revision);
+  request.set_physical(true);
+  RetryingCall<etcdserverpb::CompactionResponse>::Start(
+      this, "compact to " + std::to_string(revision), deadline,
+      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                etcdserverpb::CompactionResponse* response,
+                std::function<void(grpc::Status)> callback) {
+        stub->async()->Compact(context, &request, response, std::move(callback));
+      },
+      ClassifyCompactFailure,
+      [done = std::move(done)](Result<etcdserverpb::CompactionResponse> result) {
+        if (!result) return done(result.error());
+        done(OkStatus());
+      });
+}
+
+std::unique_ptr<Subscription> EtcdLog::Core::Subscribe(int64_t from_index, EventCallback on_event) {
+  from_index = std::max<int64_t>(from_index, 1);
+  auto shared = std::make_shared<SubShared>();
+  bool refused = false;
+  {
+    // Registered, or refused, under the same lock as the destructor's snapshot of the sessions it
+    // cancels: a subscription made while the log is being destroyed (from one of its callbacks
+    // on another thread) is born cancelled and starts nothing, instead of running unseen by the
+    // destructor (which then waited for it forever, or returned under it).
+    MutexLock lock(mu_);
+    refused = shutting_down_;
+    if (!refused) sessions_.emplace(shared.get(), shared);
+  }
+  if (refused) {
+    MutexLock lock(shared->mu);
+    shared->cancelled = true;
+    return std::make_unique<SubscriptionHandle>(std::move(shared));
+  }
+  auto* session = new WatchSession(this, shared, PickEndpoint(), from_index, std::move(on_event));
+  {
+    MutexLock lock(shared->mu);
+    shared->session = session;
+  }
+  session->Start();
+  return std::make_unique<SubscriptionHandle>(std::move(shared));
+}
+
+size_t EtcdLog::Core::PickEndpoint() {
+  size_t count = channels_.size();
+  size_t start = preferred_.load() % count;
+  for (size_t i = 0; i < count; ++i) {
+    size_t index = (start + i) % count;
+    if (channels_[index]->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      return index;
+    }
+  }
+  return start;  // all failing: fail fast on the preferred one
+}
+
+void EtcdLog::Core::EndpointFailed(size_t index, const std::string& why) {
+  size_t count = channels_.size();
+  if (count < 2) return;
+  size_t expected = index;
+  if (!preferred_.compare_exchange_strong(expected, (index + 1) % count)) return;
+  // Rate-limited: during an outage every operation moves the preference along.
+  int64_t now_ms =
+      std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch()).count();
+  int64_t last = last_endpoint_warning_ms_.load();
+  if (now_ms - last >= std::chrono::duration_cast<milliseconds>(kEndpointWarningInterval).count() &&
+      last_endpoint_warning_ms_.compare_exchange_strong(last, now_ms)) {
+    spdlog::warn("etcd endpoint {} failed ({}); switching to {}", endpoints_[index], why,
+                 endpoints_[(index + 1) % count]);
+  }
+}
+
+void EtcdLog::Core::EndpointWorked(size_t index) { preferred_.store(index); }
+
+Clock::duration EtcdLog::Core::Backoff(int failures) {
+  int count = static_cast<int>(channels_.size());
+  int step = count > 1 ? failures - count : failures - 1;
+  if (step < 0) return Clock::duration::zero();
+  auto base = kFirstBackoff * (int64_t{1} << std::min(step, 10));
+  base = std::min<milliseconds>(base, kMaxBackoff);
+  MutexLock lock(mu_);
+  std::uniform_int_distribution<int64_t> jitter(base.count() / 2, base.count());
+  return milliseconds(jitter(rng_));
+}
+
+void EtcdLog::Core::OpStarted() {
+  MutexLock lock(mu_);
+  ++ops_;
+}
+
+void EtcdLog::Core::OpFinished() {
+  MutexLock lock(mu_);
+  --ops_;
+  // Notified under the lock: the destructor cannot finish before we release it, and we touch
+  // nothing after.
+  if (ops_ == 0) idle_cv_.notify_all();
+}
+
+bool EtcdLog::Core::RegisterAttempt(grpc::ClientContext* context, uint64_t* id,
+                                    Interruptible* call) {
+  MutexLock lock(mu_);
+  if (shutting_down_) return false;
+  *id = next_attempt_id_++;
+  attempts_.emplace(*id, Attempt{context, call});
+  return true;
+}
+
+void EtcdLog::Core::UnregisterAttempt(uint64_t id) {
+  MutexLock lock(mu_);
+  attempts_.erase(id);
+}
+
+void EtcdLog::Core::SessionFinished(SubShared* shared) {
+  MutexLock lock(mu_);
+  sessions_.erase(shared);
+  if (sessions_.empty()) idle_cv_.notify_all();
+}
+
+void EtcdLog::Core::NoteTerm(uint64_t term) {
+  uint64_t seen = term_seen_.load();
+  while (term > seen && !term_seen_.compare_exchange_weak(seen, term)) {
+  }
+}
+
+bool EtcdLog::Core::AnotherEndpointUsable(size_t index) {
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (i != index && channels_[i]->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return true;
+  }
+  return false;
+}
+
+void EtcdLog::Core::PollChannels() {
+  if (shutting_down_) return;
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    // Connecting every channel keeps all members observed, not only those in use: the leader may
+    // be one that no call of this process goes to, yet every write is forwarded to it.
+    auto state = channels_[i]->GetState(/*try_to_connect=*/true);
+    if (channel_states_[i] == GRPC_CHANNEL_READY && state != GRPC_CHANNEL_READY) {
+      SuspectLeaderLoss("the connection to etcd member " + endpoints_[i] + " was lost");
+    }
+    channel_states_[i] = state;
+  }
+  timer_.Schedule(Clock::now() + kChannelPollInterval, [this] { PollChannels(); });
+}
+
+void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
+  {
+    MutexLock lock(mu_);
+    if (check_running_ || shutting_down_) return;
+    check_running_ = true;
+    ++check_round_;  // answers of an earlier check count no more
+    check_baseline_ = LeaderBaseline{known_leader_, term_seen_.load()};
+    check_until_ = Clock::now() + options.rpc_timeout;
+  }
+  spdlog::debug("{}; asking every etcd member who leads", why);
+  timer_.Post([this] { StartLeaderCheckRound(); });
+}
+
+void EtcdLog::Core::StartLeaderCheckRound() {
+  uint64_t round = 0;
+  {
+    MutexLock lock(mu_);
+    if (shutting_down_) {
+      check_running_ = false;
+      return;
+    }
+    round = ++check_round_;
+    check_answers_.assign(channels_.size(), std::nullopt);
+    check_pending_ = channels_.size();
+    check_round_started_ = Clock::now();
+  }
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    auto* call = new StatusCall;
+    call->context.set_deadline(ToSystemClock(Clock::now() + kLeaderStatusTimeout));
+    OpStarted();
+    if (!RegisterAttempt(&call->context, &call->attempt_id)) {
+      delete call;
+      OnLeaderStatus(round, i, std::nullopt);
+      OpFinished();
+      continue;
+    }
+    maintenance_[i]->async()->Status(&call->context, &call->request, &call->response,
+                                     [this, call, round, i](grpc::Status status) {
+                                       UnregisterAttempt(call->attempt_id);
+                                       std::optional<MemberStatus> answer;
+                                       if (status.ok()) {
+                                         answer = MemberStatus{call->response.header().member_id(),
+                                                               call->response.leader(),
+                                                               call->response.raftterm()};
+                                       }
+                                       OnLeaderStatus(round, i, answer);
+                                       // Before OpFinished: the context holds the channel (see
+                                       // RetryingCall::Finish).
+                                       delete call;
+                                       OpFinished();  // From here on the log may be gone.
+                                     });
+  }
+}
+
+void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
+                                   std::optional<MemberStatus> answer) {
+  MutexLock lock(mu_);
+  if (!check_running_ || round != check_round_) return;
+  check_answers_[index] = answer;
+  --check_pending_;
+  LeaderJudgement judgement = JudgeLeader(check_answers_, check_baseline_);
+  if (judgement.verdict == LeaderVerdict::kUnknown) {
+    if (check_pending_ > 0) return;
+    auto now = Clock::now();
+    if (shutting_down_ || now >= check_until_) {
+      check_running_ = false;
+      spdlog::debug("etcd leader check: no leader known after {} round(s)", round);
+      return;
+    }
+    timer_.Schedule(std::max(now, check_round_started_ + kLeaderPollInterval),
+                    [this] { StartLeaderCheckRound(); });
+    return;
+  }
+  check_running_ = false;
+  ++check_round_;
+  NoteTerm(judgement.term);
+  known_leader_ = judgement.leader;
+  if (judgement.verdict == LeaderVerdict::kChanged) {
+    int interrupted = InterruptAttemptsLocked();
+    spdlog::info("etcd has a new leader ({:x}, was {:x}); re-sending {} call(s) in flight",
+                 judgement.leader, check_baseline_.leader, interrupted);
+  } else {
+    spdlog::debug("etcd leader check: the leader {:x} is alive", judgement.leader);
+  }
+}
+
+int EtcdLog::Core::InterruptAttemptsLocked() {
+  int count = 0;
+  for (auto& [id, attempt] : attempts_) {
+    if (attempt.call == nullptr) continue;
+    attempt.call->NoteInterrupted(id);
+    attempt.context->TryCancel();
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace k8shmir

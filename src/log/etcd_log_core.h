@@ -1,0 +1,168 @@
+// Core: everything behind EtcdLog, so that the public header stays free of gRPC. Internal to
+// src/log: its nested classes live in retrying_call.h (one unary KV operation, retried) and
+// watch_session.h (a subscription's watch stream); its methods in etcd_log_core.cc.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "log/batch_format.h"
+#include "log/etcd_errors.h"
+#include "log/etcd_log.h"
+#include "log/leader_change.h"
+#include "log/timer_queue.h"
+
+namespace k8shmir {
+
+// Shared by the files of the etcd log (etcd_log_core.cc, retrying_call.cc, watch_session.cc).
+
+using Clock = std::chrono::steady_clock;
+
+// With this metadata etcd refuses requests ("etcdserver: no leader") instead of proposing them
+// when the member has no leader, and cancels watch streams when the member loses its leader.
+inline constexpr char kHasLeaderKey[] = "hasleader";
+inline constexpr char kHasLeaderValue[] = "true";
+
+inline std::chrono::system_clock::time_point ToSystemClock(Clock::time_point t) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(t - Clock::now());
+}
+
+// Index of the newest entry in the answer to a HeadRequest (0 for an empty log).
+inline int64_t LastIndexOf(const etcdserverpb::RangeResponse& response, const std::string& prefix) {
+  if (response.kvs().empty()) return 0;
+  const auto& kv = response.kvs(0);
+  std::string_view key = kv.key();
+  if (key.substr(0, prefix.size()) == prefix) key.remove_prefix(prefix.size());
+  return LastIndexOfBatch(kv.create_revision(), key);
+}
+
+// A read changes nothing: every failure means "no effect" and is worth retrying.
+inline RpcFailure ClassifyReadFailure(grpc::StatusCode code, std::string_view message) {
+  return {FailureKind::kRefused, ErrorCode::kUnavailable, DescribeGrpcStatus(code, message)};
+}
+
+class EtcdLog::Core {
+ public:
+  struct SubShared;
+  class WatchSession;
+  struct StatusCall;
+  // A KV call whose attempt in flight may be cancelled because etcd's leader changed under it.
+  class Interruptible {
+   public:
+    virtual void NoteInterrupted(uint64_t attempt_id) = 0;
+
+   protected:
+    ~Interruptible() = default;
+  };
+  class SubscriptionHandle;
+  template <class Response>
+  class RetryingCall;
+
+  explicit Core(EtcdLogOptions opts);
+  ~Core();
+
+  void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
+                   AppendCallback done);
+  void Head(Deadline deadline, HeadCallback done);
+  std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
+  void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
+
+  const EtcdLogOptions options;
+  const std::string range_end;
+
+ private:
+  // The Range behind Head and behind the progress queries of subscriptions.
+  etcdserverpb::RangeRequest HeadRequest() const;
+
+  // Endpoint choice: stay on the endpoint that works; skip endpoints whose channel is known to
+  // be unable to connect; move on after a failure.
+  size_t PickEndpoint();
+  void EndpointFailed(size_t index, const std::string& why);
+  void EndpointWorked(size_t index);
+
+  // Backoff before the retry that follows `failures` failed attempts: the other members are
+  // tried at once, then exponentially (with jitter) up to kMaxBackoff.
+  Clock::duration Backoff(int failures) K8SHMIR_EXCLUDES(mu_);
+
+  void OpStarted() K8SHMIR_EXCLUDES(mu_);
+  void OpFinished() K8SHMIR_EXCLUDES(mu_);
+  // Registers an attempt's context so that shutdown can cancel it, and, when `call` is given, so
+  // that a leader change re-sends it; false when shutting down.
+  bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id, Interruptible* call = nullptr)
+      K8SHMIR_EXCLUDES(mu_);
+  void UnregisterAttempt(uint64_t id) K8SHMIR_EXCLUDES(mu_);
+  void SessionFinished(SubShared* shared) K8SHMIR_EXCLUDES(mu_);
+
+  // The newest raft term seen in any answer.
+  void NoteTerm(uint64_t term);
+  // Something suggests that a member died (a broken connection, a failed call): find out whether
+  // the leader changed, and if so re-send the calls in flight (see log/leader_change.h). No-op
+  // while a check is running.
+  void SuspectLeaderLoss(const std::string& why) K8SHMIR_EXCLUDES(mu_);
+  void StartLeaderCheckRound() K8SHMIR_EXCLUDES(mu_);
+  void OnLeaderStatus(uint64_t round, size_t index, std::optional<MemberStatus> answer)
+      K8SHMIR_EXCLUDES(mu_);
+  // Cancels every interruptible attempt in flight (they are re-sent at once); returns how many.
+  int InterruptAttemptsLocked() K8SHMIR_REQUIRES(mu_);
+  // Runs every kChannelPollInterval on the timer thread.
+  void PollChannels();
+  // Some endpoint other than `index` has a channel that is not in TRANSIENT_FAILURE.
+  bool AnotherEndpointUsable(size_t index);
+
+  std::vector<std::string> endpoints_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
+  std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
+  std::vector<std::unique_ptr<etcdserverpb::Maintenance::Stub>> maintenance_;
+  std::vector<grpc_connectivity_state> channel_states_;  // only PollChannels touches them
+  std::atomic<uint64_t> term_seen_{0};
+  std::atomic<size_t> preferred_{0};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<int64_t> last_endpoint_warning_ms_{0};
+
+  // Taken after a subscription's SubShared::mu when both are held (a watch session starts its
+  // progress query with its mu held); never the other way round.
+  Mutex mu_;
+  std::condition_variable idle_cv_;          // ops_ == 0 && sessions_.empty(), notified under mu_
+  int64_t ops_ K8SHMIR_GUARDED_BY(mu_) = 0;  // unary operations whose callback has not started yet
+  uint64_t next_attempt_id_ K8SHMIR_GUARDED_BY(mu_) = 1;
+  struct Attempt {
+    grpc::ClientContext* context;
+    Interruptible* call;  // null: not re-sent on a leader change
+  };
+  std::map<uint64_t, Attempt> attempts_ K8SHMIR_GUARDED_BY(mu_);
+  // The leader check (SuspectLeaderLoss): one at a time, in rounds of one Status call per member.
+  bool check_running_ K8SHMIR_GUARDED_BY(mu_) = false;
+  // known_leader_ and term_seen_ when it started
+  LeaderBaseline check_baseline_ K8SHMIR_GUARDED_BY(mu_);
+  // The leader's member id found by the last check, 0 if none.
+  uint64_t known_leader_ K8SHMIR_GUARDED_BY(mu_) = 0;
+  Clock::time_point check_until_ K8SHMIR_GUARDED_BY(mu_);
+  uint64_t check_round_ K8SHMIR_GUARDED_BY(mu_) = 0;
+  size_t check_pending_ K8SHMIR_GUARDED_BY(mu_) = 0;
+  Clock::time_point check_round_started_ K8SHMIR_GUARDED_BY(mu_);
+  std::vector<std::optional<MemberStatus>> check_answers_ K8SHMIR_GUARDED_BY(mu_);
+  std::map<SubShared*, std::shared_ptr<SubShared>> sessions_ K8SHMIR_GUARDED_BY(mu_);
+  std::minstd_rand rng_ K8SHMIR_GUARDED_BY(mu_);
+
+  // Last: its thread runs tasks that use the members above, and is stopped first.
+  TimerQueue timer_;
+};
+
+}  // namespace k8shmir
