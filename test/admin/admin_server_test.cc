@@ -1,10 +1,9 @@
 // The admin server in process, on a replica over the in-memory log and fake app: /healthz follows
-// the replica loop's liveness, and a failing accept (EMFILE) does not spin a core; and on a fake
-// replica: every path, method and answer.
+// the replica loop's liveness; and on a fake replica: every path, method and answer. (A failing
+// accept: test/common/accept_loop_test.cc.)
 #include "admin/admin_server.h"
 
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,13 +29,6 @@ using testing::FakeApp;
 using testing::FakeLog;
 using testing::Http;
 using testing::WaitFor;
-
-double CpuSeconds() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
 
 class AdminServerTest : public ::testing::Test {
  protected:
@@ -100,58 +92,6 @@ TEST_F(AdminServerTest, HealthzFailsWhileTheReplicaLoopIsWedged) {
   EXPECT_NE(wedged.body.find("has not run for"), std::string::npos) << wedged.body;
   release.set_value();
   EXPECT_TRUE(WaitFor([&] { return Http(admin_->port(), "GET", "/healthz").status == 200; }, 5s));
-}
-
-// Out of descriptors, accept fails while the connection stays pending: an immediate retry
-// spins a core. The loop must pause instead.
-TEST_F(AdminServerTest, AFailingAcceptDoesNotSpin) {
-  Start(/*liveness=*/10s);
-  const uint16_t port = admin_->port();
-  ASSERT_EQ(Http(port, "GET", "/healthz").status, 200u);
-
-  rlimit saved{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
-  // Every descriptor below the new soft limit in use, but one for the client's socket.
-  std::vector<int> filler;
-  for (;;) {
-    int fd = ::dup(0);
-    if (fd < 0) break;
-    filler.push_back(fd);
-    if (fd >= 1000) break;
-  }
-  ASSERT_FALSE(filler.empty());
-  const int highest = filler.back();
-  ::close(filler.back());
-  filler.pop_back();
-  rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(highest + 1);
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(client, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-
-  // The server cannot accept (EMFILE) for a second: it must not burn that second.
-  const double before = CpuSeconds();
-  std::this_thread::sleep_for(1s);
-  const double used = CpuSeconds() - before;
-
-  ::setrlimit(RLIMIT_NOFILE, &saved);
-  for (int fd : filler) ::close(fd);
-  EXPECT_LT(used, 0.2) << "CPU seconds spent while accept failed for 1 s";
-  // With descriptors back, the pending connection is accepted and served.
-  const char request[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  ASSERT_EQ(::write(client, request, sizeof request - 1), static_cast<ssize_t>(sizeof request - 1));
-  timeval timeout{5, 0};
-  ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  char buf[256] = {};
-  const ssize_t n = ::read(client, buf, sizeof buf - 1);
-  ::close(client);
-  ASSERT_GT(n, 0);
-  EXPECT_EQ(std::string(buf, 15), "HTTP/1.1 200 OK");
 }
 
 class AdminServerFakeReplicaTest : public ::testing::Test {
