@@ -51,6 +51,31 @@ struct LogHead {
   int64_t end_index = 0;
 };
 
+// One page of the group's live entries, read at one revision (Log::ReadRange).
+struct LogRange {
+  std::vector<LogRecord> records;  // index >= the requested from_index, strictly increasing
+  // The log service's revision the page was read at; later pages of one catch-up read at it too.
+  int64_t revision = 0;
+  // Every live entry with from_index <= index < next_index is in `records`: the next page starts
+  // here.
+  int64_t next_index = 0;
+  // False on the last page: then every entry with index <= end_index that still exists has been
+  // returned, and a subscription from end_index + 1 continues the log.
+  bool more = false;
+  int64_t end_index = 0;
+  // Entries with index <= trimmed_index may have been deleted by retention (0: nothing was): a
+  // reader that needs any of them needs a state transfer instead.
+  int64_t trimmed_index = 0;
+};
+
+// Whether the log service accepts writes (Log::CheckSpace).
+struct LogSpace {
+  // Writes are refused for lack of space (etcd: a NOSPACE alarm is raised), until an operator
+  // frees space and disarms the alarm.
+  bool full = false;
+  std::string detail;  // what the log service says, for /status
+};
+
 // What a subscription delivers, in log order.
 struct LogBatch {
   std::vector<LogRecord> records;  // strictly increasing indices within the batch
@@ -88,6 +113,8 @@ class Log {
   using AppendCallback = std::function<void(Result<AppendResult>)>;
   using HeadCallback = std::function<void(Result<LogHead>)>;
   using EventCallback = std::function<void(LogEvent)>;
+  using RangeCallback = std::function<void(Result<LogRange>)>;
+  using SpaceCallback = std::function<void(Result<LogSpace>)>;
 
   virtual ~Log() = default;
 
@@ -96,7 +123,8 @@ class Log {
   // existing one's first index with created=false): a retry with the same id and entries is
   // idempotent. Batch ids must be unique: the log does not compare the entries of a retry.
   // kUnavailable means the log refused it before it could commit; kUnknown means it may have
-  // committed; kInvalid means it can never be appended (empty, too many entries, too large). The
+  // committed; kInvalid means it can never be appended (empty, too many entries, too large);
+  // kLogFull means the log is out of space and it did not commit. The
   // callback runs exactly once, on any thread, never inside this call.
   virtual void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries,
                            Deadline deadline, AppendCallback done) = 0;
@@ -108,8 +136,22 @@ class Log {
     AppendBatch(id, std::move(entries), deadline, std::move(done));
   }
 
+  // Whether the log accepts writes: a cheap query (no consensus round), made periodically by
+  // every replica so that all of them report a full log, and notice when it has space again.
+  // The callback runs exactly once, on any thread, never inside this call.
+  virtual void CheckSpace(Deadline deadline, SpaceCallback done) = 0;
+
   // Reads the log head. The callback runs exactly once, on any thread, never inside this call.
   virtual void Head(Deadline deadline, HeadCallback done) = 0;
+
+  // Reads one bounded page of the live entries with index >= from_index, as of `revision` (0: the
+  // current one; a later page of the same catch-up passes the first page's). This is how a reader
+  // catches up when the history a subscription replays was compacted (LogClosed kCompacted):
+  // compaction drops old versions of keys, never live keys. kCompacted when `revision` itself
+  // was compacted meanwhile (start again at 0). The callback runs exactly once, on any thread,
+  // never inside this call.
+  virtual void ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
+                         RangeCallback done) = 0;
 
   // Delivers every entry with index >= from_index, then new ones as they commit, in order, then
   // possibly one LogClosed. Events for one subscription never run concurrently and arrive in

@@ -24,6 +24,9 @@ enum class ErrorCode {
   kInvalid,
   // The operation was cancelled by its owner (shutdown, newer generation).
   kCancelled,
+  // The log service refused the write for lack of space (etcd's NOSPACE alarm); it certainly
+  // did not commit.
+  kLogFull,
 };
 
 const char* ErrorCodeName(ErrorCode code);

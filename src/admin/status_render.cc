@@ -27,6 +27,8 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"app_contract_violations", s.app_contract_violations},
       {"app_stalls", s.app_stalls},
       {"watch_pauses", s.watch_pauses},
+      {"range_catch_ups", s.range_catch_ups},
+      {"log_full_refusals", s.log_full_refusals},
       {"entries_applied", s.entries_applied},
       {"entries_replayed", s.entries_replayed},
       {"entries_dropped", s.entries_dropped},
@@ -152,6 +154,12 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   counter("k8shmir_watch_pauses_total",
           "Log watch paused because the queue of entries to apply was full (entries or bytes).",
           s.watch_pauses);
+  counter("k8shmir_log_full_refusals_total",
+          "Appends the log refused for lack of space (etcd NOSPACE); none of them committed.",
+          s.log_full_refusals);
+  counter("k8shmir_range_catch_ups_total",
+          "Catch-ups by reading the log's live keys because the watch history was compacted.",
+          s.range_catch_ups);
   counter("k8shmir_requests_over_byte_budget_total",
           "Client requests refused because the pending requests' bytes were at their limit.",
           s.requests_over_byte_budget);

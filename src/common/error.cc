@@ -18,6 +18,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "invalid";
     case ErrorCode::kCancelled:
       return "cancelled";
+    case ErrorCode::kLogFull:
+      return "log-full";
   }
   return "?";
 }

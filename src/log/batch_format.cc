@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <nlohmann/json.hpp>
 
 #include "k8shmir/batch.pb.h"
 
@@ -73,6 +74,27 @@ void DecodeBatch(int64_t revision, std::string_view suffix, const std::string& v
     out.push_back(LogRecord{IndexOf(revision, i), std::move(*entry->mutable_id()),
                             std::move(*entry->mutable_value()), false});
   }
+}
+
+std::string TrimmedMarkerKey(std::string_view prefix) {
+  if (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+  return std::string(prefix) + ".trimmed";
+}
+
+std::string EncodeTrimmedMarker(int64_t trimmed_index) {
+  return nlohmann::json{{"trimmed_index", trimmed_index}}.dump();
+}
+
+Result<int64_t> ParseTrimmedMarker(std::string_view value) {
+  auto json = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (json.is_object()) {
+    auto it = json.find("trimmed_index");
+    if (it != json.end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
+      return it->get<int64_t>();
+    }
+  }
+  return Error{ErrorCode::kProtocol, "the log's retention marker is not {\"trimmed_index\": N}: " +
+                                         std::string(value.substr(0, 200))};
 }
 
 }  // namespace k8shmir

@@ -48,4 +48,14 @@ Result<std::string> EncodeBatch(std::vector<LogEntry> entries);
 void DecodeBatch(int64_t revision, std::string_view suffix, const std::string& value,
                  std::vector<LogRecord>& out);
 
+// Retention's marker: "<prefix without its last '/'>.trimmed", e.g. "/k8shmir/g/log.trimmed" for
+// the log "/k8shmir/g/log/", outside the log's key range (it sorts just before it), so watches and
+// range reads of the log never see it. Its value, {"trimmed_index": T}, says that entries with
+// index <= T may have been deleted; it is written before anything is deleted. `prefix` ends
+// with '/' (ValidateEtcdLogOptions).
+std::string TrimmedMarkerKey(std::string_view prefix);
+std::string EncodeTrimmedMarker(int64_t trimmed_index);
+// kProtocol when `value` is not such a marker.
+Result<int64_t> ParseTrimmedMarker(std::string_view value);
+
 }  // namespace k8shmir

@@ -133,6 +133,12 @@ RpcFailure ClassifyWriteFailure(grpc::StatusCode code, std::string_view message)
       if (message == "etcdserver: too many requests") {
         return {FailureKind::kRefused, ErrorCode::kUnavailable, std::move(text)};
       }
+      // Out of space (the NOSPACE alarm): retrying will not help until an operator frees space.
+      // Not certainly unapplied: etcd 3.4 applies the put that crosses the quota and still
+      // answers this, so the caller reads whether it committed (EtcdLog::AppendBatch).
+      if (message == kNoSpaceMessage) {
+        return {FailureKind::kRejected, ErrorCode::kLogFull, std::move(text)};
+      }
       // etcd's gRPC server (Go) refused to read an oversized request. The C++ client's own
       // "Received message larger than max" is about the response, i.e. after etcd applied it,
       // hence the exact, case-sensitive prefix.

@@ -37,6 +37,9 @@ struct RpcFailure {
 // "UNAVAILABLE: etcdserver: no leader".
 std::string DescribeGrpcStatus(grpc::StatusCode code, std::string_view message);
 
+// etcd's answer (RESOURCE_EXHAUSTED) to a write while it is out of space.
+inline constexpr char kNoSpaceMessage[] = "etcdserver: mvcc: database space exceeded";
+
 // Classifies the failure of a write (Txn/Put) sent with the `hasleader: true` metadata.
 RpcFailure ClassifyWriteFailure(grpc::StatusCode code, std::string_view message);
 

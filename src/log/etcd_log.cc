@@ -40,6 +40,14 @@ Status ValidateEtcdLogOptions(const EtcdLogOptions& options) {
     if (!normalized) return normalized.error();
   }
   if (options.prefix.empty()) return Error{ErrorCode::kInvalid, "the etcd key prefix is empty"};
+  if (options.range_page_keys == 0 || options.range_page_bytes == 0) {
+    return Error{ErrorCode::kInvalid, "range_page_keys and range_page_bytes must be positive"};
+  }
+  if (options.prefix.back() != '/') {
+    // The group's other keys (TrimmedMarkerKey) sit beside the log's, outside its key range.
+    return Error{ErrorCode::kInvalid,
+                 "the etcd key prefix '" + options.prefix + "' does not end with '/'"};
+  }
   if (options.rpc_timeout <= milliseconds::zero() ||
       options.progress_interval <= milliseconds::zero() ||
       options.liveness_timeout <= milliseconds::zero()) {
@@ -59,6 +67,15 @@ void EtcdLog::AppendBatch(const std::string& batch_id, std::vector<LogEntry> ent
 }
 
 void EtcdLog::Head(Deadline deadline, HeadCallback done) { core_->Head(deadline, std::move(done)); }
+
+void EtcdLog::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
+                        RangeCallback done) {
+  core_->ReadRange(from_index, revision, deadline, std::move(done));
+}
+
+void EtcdLog::CheckSpace(Deadline deadline, SpaceCallback done) {
+  core_->CheckSpace(deadline, std::move(done));
+}
 
 std::unique_ptr<Subscription> EtcdLog::Subscribe(int64_t from_index, EventCallback on_event) {
   return core_->Subscribe(from_index, std::move(on_event));

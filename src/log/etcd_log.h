@@ -53,6 +53,12 @@ struct EtcdLogOptions {
   std::chrono::milliseconds liveness_timeout{5000};
   // Plaintext unless set.
   EtcdTlsOptions tls;
+  // One ReadRange page holds the entries of at most this many keys, and stops once its values
+  // reach this many bytes (at least one key). Values are fetched a few at a time, as many as
+  // the bytes left hold at the largest value seen, so a page ends within about one value (at
+  // most 1.5 MiB, etcd's request limit) of its bound.
+  std::size_t range_page_keys = 4096;
+  std::size_t range_page_bytes = 8 * 1024 * 1024;
   // The endpoint tried first (an index into `endpoints`, taken modulo their count). Proxies use
   // FirstEndpointFor so that a group's watch streams and appends do not all land on one member.
   std::size_t first_endpoint = 0;
@@ -82,12 +88,24 @@ class EtcdLog : public Log {
   // (src/log/batch_format.h), retried until the deadline while the outcome is not definitive.
   // Errors: kUnavailable = certainly not committed, kUnknown = may have committed (a later
   // append of the same batch tells), kInvalid = refused as malformed (e.g. too large),
+  // kLogFull = refused for lack of space and certainly not committed (after etcd's NOSPACE the
+  // key is read: the put that crossed the quota did commit, and is reported as appended),
   // kProtocol = etcd's answer made no sense.
   void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
                    AppendCallback done) override;
 
   // A linearizable read of the newest entry of the prefix. Errors are kUnavailable.
   void Head(Deadline deadline, HeadCallback done) override;
+
+  // A page of the live keys, in two bounded steps (src/log/range_page.h): a pass over the
+  // group's keys in key order, keys only, then their values in log order. The retention marker
+  // (TrimmedMarkerKey) is read at the same revision. Errors: kCompacted when `revision` was
+  // compacted, kProtocol for a marker or answer that makes no sense, otherwise kUnavailable.
+  void ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
+                 RangeCallback done) override;
+
+  // A Status call to one member: full while etcd lists a NOSPACE alarm.
+  void CheckSpace(Deadline deadline, SpaceCallback done) override;
 
   // A Watch on the prefix from `from_index`. LogProgress comes from etcd's periodic progress
   // notifications and, after RequestProgress(), from a linearizable read of the head once every

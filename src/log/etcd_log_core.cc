@@ -17,6 +17,7 @@
 #include "log/etcd_credentials.h"
 #include "log/etcd_errors.h"
 #include "log/leader_change.h"
+#include "log/range_reader.h"
 #include "log/retrying_call.h"
 #include "log/watch_session.h"
 
@@ -39,6 +40,35 @@ constexpr milliseconds kChannelPollInterval{100};
 // have acted anyway).
 constexpr milliseconds kLeaderPollInterval{50};
 constexpr milliseconds kLeaderStatusTimeout{300};
+
+// The outcome of an append's transaction (Txn{ if absent then Put else Range } on its key).
+Result<AppendResult> AppendOutcome(const std::string& batch_id,
+                                   const Result<etcdserverpb::TxnResponse>& result) {
+  if (!result) return result.error();
+  const auto& response = result.value();
+  int64_t revision = 0;
+  bool created = response.succeeded();
+  if (created) {
+    // The batch's revision is the one of the transaction that created its key.
+    revision = response.header().revision();
+  } else if (response.responses_size() == 1 && response.responses(0).has_response_range() &&
+             response.responses(0).response_range().kvs_size() == 1) {
+    revision = response.responses(0).response_range().kvs(0).create_revision();
+  } else {
+    return Error{ErrorCode::kProtocol,
+                 "etcd says batch " + batch_id + " exists but did not return it"};
+  }
+  if (revision <= 0) {
+    return Error{ErrorCode::kProtocol, "etcd did not tell the revision of batch " + batch_id};
+  }
+  if (revision >= kMaxBatchRevision) {
+    spdlog::critical("etcd revision {} is past the last one k8shmir can index ({})", revision,
+                     kMaxBatchRevision - 1);
+    return Error{ErrorCode::kProtocol, "etcd revision " + std::to_string(revision) +
+                                           " gives log indices of 2^53 and more"};
+  }
+  return AppendResult{IndexOf(revision, 0), created};
+}
 
 }  // namespace
 
@@ -173,7 +203,9 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
   range->set_keys_only(true);
 
   // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
-  // the failure branch and returns the same index with created=false.
+  // the failure branch and returns the same index with created=false. The operation is counted
+  // until `done` runs: a refusal for lack of space is followed by a read (ResolveRefusedAppend).
+  OpStarted();
   RetryingCall<etcdserverpb::TxnResponse>::Start(
       this, "append " + batch_id, deadline,
       [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
@@ -182,32 +214,50 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
         stub->async()->Txn(context, &request, response, std::move(callback));
       },
       ClassifyWriteFailure,
-      [batch_id, done = std::move(done)](Result<etcdserverpb::TxnResponse> result) {
-        if (!result) return done(result.error());
-        const auto& response = result.value();
-        int64_t revision = 0;
-        bool created = response.succeeded();
-        if (created) {
-          // The batch's revision is the one of the transaction that created its key.
-          revision = response.header().revision();
-        } else if (response.responses_size() == 1 && response.responses(0).has_response_range() &&
-                   response.responses(0).response_range().kvs_size() == 1) {
-          revision = response.responses(0).response_range().kvs(0).create_revision();
-        } else {
-          return done(Error{ErrorCode::kProtocol,
-                            "etcd says batch " + batch_id + " exists but did not return it"});
+      [this, batch_id, key, deadline,
+       done = std::move(done)](Result<etcdserverpb::TxnResponse> result) mutable {
+        if (!result && result.error().code == ErrorCode::kLogFull) {
+          return ResolveRefusedAppend(batch_id, key, deadline, result.error(), std::move(done));
         }
-        if (revision <= 0) {
-          return done(
-              Error{ErrorCode::kProtocol, "etcd did not tell the revision of batch " + batch_id});
+        Result<AppendResult> outcome = AppendOutcome(batch_id, result);
+        auto callback = std::move(done);
+        OpFinished();  // From here on the log may be gone.
+        callback(std::move(outcome));
+      });
+}
+
+void EtcdLog::Core::ResolveRefusedAppend(const std::string& batch_id, const std::string& key,
+                                         Deadline deadline, Error refusal, AppendCallback done) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(key);
+  request.set_keys_only(true);
+  // The refusal came fast; the read gets at least one attempt's time even when it took long.
+  const Deadline read_deadline = std::max(deadline, Clock::now() + options.rpc_timeout);
+  RetryingCall<etcdserverpb::RangeResponse>::Start(
+      this, "read refused append " + batch_id, read_deadline,
+      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                etcdserverpb::RangeResponse* response, std::function<void(grpc::Status)> callback) {
+        stub->async()->Range(context, &request, response, std::move(callback));
+      },
+      ClassifyReadFailure,
+      [this, batch_id, refusal = std::move(refusal),
+       done = std::move(done)](Result<etcdserverpb::RangeResponse> result) mutable {
+        Result<AppendResult> outcome = refusal;
+        if (!result) {
+          outcome = Error{ErrorCode::kUnknown, refusal.message +
+                                                   "; whether it committed could not be read: " +
+                                                   result.error().message};
+        } else if (result->kvs_size() == 1 && result->kvs(0).create_revision() > 0) {
+          // The put that crossed the quota: applied, and its entries are in the log.
+          spdlog::warn("etcd {}: refused for lack of space, but it committed", batch_id);
+          outcome = AppendResult{IndexOf(result->kvs(0).create_revision(), 0), true};
         }
-        if (revision >= kMaxBatchRevision) {
-          spdlog::critical("etcd revision {} is past the last one k8shmir can index ({})", revision,
-                           kMaxBatchRevision - 1);
-          return done(Error{ErrorCode::kProtocol, "etcd revision " + std::to_string(revision) +
-                                                      " gives log indices of 2^53 and more"});
-        }
-        done(AppendResult{IndexOf(revision, 0), created});
+        // Otherwise absent after the answer: refused, before or at its apply, and for good (no
+        // attempt of it can still commit: RetryingCall reports kUnknown, not kLogFull, when an
+        // earlier attempt was ambiguous).
+        auto callback = std::move(done);
+        OpFinished();  // From here on the log may be gone.
+        callback(std::move(outcome));
       });
 }
 
@@ -226,6 +276,63 @@ void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
         const auto& response = result.value();
         done(LogHead{response.header().revision(), LastIndexOf(response, core_prefix),
                      EndIndexOfRevision(response.header().revision())});
+      });
+}
+
+void EtcdLog::Core::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
+                              RangeCallback done) {
+  RangeReader::Start(this, from_index, revision, deadline, std::move(done));
+}
+
+void EtcdLog::Core::CheckSpace(Deadline deadline, SpaceCallback done) {
+  // One Status call (answered by the member alone, no consensus round) on the preferred member:
+  // alarms are cluster-wide, and the caller asks again soon, so no retry here.
+  struct SpaceCall {
+    grpc::ClientContext context;
+    etcdserverpb::StatusRequest request;
+    etcdserverpb::StatusResponse response;
+    uint64_t attempt_id = 0;
+    SpaceCallback done;
+  };
+  auto* call = new SpaceCall;
+  call->done = std::move(done);
+  call->context.set_deadline(
+      ToSystemClock(std::min<Clock::time_point>(deadline, Clock::now() + options.rpc_timeout)));
+  OpStarted();
+  if (!RegisterAttempt(&call->context, &call->attempt_id)) {
+    timer_.Post([this, call] {
+      auto callback = std::move(call->done);
+      delete call;
+      OpFinished();
+      callback(Error{ErrorCode::kCancelled, "the etcd log is shutting down"});
+    });
+    return;
+  }
+  const size_t endpoint = PickEndpoint();
+  maintenance_[endpoint]->async()->Status(
+      &call->context, &call->request, &call->response, [this, call, endpoint](grpc::Status status) {
+        UnregisterAttempt(call->attempt_id);
+        Result<LogSpace> space = Error{ErrorCode::kUnavailable, ""};
+        if (status.ok()) {
+          LogSpace answer;
+          // etcd lists each raised alarm as "memberID:<id> alarm:NOSPACE " (or CORRUPT).
+          for (const auto& error : call->response.errors()) {
+            if (error.find("NOSPACE") == std::string::npos) continue;
+            answer.full = true;
+            if (!answer.detail.empty()) answer.detail += "; ";
+            answer.detail += "etcd alarm: " + error;
+          }
+          space = std::move(answer);
+        } else {
+          space = Error{ErrorCode::kUnavailable,
+                        "status of " + endpoints_[endpoint] + ": " +
+                            DescribeGrpcStatus(status.error_code(), status.error_message())};
+        }
+        auto callback = std::move(call->done);
+        // Before OpFinished: the context holds the channel (see RetryingCall::Finish).
+        delete call;
+        OpFinished();  // From here on the log may be gone.
+        callback(std::move(space));
       });
 }
 

@@ -73,6 +73,7 @@ class EtcdLog::Core {
   class SubscriptionHandle;
   template <class Response>
   class RetryingCall;
+  class RangeReader;
 
   explicit Core(EtcdLogOptions opts);
   ~Core();
@@ -80,6 +81,8 @@ class EtcdLog::Core {
   void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
                    AppendCallback done);
   void Head(Deadline deadline, HeadCallback done);
+  void ReadRange(int64_t from_index, int64_t revision, Deadline deadline, RangeCallback done);
+  void CheckSpace(Deadline deadline, SpaceCallback done);
   std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
   void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
 
@@ -87,6 +90,12 @@ class EtcdLog::Core {
   const std::string range_end;
 
  private:
+  // An append etcd refused for lack of space may still have committed (etcd 3.4 applies the put
+  // that crosses the quota and answers NOSPACE): a read of its key after the answer tells. Runs
+  // inside AppendBatch's operation, which it ends.
+  void ResolveRefusedAppend(const std::string& batch_id, const std::string& key, Deadline deadline,
+                            Error refusal, AppendCallback done);
+
   // The Range behind Head and behind the progress queries of subscriptions.
   etcdserverpb::RangeRequest HeadRequest() const;
 

@@ -1,62 +1,18 @@
+// Replica: its lifecycle and state, the app's validation and recovery, the start of the catch-up,
+// and the heartbeat (replica.h). The log side is in replica_log.cc, the app side in
+// replica_apply.cc, the client side in replica_clients.cc.
 #include "replica/replica.h"
 
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
-#include <variant>
 
-#include "k8shmir/config.h"
+#include "replica/replica_util.h"
 
 namespace k8shmir {
 
 namespace asio = boost::asio;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-int64_t SteadyNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t Millis(Clock::duration d) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
-// A backlog this large, once drained, is worth handing back to the system (malloc_trim).
-constexpr std::size_t kReleaseMemoryAfterBytes = 8 * 1024 * 1024;
-
-int64_t UnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-double SecondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-ClientReply ErrorReply(unsigned status, Outcome outcome, int64_t index, const std::string& why,
-                       int retry_after = 0) {
-  ClientReply r;
-  r.response.status = status;
-  r.response.headers.push_back({"Content-Type", "text/plain; charset=utf-8"});
-  r.response.body = "k8shmir: " + why + "\n";
-  r.outcome = outcome;
-  r.index = index;
-  r.retry_after = retry_after;
-  return r;
-}
-
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
-
-}  // namespace
+using namespace replica_internal;
 
 const char* OutcomeName(Outcome outcome) {
   switch (outcome) {
@@ -190,6 +146,7 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
   ++watch_gen_;
   subscription_.reset();
   watch_paused_ = false;
+  range_ = RangeRead{};
   queue_.clear();
   queued_bytes_ = 0;
   forward_failures_ = 0;
@@ -332,290 +289,6 @@ void Replica::MaybeServing() {
   SetState(ReplicaState::kServing, "caught up with the log at index " + std::to_string(processed_));
 }
 
-// ---- Log events --------------------------------------------------------------------------------
-
-void Replica::OnLogEvent(uint64_t gen, LogEvent event) {
-  if (stopped_ || gen != watch_gen_) return;
-  std::visit(
-      Overloaded{
-          [this](LogBatch& b) { OnBatch(b); },
-          [this](LogProgress& p) { status_.log_head = std::max(status_.log_head, p.revision); },
-          [this](LogClosed& c) { OnClosed(c); },
-      },
-      event);
-}
-
-void Replica::OnBatch(LogBatch& batch) {
-  backoff_ = std::chrono::milliseconds(0);
-  status_.log_head = std::max(status_.log_head, batch.revision);
-  for (auto& record : batch.records) {
-    if (record.index <= position_) {
-      // etcd 3.4.23 can repeat or rewind watch events; applying them again would corrupt the app.
-      ++status_.entries_dropped;
-      if (record.index == position_) {
-        spdlog::warn("replica {}: log delivered index {} twice; dropped", options_.replica_id,
-                     record.index);
-      } else {
-        spdlog::error("replica {}: log went back in time: index {} after {}; dropped",
-                      options_.replica_id, record.index, position_);
-      }
-      continue;
-    }
-    position_ = record.index;
-    status_.log_last_index = std::max(status_.log_last_index, record.index);
-    queued_bytes_ += record.value.size();
-    queue_.push_back(std::move(record));
-  }
-  NoteBacklog();
-  if (QueueFull() && subscription_) {
-    // Bound memory: stop the watch and resume from position_ + 1 once the app has caught up.
-    ++watch_gen_;
-    subscription_.reset();
-    watch_paused_ = true;
-    ++status_.watch_pauses;
-  }
-  TryForward();
-}
-
-bool Replica::QueueFull() const {
-  return queue_.size() >= options_.max_queued_entries || queued_bytes_ >= options_.max_queued_bytes;
-}
-
-void Replica::MaybeResumeWatch() {
-  if (watch_paused_ && queue_.size() <= options_.max_queued_entries / 2 &&
-      queued_bytes_ <= options_.max_queued_bytes / 2) {
-    Subscribe(position_ + 1);
-  }
-}
-
-void Replica::PopQueueFront() {
-  queued_bytes_ -= queue_.front().value.size();
-  queue_.pop_front();
-}
-
-void Replica::NoteBacklog() {
-  backlog_peak_bytes_ = std::max(backlog_peak_bytes_, queued_bytes_ + pending_.bytes());
-}
-
-void Replica::MaybeReleaseMemory() {
-  // Drained means "down to about one entry's worth": under steady load pending requests are
-  // never all answered at once.
-  const std::size_t backlog = queued_bytes_ + pending_.bytes();
-  if (backlog_peak_bytes_ < kReleaseMemoryAfterBytes || backlog > kMaxEntryBytes) return;
-  backlog_peak_bytes_ = backlog;
-  // glibc keeps freed arena memory for reuse; after a burst of large entries that is tens of
-  // MiB the process would hold for ever. A few milliseconds, once per drained backlog.
-  ::malloc_trim(0);
-}
-
-void Replica::OnClosed(const LogClosed& closed) {
-  ++watch_gen_;
-  subscription_.reset();
-  if (closed.error.code == ErrorCode::kCompacted) {
-    std::string why = "the log was compacted up to revision " +
-                      std::to_string(closed.compact_revision) + " but the app is at index " +
-                      std::to_string(status_.applied_index) +
-                      ": the entries it needs are gone; a state transfer is needed";
-    RecordError(why);
-    SetState(ReplicaState::kNeedsStateTransfer, why);
-    return;
-  }
-  ++status_.watch_restarts;
-  RecordError("log watch closed: " + closed.error.message);
-  if (status_.state == ReplicaState::kServing) {
-    SetState(ReplicaState::kCatchingUp, "log watch lost: " + closed.error.message);
-  }
-  ResubscribeLater();
-}
-
-void Replica::ResubscribeLater() {
-  uint64_t gen = watch_gen_;
-  ScheduleRetry([self = shared_from_this(), gen] {
-    if (gen == self->watch_gen_) self->FetchHeadAndSubscribe(gen);
-  });
-}
-
-// ---- Applying ----------------------------------------------------------------------------------
-
-void Replica::BreakPipeline() {
-  ++pipe_gen_;
-  sent_at_.clear();
-}
-
-void Replica::TryForward() {
-  const std::size_t depth = std::max<std::size_t>(options_.app_pipeline_depth, 1);
-  while (!stopped_ && !recover_pending_ && !forward_retry_pending_ &&
-         sent_at_.size() < queue_.size() && in_flight_ < depth) {
-    const std::size_t sent = sent_at_.size();
-    const LogRecord& record = queue_[sent];
-    auto entry = record.malformed ? Result<Entry>(Error{ErrorCode::kProtocol, "not an entry"})
-                                  : DecodeEntry(record.value);
-    if (!entry) {
-      // Skipped only at the front, once everything before it was applied.
-      if (sent > 0) break;
-      // Every replica decodes the same bytes, so every replica skips this entry alike.
-      spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id, record.id,
-                    record.index, entry.error().message);
-      processed_ = record.index;
-      ++status_.entries_dropped;
-      std::string id = record.id;
-      PopQueueFront();
-      if (pending_.contains(id)) {
-        Reply(id, ErrorReply(500, Outcome::kCommitted, processed_, "entry could not be decoded"));
-      }
-      // A paused watch resumes when the queue drains, whether its entries were applied or
-      // skipped: a tail of skipped entries must not leave the replica waiting for nothing.
-      MaybeResumeWatch();
-      continue;
-    }
-    // The app must have applied exactly the entry before this one (or, at the front, what it
-    // has applied so far).
-    int64_t expected = sent == 0 ? status_.applied_index : queue_[sent - 1].index;
-    int64_t index = record.index;
-    ++in_flight_;
-    ++forwards_started_;
-    highest_forwarded_ = std::max(highest_forwarded_, index);
-    sent_at_.push_back(Clock::now());
-    app_.Forward(
-        entry->request, index, expected,
-        [self = shared_from_this(), gen = app_gen_, pipe = pipe_gen_, index](ForwardResult r) {
-          asio::post(self->strand_, [self, gen, pipe, index, r = std::move(r)]() mutable {
-            self->OnForwarded(gen, pipe, index, std::move(r));
-          });
-        });
-  }
-  MaybeServing();
-  MaybeReleaseMemory();
-}
-
-void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardResult result) {
-  --in_flight_;
-  if (stopped_) return;
-  if (recover_pending_) {
-    if (in_flight_ == 0) {
-      recover_pending_ = false;
-      BeginValidation();
-    }
-    return;
-  }
-  if (gen != app_gen_ || pipe != pipe_gen_) {
-    // A result of a superseded pipeline: what it applied, the app's index will tell.
-    TryForward();
-    return;
-  }
-  if (sent_at_.empty() || queue_.empty() || queue_.front().index != index) {
-    // The app answers in order; anything else is a bug of ours: trust only the app's index.
-    Recover(ReplicaState::kRecovering, "forward result for index " + std::to_string(index) +
-                                           " out of order; re-validating the app");
-    return;
-  }
-  const auto started = sent_at_.front();
-  std::visit(Overloaded{
-                 [&](HttpResponse& response) {
-                   forward_failures_ = 0;
-                   status_.apply_latency.Observe(SecondsSince(started));
-                   if (status_.state == ReplicaState::kAppNotAnswering) {
-                     SetState(ReplicaState::kServing,
-                              "the app answered index " + std::to_string(index) + " after " +
-                                  std::to_string(Millis(Clock::now() - started)) + " ms");
-                   }
-                   MarkApplied(queue_.front(), &response);
-                   TryForward();
-                 },
-                 [&](AppIndexMismatch& m) {
-                   BreakPipeline();
-                   OnAppAhead(m.app_index);
-                 },
-                 [&](Error& e) {
-                   BreakPipeline();
-                   ++forward_failures_;
-                   RecordError(e.message);
-                   if (e.code == ErrorCode::kProtocol) {
-                     // The validation answer broke the contract: retrying cannot help.
-                     Recover(ReplicaState::kRecovering, "validating the app: " + e.message);
-                     return;
-                   }
-                   if (forward_failures_ > options_.forward_retries) {
-                     Recover(ReplicaState::kRecovering,
-                             "forwarding index " + std::to_string(index) + " failed " +
-                                 std::to_string(forward_failures_) + " times: " + e.message);
-                     return;
-                   }
-                   // Unknown outcome: the retry re-validates the app on a fresh connection first.
-                   uint64_t app_gen = app_gen_;
-                   forward_retry_pending_ = true;
-                   ScheduleRetry([self = shared_from_this(), app_gen] {
-                     if (app_gen != self->app_gen_) return;
-                     self->forward_retry_pending_ = false;
-                     self->TryForward();
-                   });
-                 },
-             },
-             result);
-}
-
-void Replica::OnAppAhead(int64_t app_index) {
-  // Entries written to the app whose answers were never read (a connection that broke under a
-  // pipeline): the app may have applied some of them. It applies in order, so reporting the index
-  // of one of them means it applied exactly the queue up to there.
-  std::size_t applied = 0;
-  while (applied < queue_.size() && queue_[applied].index < app_index) ++applied;
-  if (app_index > status_.applied_index && app_index <= highest_forwarded_ &&
-      applied < queue_.size() && queue_[applied].index == app_index) {
-    spdlog::warn(
-        "replica {}: the app applied up to index {} although the proxy had not read the "
-        "answers from index {} on (the connection broke under them); {} entries count as "
-        "applied, their clients learn they committed",
-        options_.replica_id, app_index, queue_.front().index, applied + 1);
-    forward_failures_ = 0;
-    for (std::size_t i = 0; i <= applied; ++i) MarkApplied(queue_.front(), nullptr);
-    TryForward();
-    return;
-  }
-  std::string what = app_index < status_.applied_index
-                         ? "the app restarted or its state was replaced"
-                     : app_index > highest_forwarded_
-                         ? "the app holds entries this proxy never sent it (changed behind the "
-                           "proxy, or another proxy reached it)"
-                         : "the app applied part of an entry sequence out of order";
-  Recover(ReplicaState::kRecovering, "app reports index " + std::to_string(app_index) + " but " +
-                                         std::to_string(status_.applied_index) +
-                                         " was applied: " + what);
-}
-
-void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
-  status_.applied_index = record.index;
-  processed_ = record.index;
-  ++status_.entries_applied;
-  if (status_.state != ReplicaState::kServing) ++status_.entries_replayed;
-  std::string id = record.id;
-  int64_t index = record.index;
-  PopQueueFront();
-  if (!sent_at_.empty()) sent_at_.pop_front();
-  if (pending_.contains(id)) {
-    if (response != nullptr) {
-      ClientReply reply;
-      reply.response = std::move(*response);
-      reply.outcome = Outcome::kCommitted;
-      reply.index = index;
-      Reply(id, std::move(reply));
-    } else {
-      Reply(id, ErrorReply(502, Outcome::kCommitted, index,
-                           "the request was applied but the app's response was lost"));
-    }
-  }
-  ResolveSkipped();
-  MaybeResumeWatch();
-}
-
-void Replica::ResolveSkipped() {
-  for (auto& [id, request] : pending_.TakeUpTo(processed_)) {
-    Complete(request, ErrorReply(502, Outcome::kCommitted, request.index,
-                                 "the request was committed and applied, but this replica's app "
-                                 "had applied it before the proxy could read the response"));
-  }
-}
-
 // ---- Heartbeat ---------------------------------------------------------------------------------
 
 void Replica::ScheduleHeartbeat() {
@@ -626,8 +299,39 @@ void Replica::ScheduleHeartbeat() {
     if (ec || self->stopped_) return;
     self->last_tick_ns_.store(SteadyNanos());
     self->CheckAppAnswers();
+    self->CheckLogSpace();
     self->Heartbeat();
     self->ScheduleHeartbeat();
+  });
+}
+
+void Replica::EnterLogFull(const std::string& detail) {
+  if (status_.state != ReplicaState::kServing) return;
+  const std::string why =
+      "the log refuses writes for lack of space (" + detail +
+      "): clients get 503 until an operator frees space (etcd: compact, defragment, raise the "
+      "quota) and disarms the alarm; this replica resumes by itself";
+  RecordError(why, spdlog::level::err);
+  SetState(ReplicaState::kLogFull, why);
+}
+
+void Replica::CheckLogSpace() {
+  if (space_check_in_flight_) return;
+  if (status_.state != ReplicaState::kServing && status_.state != ReplicaState::kLogFull) return;
+  space_check_in_flight_ = true;
+  const auto deadline = Clock::now() + options_.etcd_timeout;
+  log_.CheckSpace(deadline, [self = shared_from_this()](Result<LogSpace> space) {
+    asio::post(self->strand_, [self, space = std::move(space)] {
+      self->space_check_in_flight_ = false;
+      // Unknown (the log unreachable): the appends and the watch tell their own story.
+      if (self->stopped_ || !space) return;
+      if (space->full) {
+        self->EnterLogFull(space->detail);
+      } else if (self->status_.state == ReplicaState::kLogFull) {
+        self->SetState(ReplicaState::kCatchingUp, "the log accepts writes again");
+        self->MaybeServing();
+      }
+    });
   });
 }
 
@@ -652,10 +356,10 @@ void Replica::CheckAppAnswers() {
 void Replica::Heartbeat() {
   // Entries waiting to be forwarded will validate the app themselves (and a forward being retried
   // may have applied already, which a heartbeat would misread as a restart).
-  if (heartbeat_in_flight_ || status_.state != ReplicaState::kServing || in_flight_ > 0 ||
-      !queue_.empty()) {
-    return;
-  }
+  // A full log stops writes, not the app: its restarts are still noticed.
+  const bool checked =
+      status_.state == ReplicaState::kServing || status_.state == ReplicaState::kLogFull;
+  if (heartbeat_in_flight_ || !checked || in_flight_ > 0 || !queue_.empty()) return;
   heartbeat_in_flight_ = true;
   uint64_t gen = app_gen_;
   uint64_t forwards = forwards_started_;
@@ -664,7 +368,10 @@ void Replica::Heartbeat() {
     self->heartbeat_in_flight_ = false;
     // A forward since the heartbeat began makes the answer ambiguous: the next one decides.
     if (self->stopped_ || gen != self->app_gen_ || forwards != self->forwards_started_) return;
-    if (self->status_.state != ReplicaState::kServing) return;
+    if (self->status_.state != ReplicaState::kServing &&
+        self->status_.state != ReplicaState::kLogFull) {
+      return;
+    }
     if (!r) {
       self->Recover(ReplicaState::kRecovering, "heartbeat: " + r.error().message);
     } else if (r->index != expected) {
@@ -675,194 +382,6 @@ void Replica::Heartbeat() {
       self->NoteAppDeclares(*r);
     }
   });
-}
-
-// ---- Client requests ---------------------------------------------------------------------------
-
-void Replica::Submit(HttpRequest request, ReplyCallback done) {
-  asio::post(strand_, [self = shared_from_this(), request = std::move(request),
-                       done = std::move(done)]() mutable {
-    if (self->stopped_ || self->status_.state != ReplicaState::kServing) {
-      ++self->status_.requests_not_committed;
-      done(ErrorReply(503, Outcome::kNotCommitted, 0,
-                      std::string("replica is ") + ReplicaStateName(self->status_.state) + ": " +
-                          self->status_.state_reason,
-                      1));
-      return;
-    }
-    if (self->pending_.size() >= self->options_.max_pending_requests) {
-      ++self->status_.requests_not_committed;
-      done(ErrorReply(503, Outcome::kNotCommitted, 0,
-                      "too many requests are waiting for the log on this replica", 1));
-      return;
-    }
-    Entry entry;
-    entry.request_id = NewRequestId();
-    entry.origin = self->options_.replica_id;
-    entry.appended_unix_ms = UnixMillis();
-    entry.request = std::move(request);
-    std::string value = EncodeEntry(entry);
-    if (value.size() > kMaxEntryBytes) {
-      ++self->status_.requests_not_committed;
-      done(ErrorReply(413, Outcome::kNotCommitted, 0,
-                      "request is too large for one log entry (" + std::to_string(value.size()) +
-                          " bytes encoded, limit " + std::to_string(kMaxEntryBytes) + ")"));
-      return;
-    }
-    if (!self->pending_.empty() &&
-        self->pending_.bytes() + value.size() > self->options_.max_pending_bytes) {
-      ++self->status_.requests_not_committed;
-      ++self->status_.requests_over_byte_budget;
-      done(ErrorReply(503, Outcome::kNotCommitted, 0,
-                      "too many bytes of requests are waiting for the log on this replica (" +
-                          std::to_string(self->pending_.bytes()) + " pending, limit " +
-                          std::to_string(self->options_.max_pending_bytes) + ")",
-                      1));
-      return;
-    }
-    std::string id = entry.request_id;
-    auto now = Clock::now();
-    auto deadline = now + self->options_.request_timeout;
-    PendingRequests<ReplyCallback>::Request pending;
-    pending.done = std::move(done);
-    pending.submitted_at = now;
-    pending.deadline = deadline;
-    pending.bytes = value.size();
-    self->pending_.Add(id, std::move(pending));
-    self->NoteBacklog();
-    self->ArmDeadlineTimer();
-    self->outbox_.push_back(LogEntry{std::move(id), std::move(value)});
-    self->FlushAppends();
-  });
-}
-
-void Replica::FlushAppends() {
-  while (appends_in_flight_ < options_.max_appends_in_flight && !outbox_.empty()) {
-    std::vector<LogEntry> batch;
-    std::vector<std::string> ids;
-    std::size_t bytes = 0;
-    Clock::time_point deadline = Clock::time_point::max();
-    while (!outbox_.empty() && batch.size() < kMaxBatchEntries) {
-      LogEntry& next = outbox_.front();
-      const auto* pending = pending_.Find(next.id);
-      if (pending == nullptr) {  // answered while waiting (deadline)
-        outbox_.pop_front();
-        continue;
-      }
-      if (!batch.empty() && bytes + next.value.size() > options_.max_batch_bytes) break;
-      bytes += next.value.size();
-      deadline = std::min(deadline, pending->deadline);
-      pending_.MarkSent(next.id);
-      ids.push_back(next.id);
-      batch.push_back(std::move(next));
-      outbox_.pop_front();
-    }
-    if (batch.empty()) return;
-    ++appends_in_flight_;
-    ++status_.log_appends;
-    status_.log_appended_entries += batch.size();
-    // Leave a quarter of the budget (at most 1 s) to apply the entries once they are committed.
-    auto margin = std::min<std::chrono::milliseconds>(options_.request_timeout / 4,
-                                                      std::chrono::milliseconds(1000));
-    // The first entry's id names the batch: unique, and the same on every retry of the append.
-    std::string batch_id = ids.front();
-    log_.AppendBatch(batch_id, std::move(batch), deadline - margin,
-                     [self = shared_from_this(), ids = std::move(ids)](Result<AppendResult> r) {
-                       asio::post(self->strand_, [self, ids, r = std::move(r)]() mutable {
-                         self->OnAppended(ids, std::move(r));
-                       });
-                     });
-  }
-}
-
-void Replica::OnAppended(const std::vector<std::string>& ids, Result<AppendResult> result) {
-  --appends_in_flight_;
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (result) {
-      OnEntryAppended(ids[i], result->first_index + static_cast<int64_t>(i));
-    } else {
-      OnEntryAppended(ids[i], result.error());
-    }
-  }
-  if (!stopped_) FlushAppends();
-}
-
-void Replica::OnEntryAppended(const std::string& id, const Result<int64_t>& result) {
-  const auto* pending = pending_.Find(id);
-  if (pending == nullptr) return;  // already answered: applied first, or past its deadline
-  status_.append_latency.Observe(SecondsSince(pending->submitted_at));
-  if (!result) {
-    const Error& e = result.error();
-    if (e.code == ErrorCode::kUnavailable) {
-      Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0, "log unavailable: " + e.message, 1));
-    } else if (e.code == ErrorCode::kInvalid) {
-      Reply(id,
-            ErrorReply(413, Outcome::kNotCommitted, 0, "the log refused the entry: " + e.message));
-    } else {
-      Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
-                           "the log did not confirm the append (" + e.message +
-                               "); the request may still be applied"));
-    }
-    return;
-  }
-  int64_t index = *result;
-  status_.log_last_index = std::max(status_.log_last_index, index);
-  pending_.SetIndex(id, index);
-  // Applied (or skipped) before the append's answer came: answered here, nothing to wait for.
-  ResolveSkipped();
-}
-
-void Replica::ArmDeadlineTimer() {
-  auto next = pending_.NextDeadline();
-  if (!next || (deadline_armed_ && deadline_timer_->expiry() <= *next)) return;
-  if (!deadline_timer_) deadline_timer_ = std::make_unique<asio::steady_timer>(strand_);
-  // Re-arming cancels the wait in progress; its handler sees operation_aborted.
-  deadline_armed_ = true;
-  deadline_timer_->expires_at(*next);
-  deadline_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (ec || self->stopped_) return;
-    self->deadline_armed_ = false;
-    self->OnDeadlines();
-    self->ArmDeadlineTimer();
-  });
-}
-
-void Replica::OnDeadlines() {
-  for (auto& [id, p] : pending_.TakeExpired(Clock::now())) {
-    if (p.in_outbox) {
-      Complete(p, ErrorReply(503, Outcome::kNotCommitted, 0,
-                             "the log was too slow: the request waited for it past the request "
-                             "timeout and was not sent",
-                             1));
-    } else if (p.index != 0) {
-      Complete(p, ErrorReply(504, Outcome::kCommitted, p.index,
-                             "the request was committed at index " + std::to_string(p.index) +
-                                 " but this replica did not apply it within the request timeout"));
-    } else {
-      Complete(p, ErrorReply(504, Outcome::kUnknown, 0,
-                             "the log did not confirm the append within the request timeout; "
-                             "the request may still be applied"));
-    }
-  }
-}
-
-void Replica::Reply(const std::string& id, ClientReply reply) {
-  if (auto p = pending_.Take(id)) Complete(*p, std::move(reply));
-}
-
-void Replica::Complete(PendingRequests<ReplyCallback>::Request& request, ClientReply reply) {
-  switch (reply.outcome) {
-    case Outcome::kCommitted:
-      ++status_.requests_committed;
-      break;
-    case Outcome::kNotCommitted:
-      ++status_.requests_not_committed;
-      break;
-    case Outcome::kUnknown:
-      ++status_.requests_unknown;
-      break;
-  }
-  request.done(std::move(reply));
 }
 
 }  // namespace k8shmir

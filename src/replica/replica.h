@@ -106,6 +106,12 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void OnLogEvent(uint64_t watch_gen, LogEvent event);
   void OnBatch(LogBatch& batch);
   void OnClosed(const LogClosed& closed);
+  // Catch-up by reading live keys, when the history a watch would replay was compacted: one
+  // page at a time (each page bounded by the log), paused like the watch while the queue is full,
+  // then a watch from the end of the read.
+  void StartRangeCatchUp(int64_t compact_revision);
+  void ReadRangePage();
+  void OnRangePage(Result<LogRange> page);
   void ResubscribeLater();
   void MaybeServing();
   // Resumes a watch paused for a full queue once the queue has drained to half its bounds.
@@ -143,6 +149,10 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void Heartbeat();
   // An entry in flight past the app timeout makes the replica not ready until it is answered.
   void CheckAppAnswers();
+  // The log is out of space (an append refused, or CheckSpace says so): not ready until it has
+  // space again, which CheckLogSpace (every tick while serving or full) notices.
+  void EnterLogFull(const std::string& detail);
+  void CheckLogSpace();
 
   std::chrono::milliseconds NextBackoff();
   void ScheduleRetry(std::function<void()> fn);
@@ -170,6 +180,15 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   int64_t target_ = 0;    // catch-up target: the log's last index when catching up began
   std::unique_ptr<Subscription> subscription_;
   bool watch_paused_ = false;  // paused because queue_ is full
+  // A catch-up by range read (StartRangeCatchUp) in progress: the next page's start, the
+  // revision every page reads at (0 until the first page), and whether it waits for the queue.
+  struct RangeRead {
+    bool active = false;
+    bool paused = false;
+    int64_t next_index = 0;
+    int64_t revision = 0;
+  };
+  RangeRead range_;
   // Forwards in flight, of any generation: a recovery validates the app only once they returned.
   std::size_t in_flight_ = 0;
   // The first sent_at_.size() entries of queue_ are in flight in the current pipeline (with the
@@ -186,6 +205,7 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   int64_t highest_forwarded_ = 0;
   int64_t processed_ = 0;  // highest index taken off the queue (applied, or skipped as invalid)
   bool heartbeat_in_flight_ = false;
+  bool space_check_in_flight_ = false;
   std::unique_ptr<boost::asio::steady_timer> heartbeat_timer_;
   std::chrono::milliseconds backoff_{0};
   std::chrono::steady_clock::time_point recovery_started_;

@@ -18,6 +18,8 @@ const char* ReplicaStateName(ReplicaState state) {
       return "app-contract-violation";
     case ReplicaState::kAppNotAnswering:
       return "app-not-answering";
+    case ReplicaState::kLogFull:
+      return "log-full";
   }
   return "?";
 }

@@ -19,6 +19,9 @@ enum class ReplicaState {
   // An entry in flight has not been answered within the app timeout: the proxy keeps waiting on
   // the same connection (an abandoned entry could still be applied later, and twice).
   kAppNotAnswering,
+  // The log refuses writes for lack of space: clients get 503 at once; entries committed before
+  // are still applied; serving again by itself once the log has space.
+  kLogFull,
 };
 // Every state, in declaration order (for /metrics).
 inline constexpr ReplicaState kAllReplicaStates[] = {ReplicaState::kStarting,
@@ -27,7 +30,8 @@ inline constexpr ReplicaState kAllReplicaStates[] = {ReplicaState::kStarting,
                                                      ReplicaState::kRecovering,
                                                      ReplicaState::kNeedsStateTransfer,
                                                      ReplicaState::kAppContractViolation,
-                                                     ReplicaState::kAppNotAnswering};
+                                                     ReplicaState::kAppNotAnswering,
+                                                     ReplicaState::kLogFull};
 const char* ReplicaStateName(ReplicaState state);
 
 // Latency histogram with fixed Prometheus buckets (seconds).
@@ -66,6 +70,8 @@ struct ReplicaStatus {
   uint64_t app_stalls = 0;                 // times an entry went unanswered past the app timeout
   uint64_t requests_over_byte_budget = 0;  // refused: pending bytes over the budget
   uint64_t watch_pauses = 0;               // watch paused for a full queue (entries or bytes)
+  uint64_t log_full_refusals = 0;          // appends the log refused for lack of space
+  uint64_t range_catch_ups = 0;  // catch-ups by reading live keys (the watch history compacted)
   int64_t last_recovery_ms = 0;
   // The app's last /last-index answer declared "pipelining": true; entries in flight to it at
   // most (1 unless it did). The forwarding connection reads the declaration again when opened.

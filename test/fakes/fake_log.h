@@ -25,6 +25,13 @@ class FakeLog : public Log {
   // Appends wait in held_appends() until ReleaseAppends() (to observe group commit).
   bool hold_appends = false;
   int64_t compacted_below = 0;  // Subscribe(from < this) closes with kCompacted
+  // ReadRange: records per page; entries up to this index count as trimmed (and are not read);
+  // the next calls reading at a past revision fail with kCompacted.
+  std::size_t range_page_records = 2;
+  int64_t trimmed_index = 0;
+  int compact_range_reads = 0;
+  // Out of space: appends fail with kLogFull (nothing stored) and CheckSpace says so.
+  bool full = false;
 
   // Writes by someone else: advances the revision without an entry of ours (an index gap).
   void BumpRevision(int64_t n) { revision_ += n; }
@@ -77,6 +84,13 @@ class FakeLog : public Log {
     DoAppend(batch_id, std::move(entries), std::move(done));
   }
 
+  void CheckSpace(Deadline, SpaceCallback done) override {
+    ++space_checks_;
+    LogSpace space{full, full ? "fake: alarm NOSPACE" : ""};
+    Post([done, space] { done(space); });
+  }
+  int space_checks() const { return space_checks_; }
+
   void Head(Deadline, HeadCallback done) override {
     if (head_error) {
       Post([done, e = *head_error] { done(e); });
@@ -85,6 +99,33 @@ class FakeLog : public Log {
     LogHead h{revision_, records_.empty() ? 0 : records_.back().index, revision_};
     Post([done, h] { done(h); });
   }
+
+  void ReadRange(int64_t from_index, int64_t revision, Deadline, RangeCallback done) override {
+    ++range_reads_;
+    range_froms_.push_back(from_index);
+    if (revision != 0 && compact_range_reads > 0) {
+      --compact_range_reads;
+      Post([done] { done(Error{ErrorCode::kCompacted, "fake: range revision compacted"}); });
+      return;
+    }
+    LogRange page;
+    page.revision = revision != 0 ? revision : revision_;
+    page.trimmed_index = trimmed_index;
+    page.end_index = page.revision;
+    page.next_index = page.revision + 1;
+    for (const auto& r : records_) {
+      if (r.index < from_index || r.index > page.revision || r.index <= trimmed_index) continue;
+      if (page.records.size() == range_page_records) {
+        page.more = true;
+        page.next_index = r.index;
+        break;
+      }
+      page.records.push_back(r);
+    }
+    Post([done, page = std::move(page)] { done(page); });
+  }
+  int range_reads() const { return range_reads_; }
+  const std::vector<int64_t>& range_froms() const { return range_froms_; }
 
   std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event) override {
     ++subscribe_calls_;
@@ -113,6 +154,10 @@ class FakeLog : public Log {
   void DoAppend(const std::string& batch_id, std::vector<LogEntry> entries, AppendCallback done) {
     if (append_error) {
       Post([done, e = *append_error] { done(e); });
+      return;
+    }
+    if (full) {
+      Post([done] { done(Error{ErrorCode::kLogFull, "fake: database space exceeded"}); });
       return;
     }
     if (auto it = batches_.find(batch_id); it != batches_.end()) {
@@ -172,6 +217,9 @@ class FakeLog : public Log {
   std::vector<std::shared_ptr<Sub>> subs_;
   int subscribe_calls_ = 0;
   int64_t last_from_ = 0;
+  int range_reads_ = 0;
+  int space_checks_ = 0;
+  std::vector<int64_t> range_froms_;
 };
 
 }  // namespace k8shmir::testing

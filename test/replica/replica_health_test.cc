@@ -214,5 +214,48 @@ TEST_F(ReplicaHealthTest, TheLivenessTickStopsWhenTheLoopIsWedged) {
   EXPECT_LT(replica_->SinceLastTick(), 200ms);
 }
 
+// A full log (etcd NOSPACE): the refused request is 503 not-committed with the reason, the
+// replica is not ready and refuses at once, entries committed before still apply, and it serves
+// again by itself once the log has space.
+TEST_F(ReplicaHealthTest, AFullLogMakesTheReplicaNotReadyUntilItHasSpaceAgain) {
+  Serve();
+  ASSERT_EQ(Send("a")->response.status, 200u);
+  log_.full = true;
+  auto refused = Send("b");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->response.status, 503u);
+  EXPECT_EQ(refused->outcome, Outcome::kNotCommitted);
+  EXPECT_NE(refused->response.body.find("the log is full"), std::string::npos)
+      << refused->response.body;
+  auto s = Status();
+  EXPECT_EQ(s.state, ReplicaState::kLogFull);
+  EXPECT_FALSE(s.Ready());
+  EXPECT_EQ(s.log_full_refusals, 1u);
+  EXPECT_NE(s.state_reason.find("lack of space"), std::string::npos) << s.state_reason;
+  // Refused at once, without asking the log.
+  const auto batches = log_.batch_sizes().size();
+  auto fast = Send("c");
+  EXPECT_EQ(fast->response.status, 503u);
+  EXPECT_EQ(fast->outcome, Outcome::kNotCommitted);
+  EXPECT_EQ(log_.batch_sizes().size(), batches);
+  // Another replica's entry, committed before the log filled, still applies.
+  log_.AddEntry("x1", EncodedBody("x", "x1"));
+  ASSERT_TRUE(RunUntil([&] { return app_.journal.size() == 2; }));
+  log_.full = false;
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  ASSERT_EQ(Send("d")->response.status, 200u);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "x", "d"}));
+}
+
+// Every replica watches the log's space, not only the one whose append was refused.
+TEST_F(ReplicaHealthTest, AnIdleReplicaNoticesAFullLog) {
+  Serve();
+  log_.full = true;
+  ASSERT_TRUE(WaitState(ReplicaState::kLogFull));
+  EXPECT_EQ(Status().log_full_refusals, 0u);
+  log_.full = false;
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+}
+
 }  // namespace
 }  // namespace k8shmir

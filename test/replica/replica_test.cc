@@ -202,17 +202,103 @@ TEST_F(ReplicaTest, WatchLossMakesItNotReadyThenResumesWithoutDuplicates) {
   EXPECT_EQ(Status().watch_restarts, 1u);
 }
 
-TEST_F(ReplicaTest, CompactedHistoryNeedsStateTransferAndAppliesNothing) {
-  log_.AddEntry("e1", EncodedBody("one", "e1"));
-  log_.AddEntry("e2", EncodedBody("two", "e2"));
-  log_.compacted_below = 2;
+class RangeCatchUpTest : public ReplicaTest {
+ protected:
+  // Entries e<from>..e<to> from another replica, whose bodies are their numbers.
+  void AddEntries(int from, int to) {
+    for (int i = from; i <= to; ++i) {
+      const std::string id = "e" + std::to_string(i);
+      log_.AddEntry(id, EncodedBody(std::to_string(i), id));
+    }
+  }
+};
+
+std::vector<std::string> Numbers(int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i <= to; ++i) out.push_back(std::to_string(i));
+  return out;
+}
+
+// etcd compaction drops old versions of keys, never live keys: a watch whose start revision was
+// compacted gives way to reading the live entries, page by page, then a watch from the end.
+TEST_F(RangeCatchUpTest, CompactedHistoryIsReadFromTheLiveEntriesThenWatched) {
+  AddEntries(1, 5);
+  log_.compacted_below = 4;
+  log_.range_page_records = 2;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), Numbers(1, 5));
+  EXPECT_EQ(log_.range_froms(), (std::vector<int64_t>{1, 3, 5}));
+  EXPECT_EQ(log_.last_subscribe_from(), 6);
+  auto s = Status();
+  EXPECT_EQ(s.range_catch_ups, 1u);
+  EXPECT_EQ(s.applied_index, 5);
+  // The watch from the end of the read carries on.
+  log_.AddEntry("e6", EncodedBody("6", "e6"));
+  auto reply = Send("x");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->index, 7);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "x"}));
+}
+
+TEST_F(RangeCatchUpTest, RangeCatchUpWaitsForAFullQueueAndLosesNothing) {
+  AddEntries(1, 100);
+  log_.compacted_below = 101;
+  log_.range_page_records = 10;
+  options_.max_queued_entries = 16;
+  app_.hang_forwards = true;  // nothing drains the queue yet
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(RunUntil([&] { return log_.range_reads() == 2; }));
+  // Two pages (20 entries) fill the queue: no third read while it stays full.
+  ioc_.run_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(log_.range_reads(), 2);
+  EXPECT_EQ(Status().queued_entries, 20u);
+  app_.ReleaseHungForwards();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), Numbers(1, 100));
+  EXPECT_EQ(log_.range_reads(), 10);
+  EXPECT_EQ(log_.last_subscribe_from(), 101);
+  EXPECT_EQ(app_.contract_violations, 0);
+}
+
+TEST_F(RangeCatchUpTest, RangeRevisionCompactedMidwayReadsOnAtTheCurrentRevision) {
+  AddEntries(1, 5);
+  log_.compacted_below = 6;
+  log_.range_page_records = 2;
+  log_.compact_range_reads = 1;  // the second page's revision is gone
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), Numbers(1, 5));
+  EXPECT_EQ(log_.range_froms(), (std::vector<int64_t>{1, 3, 3, 5}));
+  EXPECT_EQ(Status().range_catch_ups, 1u);
+}
+
+// Only entries deleted by retention need a state transfer: replaying cannot rebuild them.
+TEST_F(RangeCatchUpTest, TrimmedEntriesNeedStateTransferAndNothingIsApplied) {
+  AddEntries(1, 4);
+  log_.compacted_below = 3;
+  log_.trimmed_index = 2;
   Make();
   replica_->Start();
   ASSERT_TRUE(WaitState(ReplicaState::kNeedsStateTransfer));
   EXPECT_TRUE(app_.journal.empty());
   auto s = Status();
-  EXPECT_NE(s.last_error.find("state transfer"), std::string::npos);
+  EXPECT_NE(s.last_error.find("trimmed up to index 2"), std::string::npos) << s.last_error;
   EXPECT_EQ(Send("x")->response.status, 503u);
+}
+
+TEST_F(RangeCatchUpTest, AnAppPastTheTrimmedPointCatchesUpByRange) {
+  AddEntries(1, 4);
+  log_.compacted_below = 3;
+  log_.trimmed_index = 2;
+  app_.last_index = 2;
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_EQ(Bodies(), Numbers(3, 4));
 }
 
 TEST_F(ReplicaTest, BoundedQueuePausesTheWatchAndLosesNothing) {

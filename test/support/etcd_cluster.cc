@@ -286,6 +286,41 @@ void EtcdCluster::Compact(int64_t revision) {
   GatewayPost("/v3/kv/compaction", {{"revision", std::to_string(revision)}, {"physical", true}});
 }
 
+void EtcdCluster::Delete(const std::string& key) {
+  GatewayPost("/v3/kv/deleterange", {{"key", Base64Encode(key)}});
+}
+
+void EtcdCluster::Defragment() {
+  RequirePlaintext("Defragment");
+  for (int i = 0; i < size(); ++i) {
+    if (!MemberRunning(i)) continue;
+    HttpResult r = Http(ClientPort(i), "POST", "/v3/maintenance/defragment", "{}", {},
+                        std::chrono::seconds(30));
+    if (r.status != 200) {
+      throw std::runtime_error("etcd defragment of member " + std::to_string(i) +
+                               " failed: " + r.Describe());
+    }
+  }
+}
+
+std::vector<std::string> EtcdCluster::Alarms() {
+  json j = GatewayPost("/v3/maintenance/alarm", {{"action", "GET"}});
+  std::vector<std::string> out;
+  for (const auto& alarm : j.value("alarms", json::array())) {
+    out.push_back(alarm.value("alarm", "NONE"));
+  }
+  return out;
+}
+
+void EtcdCluster::DisarmAlarms() {
+  json j = GatewayPost("/v3/maintenance/alarm", {{"action", "GET"}});
+  for (const auto& alarm : j.value("alarms", json::array())) {
+    GatewayPost("/v3/maintenance/alarm", {{"action", "DEACTIVATE"},
+                                          {"memberID", alarm.value("memberID", std::string("0"))},
+                                          {"alarm", alarm.value("alarm", "NONE")}});
+  }
+}
+
 int64_t EtcdCluster::CountPrefix(const std::string& prefix) {
   json j = GatewayPost("/v3/kv/range", {{"key", Base64Encode(prefix)},
                                         {"range_end", Base64Encode(PrefixEnd(prefix))},

@@ -92,6 +92,12 @@ class EtcdCluster {
   int64_t Revision();                                             // current revision
   int64_t Put(const std::string& key, const std::string& value);  // revision of the put
   void Compact(int64_t revision);                                 // physical compaction
+  void Delete(const std::string& key);
+  // Defragments every running member (gives the space of compacted history back).
+  void Defragment();
+  // The raised alarms ("NOSPACE", "CORRUPT"), and disarming every one of them.
+  std::vector<std::string> Alarms();
+  void DisarmAlarms();
   // Number of keys under `prefix` (a serializable count is not used: linearizable).
   int64_t CountPrefix(const std::string& prefix);
   // Number of log entries in the batch keys under `prefix` (each key "<id>.<n>" holds n).
