@@ -14,9 +14,13 @@
 //                     --no-stale-check.
 //
 // Endpoints:
-//   GET  /last-index      {"index": N, "pipelining": true}  ("pipelining" left out under
-//                         --no-pipelining; a body that is not JSON under --garbage-last-index,
-//                         to test the proxy)
+//   GET  /last-index      {"index": N, "pipelining": true, "snapshots": true} ("pipelining" left
+//                         out under --no-pipelining, "snapshots" under --no-snapshots; a body
+//                         that is not JSON under --garbage-last-index, to test the proxy)
+//   GET  /snapshot        the whole replicated state, {"value": v, "journal": [...]}, with
+//                         header Log-Index: N (the last applied index)
+//   PUT  /snapshot        replaces the whole state with such a body; Log-Index: N becomes the
+//                         last applied index -> {"index": N}
 //   POST /integer         {"op": "INC"|"DEC"|"MUL"|"SET", "value": n} -> {"value": v, "index": N}
 //   GET  /integer         {"value": v}
 //   POST /integer/reset   {"value": 0, "index": N}
@@ -56,6 +60,8 @@ using tcp = asio::ip::tcp;
 using json = nlohmann::json;
 
 constexpr std::uint64_t kBodyLimit = 8 * 1024 * 1024;
+// A snapshot holds the whole journal: PUT /snapshot may be larger than any request.
+constexpr std::uint64_t kSnapshotBodyLimit = 256 * 1024 * 1024;
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 constexpr std::chrono::seconds kIdleTimeout{120};
 constexpr const char* kIndexHeader = "Log-Index";
@@ -65,6 +71,7 @@ struct Options {
   std::uint16_t port = 3000;
   bool garbage_last_index = false;
   bool no_pipelining = false;
+  bool no_snapshots = false;
   bool no_stale_check = false;
   bool thesis_index = false;
 };
@@ -101,8 +108,10 @@ std::int64_t WrapMul(std::int64_t a, std::int64_t b) {
 struct Reply {
   http::status status = http::status::ok;
   json body;
-  // Sent as is instead of body.dump() (--garbage-last-index).
+  // Sent as is instead of body.dump() (--garbage-last-index, snapshots).
   std::optional<std::string> raw = std::nullopt;
+  // A Log-Index header on the response (GET /snapshot).
+  std::optional<std::int64_t> log_index = std::nullopt;
 };
 
 Reply Error(http::status status, std::string message) {
@@ -115,6 +124,7 @@ class Counter {
   explicit Counter(const Options& o)
       : garbage_last_index_(o.garbage_last_index),
         pipelining_(!o.no_pipelining),
+        snapshots_(!o.no_snapshots),
         stale_check_(!o.no_stale_check && !o.thesis_index),
         thesis_index_(o.thesis_index) {}
 
@@ -132,7 +142,13 @@ class Counter {
       json answer{{"index", last_index_}};
       if (thesis_index_ && !last_header_present_) answer["index"] = nullptr;
       if (pipelining_) answer["pipelining"] = true;
+      if (snapshots_) answer["snapshots"] = true;
       return {http::status::ok, answer};
+    }
+    if (path == "/snapshot" && snapshots_) {
+      if (verb == http::verb::get) return TakeSnapshot();
+      if (verb == http::verb::put) return RestoreSnapshot(req);
+      return Error(http::status::method_not_allowed, "GET or PUT /snapshot");
     }
 
     std::int64_t index = 0;  // 0: not replicated (direct access)
@@ -202,6 +218,42 @@ class Counter {
     return Error(http::status::not_found, "no such endpoint");
   }
 
+  // The replicated state only (value, journal; the hash follows from the journal), not this
+  // instance's diagnostics (violations, duplicates).
+  Reply TakeSnapshot() const {
+    Reply r;
+    r.raw = json{{"value", value_}, {"journal", journal_}}.dump();
+    r.log_index = last_index_;
+    return r;
+  }
+
+  Reply RestoreSnapshot(const http::request<http::string_body>& req) {
+    auto header = req.find(kIndexHeader);
+    std::optional<std::int64_t> index;
+    if (header != req.end()) {
+      index = ParseIndex(std::string_view(header->value().data(), header->value().size()));
+    }
+    if (!index || *index < 0) {
+      return Error(http::status::bad_request, "PUT /snapshot needs a Log-Index header");
+    }
+    json doc = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+    if (!doc.is_object() || !doc.contains("value") || !doc["value"].is_number_integer() ||
+        !doc.contains("journal") || !doc["journal"].is_array()) {
+      return Error(http::status::bad_request, "not a counter snapshot");
+    }
+    value_ = doc["value"].get<std::int64_t>();
+    journal_ = std::move(doc["journal"]);
+    hash_ = kFnvOffset;
+    for (const auto& entry : journal_) {
+      hash_ = Fnv1a(hash_, entry.dump());
+      hash_ = Fnv1a(hash_, "\n");
+    }
+    last_index_ = *index;
+    applied_.clear();
+    last_header_present_ = true;
+    return {http::status::ok, json{{"index", last_index_}}};
+  }
+
   Reply IntegerOp(const std::string& body, std::int64_t index) {
     json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded() || !doc.is_object()) {
@@ -251,6 +303,7 @@ class Counter {
 
   const bool garbage_last_index_;
   const bool pipelining_;
+  const bool snapshots_;
   const bool stale_check_;
   const bool thesis_index_;
   std::int64_t value_ = 0;
@@ -286,7 +339,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec, std::size_t) {
     if (ec) return OnReadError(ec);
     auto& req = parser_->get();
-    if (auto cl = parser_->content_length(); cl && *cl > kBodyLimit) {
+    const bool snapshot = req.method() == http::verb::put && req.target() == "/snapshot";
+    const std::uint64_t limit = snapshot ? kSnapshotBodyLimit : kBodyLimit;
+    parser_->body_limit(limit);
+    if (auto cl = parser_->content_length(); cl && *cl > limit) {
       return OnReadError(http::error::body_limit);
     }
     if (beast::iequals(req[http::field::expect], "100-continue")) {
@@ -338,6 +394,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(http::field::server, "k8shmir-counter");
     res->set(http::field::content_type, "application/json");
     res->body() = reply.raw ? *reply.raw : reply.body.dump();
+    if (reply.log_index) res->set(kIndexHeader, std::to_string(*reply.log_index));
     res->keep_alive(keep_alive);
     res->prepare_payload();
     stream_.expires_after(kIdleTimeout);
@@ -386,13 +443,16 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
 void Usage(std::ostream& out) {
   out << "usage: counter-app [--host ADDR] [--port PORT] [--garbage-last-index]\n"
-         "                   [--no-pipelining] [--no-stale-check] [--thesis-index]\n"
+         "                   [--no-pipelining] [--no-snapshots] [--no-stale-check]\n"
+         "                   [--thesis-index]\n"
          "  --host ADDR             listen address (default 127.0.0.1)\n"
          "  --port PORT             listen port (default 3000)\n"
          "  --garbage-last-index    answer /last-index with a body that is not JSON (a broken\n"
          "                          app, for tests of the proxy); all else works as usual\n"
          "  --no-pipelining         leave \"pipelining\": true out of /last-index, so the proxy\n"
          "                          forwards one entry at a time\n"
+         "  --no-snapshots          leave \"snapshots\": true out of /last-index and serve no\n"
+         "                          /snapshot (an app without state transfer)\n"
          "  --no-stale-check        apply a request whose Log-Index is not above the last one\n"
          "                          instead of refusing it (409); count repeats in \"duplicates\"\n"
          "  --thesis-index          report the Log-Index of the last request received, null if\n"
@@ -428,6 +488,9 @@ bool ParseArgs(int argc, char** argv, Options& opts) {
     } else if (arg == "--garbage-last-index") {
       if (has_value) return false;
       opts.garbage_last_index = true;
+    } else if (arg == "--no-snapshots") {
+      if (has_value) return false;
+      opts.no_snapshots = true;
     } else if (arg == "--no-pipelining") {
       if (has_value) return false;
       opts.no_pipelining = true;
@@ -470,7 +533,8 @@ int main(int argc, char** argv) {
               << (opts.thesis_index ? " (thesis-index)" : "")
               << (opts.no_stale_check ? " (no-stale-check)" : "")
               << (opts.garbage_last_index ? " (garbage-last-index)" : "")
-              << (opts.no_pipelining ? " (no-pipelining)" : "") << std::endl;
+              << (opts.no_pipelining ? " (no-pipelining)" : "")
+              << (opts.no_snapshots ? " (no-snapshots)" : "") << std::endl;
     ioc.run();
   } catch (const std::exception& e) {
     std::cerr << "counter-app: " << e.what() << std::endl;

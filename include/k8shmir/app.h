@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <variant>
 
 #include "k8shmir/http_message.h"
@@ -24,6 +25,16 @@ struct AppIndex {
   // The app declared "pipelining": true: it handles the requests of one connection strictly one
   // after the other, so several may be written before the first is answered.
   bool pipelining = false;
+  // The app declared "snapshots": true: it serves GET and PUT on its snapshot path (README,
+  // "The app contract"), so its state can be stored and restored, and the log trimmed.
+  bool snapshots = false;
+};
+
+// The app's whole state, as its snapshot endpoint gave it (opaque bytes), and the index of the
+// last entry it reflects (the response's index header).
+struct AppSnapshot {
+  int64_t index = 0;
+  std::string data;
 };
 
 // Outcome of forwarding one entry. An Error always means "unknown": the entry may or may not have
@@ -34,6 +45,8 @@ class App {
  public:
   using IndexCallback = std::function<void(Result<AppIndex>)>;
   using ForwardCallback = std::function<void(ForwardResult)>;
+  using SnapshotCallback = std::function<void(Result<AppSnapshot>)>;
+  using StatusCallback = std::function<void(Status)>;
 
   virtual ~App() = default;
 
@@ -55,6 +68,19 @@ class App {
 
   // Closes the forwarding connection, so the next Forward validates a fresh one.
   virtual void Reset() = 0;
+
+  // GET <snapshot path> on a connection of its own: the app's whole state. The caller asks only
+  // between two entries (nothing in flight), and checks the returned index. kInvalid when the
+  // state is larger than `max_bytes`; kProtocol when the answer is not 200 with an integer index
+  // header; kUnavailable when the app cannot be reached. Callback runs exactly once, never
+  // inside this call.
+  virtual void GetSnapshot(std::size_t max_bytes, SnapshotCallback done) = 0;
+
+  // PUT <snapshot path> with the index header set to snapshot.index and snapshot.data as body:
+  // the app replaces its whole state (afterwards its last index is snapshot.index, which the
+  // caller checks with LastIndex). Errors as GetSnapshot's. Callback runs exactly once, never
+  // inside this call.
+  virtual void PutSnapshot(const AppSnapshot& snapshot, StatusCallback done) = 0;
 };
 
 }  // namespace k8shmir

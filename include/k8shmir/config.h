@@ -33,6 +33,8 @@ struct Config {
   std::string etcd_endpoint_order = "spread";
   std::string group = "default";
   std::string last_index_path = "/last-index";
+  // The app's snapshot endpoint (GET and PUT), used when it declares "snapshots": true.
+  std::string snapshot_path = "/snapshot";
   std::string index_header = "Log-Index";
   std::string replica_id;  // default: hostname
   std::chrono::milliseconds request_timeout{10000};

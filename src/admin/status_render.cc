@@ -35,6 +35,7 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"recoveries", s.recoveries},
       {"last_recovery_ms", s.last_recovery_ms},
       {"app_pipelining", s.app_pipelining},
+      {"app_snapshots", s.app_snapshots},
       {"app_pipeline_depth", s.app_pipeline_depth},
       {"watch_restarts", s.watch_restarts},
       {"log_appends", s.log_appends},

@@ -18,6 +18,8 @@
 #include <optional>
 #include <sstream>
 
+#include "app/app_exchange.h"
+#include "app/app_snapshot.h"
 #include "codec/header_filter.h"
 
 namespace k8shmir {
@@ -44,6 +46,13 @@ Result<AppIndex> ParseLastIndex(unsigned status, const std::string& body) {
                    "last-index \"pipelining\" must be true or false, not " + p->dump()};
     }
     answer.pipelining = p->get<bool>();
+  }
+  if (auto p = doc.find("snapshots"); p != doc.end()) {
+    if (!p->is_boolean()) {
+      return Error{ErrorCode::kProtocol,
+                   "last-index \"snapshots\" must be true or false, not " + p->dump()};
+    }
+    answer.snapshots = p->get<bool>();
   }
   auto it = doc.find("index");
   if (it == doc.end()) {
@@ -104,11 +113,6 @@ RequestMessage BuildForwardMessage(const HttpRequest& request, int64_t index,
   }
   return req;
 }
-
-struct Exchange {
-  beast::error_code ec;
-  std::optional<http::response<http::string_body>> response;
-};
 
 }  // namespace
 
@@ -206,17 +210,8 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       : strand(asio::make_strand(ex)), options(std::move(o)) {}
 
   asio::awaitable<beast::error_code> Connect(beast::tcp_stream& stream) {
-    beast::error_code ec;
-    tcp::resolver resolver(strand);
-    stream.expires_after(options.timeout);
-    // Named locals, not temporaries, inside co_await (g++ 12 coroutine temporaries bug).
-    const std::string port = std::to_string(options.port);
-    auto results = co_await resolver.async_resolve(options.host, port,
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return ec;
-    co_await stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) stream.socket().set_option(tcp::no_delay(true), ec);
-    co_return ec;
+    auto connect = ConnectToApp(stream, options.host, options.port, options.timeout);
+    co_return co_await std::move(connect);
   }
 
   // The app's answers are bounded like client requests; a HEAD response has no body to read.
@@ -224,22 +219,6 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
     if (head) parser.skip(true);
-  }
-
-  // One request/response on `stream`, bounded by the timeout and the response limit.
-  asio::awaitable<Exchange> RoundTrip(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                      RequestMessage& req) {
-    Exchange x;
-    stream.expires_after(options.timeout);
-    co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, x.ec));
-    if (x.ec) co_return x;
-    ResponseParser parser;
-    LimitParser(parser, req.method() == http::verb::head);
-    co_await http::async_read(stream, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, x.ec));
-    if (x.ec) co_return x;
-    x.response = parser.release();
-    co_return x;
   }
 
   RequestMessage LastIndexRequest() const {
@@ -253,7 +232,8 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
   asio::awaitable<Result<AppIndex>> QueryIndex(beast::tcp_stream& stream,
                                                beast::flat_buffer& buffer) {
     auto req = LastIndexRequest();
-    Exchange x = co_await RoundTrip(stream, buffer, req);
+    auto exchange = ExchangeWithApp(stream, buffer, req, options.timeout, options.response_limit);
+    AppExchange x = co_await std::move(exchange);
     if (x.ec) {
       co_return Error{ErrorCode::kUnavailable, "app last-index: " + x.ec.message()};
     }
@@ -455,8 +435,8 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       int quickack = 1;
       ::setsockopt(c->stream.socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &quickack,
                    sizeof quickack);
-      co_await http::async_read(c->stream, c->buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      auto read = ReadResponse(c->stream, c->buffer, parser, options.response_limit);
+      ec = co_await std::move(read);
       c->last_used = Clock::now();
       if (to_read.empty()) break;  // failed meanwhile by the writer
       Job job = std::move(to_read.front());
@@ -578,6 +558,39 @@ void HttpApp::Forward(const HttpRequest& request, int64_t index, int64_t expecte
 
 void HttpApp::Reset() {
   asio::post(impl_->strand, [impl = impl_] { impl->CloseConnection(); });
+}
+
+void HttpApp::GetSnapshot(std::size_t max_bytes, SnapshotCallback done) {
+  asio::co_spawn(
+      impl_->strand,
+      [impl = impl_, max_bytes, done = std::move(done)]() mutable -> asio::awaitable<void> {
+        // As in LastIndex: an exception must not swallow the callback.
+        Result<AppSnapshot> result = Error{ErrorCode::kUnknown, "app snapshot: no answer"};
+        try {
+          auto fetch = FetchAppSnapshot(impl->strand, impl->options, max_bytes);
+          result = co_await std::move(fetch);
+        } catch (const std::exception& e) {
+          result = Error{ErrorCode::kUnknown, std::string("app GET snapshot failed: ") + e.what()};
+        }
+        done(std::move(result));
+      },
+      asio::detached);
+}
+
+void HttpApp::PutSnapshot(const AppSnapshot& snapshot, StatusCallback done) {
+  asio::co_spawn(
+      impl_->strand,
+      [impl = impl_, snapshot, done = std::move(done)]() mutable -> asio::awaitable<void> {
+        Status result = Error{ErrorCode::kUnknown, "app snapshot: no answer"};
+        try {
+          auto store = StoreAppSnapshot(impl->strand, impl->options, std::move(snapshot));
+          result = co_await std::move(store);
+        } catch (const std::exception& e) {
+          result = Error{ErrorCode::kUnknown, std::string("app PUT snapshot failed: ") + e.what()};
+        }
+        done(std::move(result));
+      },
+      asio::detached);
 }
 
 }  // namespace k8shmir

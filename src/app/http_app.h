@@ -16,6 +16,7 @@ struct HttpAppOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 3000;
   std::string last_index_path = "/last-index";
+  std::string snapshot_path = "/snapshot";
   std::string index_header = "Log-Index";
   // Bounds connecting and each last-index exchange. A forward written on a validated connection
   // is not abandoned at it: the replica reports the app as not answering and the connection
@@ -28,11 +29,11 @@ struct HttpAppOptions {
   std::chrono::milliseconds max_idle{2000};
 };
 
-// Parses a last-index answer, {"index": N, "pipelining": true|false}: "index" an integer N >= 0,
-// optional boolean "pipelining" (absent means false). Anything else is kProtocol, a contract
-// violation: only a number is an index. An app that answers {"index": null} (the thesis's
-// Express example does after any request without the index header) must not be taken for an
-// empty app, or the whole log would be replayed onto its live state.
+// Parses a last-index answer, {"index": N, "pipelining": true|false, "snapshots": true|false}:
+// "index" an integer N >= 0, optional booleans "pipelining" and "snapshots" (absent: false).
+// Anything else is kProtocol, a contract violation: only a number is an index. An app that answers
+// {"index": null} (the thesis's Express example does after any request without the index header)
+// must not be taken for an empty app, or the whole log would be replayed onto its live state.
 Result<AppIndex> ParseLastIndex(unsigned status, const std::string& body);
 
 // The bytes Forward sends: `request` with `index_header: index` (any header of that name
@@ -51,6 +52,8 @@ class HttpApp : public App {
   void Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                ForwardCallback done) override;
   void Reset() override;
+  void GetSnapshot(std::size_t max_bytes, SnapshotCallback done) override;
+  void PutSnapshot(const AppSnapshot& snapshot, StatusCallback done) override;
 
  private:
   struct Impl;

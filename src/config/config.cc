@@ -178,6 +178,16 @@ const std::vector<Option>& Options() {
                                }
                                return OkStatus();
                              }));
+    o.push_back(StringOption("snapshot-path",
+                             "app path serving GET/PUT of its whole state (when it declares "
+                             "\"snapshots\": true)",
+                             &Config::snapshot_path, d.snapshot_path,
+                             [](const std::string& v) -> Status {
+                               if (v.empty() || v[0] != '/') {
+                                 return Invalid("snapshot-path", v, "must start with /");
+                               }
+                               return OkStatus();
+                             }));
     o.push_back(StringOption("index-header", "header carrying the log index to the app",
                              &Config::index_header, d.index_header,
                              [](const std::string& v) -> Status {

@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   app_options.host = config.app_host;
   app_options.port = config.app_port;
   app_options.last_index_path = config.last_index_path;
+  app_options.snapshot_path = config.snapshot_path;
   app_options.index_header = config.index_header;
   app_options.timeout = config.app_timeout;
   app_options.response_limit = config.response_limit;

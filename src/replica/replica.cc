@@ -107,6 +107,7 @@ void Replica::SetState(ReplicaState state, const std::string& why) {
 
 void Replica::NoteAppDeclares(const AppIndex& app) {
   status_.app_pipelining = app.pipelining;
+  status_.app_snapshots = app.snapshots;
   status_.app_pipeline_depth =
       app.pipelining ? std::max<std::size_t>(options_.app_pipeline_depth, 1) : 1;
 }

@@ -76,6 +76,7 @@ struct ReplicaStatus {
   // The app's last /last-index answer declared "pipelining": true; entries in flight to it at
   // most (1 unless it did). The forwarding connection reads the declaration again when opened.
   bool app_pipelining = false;
+  bool app_snapshots = false;  // the app's last /last-index answer declared "snapshots": true
   uint64_t app_pipeline_depth = 1;
   uint64_t pending_requests = 0;
   uint64_t pending_bytes = 0;  // encoded entries of the requests waiting for their answer

@@ -60,6 +60,7 @@ TEST(ConfigTest, BadValuesNameTheFlag) {
   EXPECT_FALSE(Parse({"--group", "a/b"}));
   EXPECT_FALSE(Parse({"--index-header", "Log Index"}));
   EXPECT_FALSE(Parse({"--last-index-path", "last-index"}));
+  EXPECT_FALSE(Parse({"--snapshot-path", "snapshot"}));
   EXPECT_FALSE(Parse({"--etcd-endpoints", "nohostport"}));
   EXPECT_FALSE(Parse({"--log-format", "xml"}));
   EXPECT_FALSE(Parse({"--group"}));

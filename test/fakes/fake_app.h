@@ -6,6 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <variant>
@@ -31,6 +32,8 @@ class FakeApp : public App {
   int64_t fail_at_index = 0;               // the forward of this index breaks the connection,
   bool fail_at_index_applies = false;      // after applying it or before
   bool pipelining = false;                 // what LastIndex declares (forwards queue regardless)
+  bool snapshots = false;                  // what LastIndex declares; the endpoints work anyway
+  std::optional<Error> snapshot_error;     // GetSnapshot and PutSnapshot answer this
   std::optional<Error> last_index_error;   // LastIndex answers this (kProtocol: a null index)
   int hang_next_last_index = 0;            // that many LastIndex calls never call back
   // Forwards queue up unanswered (a stopped app) until ReleaseHungForwards().
@@ -61,6 +64,8 @@ class FakeApp : public App {
   int forwards = 0;
   int max_pipelined = 0;  // most forwards queued at once
   int last_index_calls = 0;
+  int snapshot_gets = 0;
+  int snapshot_puts = 0;
   bool connection_valid = false;
 
   void LastIndex(IndexCallback done) override {
@@ -78,7 +83,34 @@ class FakeApp : public App {
       Post([done] { done(Error{ErrorCode::kUnavailable, "fake app down"}); });
       return;
     }
-    Post([done, i = AppIndex{last_index, pipelining}] { done(i); });
+    Post([done, i = AppIndex{last_index, pipelining, snapshots}] { done(i); });
+  }
+
+  // The journal and the last index, as JSON.
+  void GetSnapshot(std::size_t max_bytes, SnapshotCallback done) override {
+    ++snapshot_gets;
+    if (auto e = SnapshotFailure()) return Post([done, e = *e] { done(e); });
+    nlohmann::json entries = nlohmann::json::array();
+    for (const auto& a : journal) entries.push_back({a.index, a.body});
+    AppSnapshot snapshot{last_index, entries.dump()};
+    if (snapshot.data.size() > max_bytes) {
+      return Post([done] { done(Error{ErrorCode::kInvalid, "fake: snapshot too large"}); });
+    }
+    Post([done, snapshot = std::move(snapshot)] { done(snapshot); });
+  }
+
+  void PutSnapshot(const AppSnapshot& snapshot, StatusCallback done) override {
+    ++snapshot_puts;
+    if (auto e = SnapshotFailure()) return Post([done, e = *e] { done(e); });
+    auto entries = nlohmann::json::parse(snapshot.data, nullptr, /*allow_exceptions=*/false);
+    if (!entries.is_array()) {
+      return Post([done] { done(Error{ErrorCode::kProtocol, "fake: not a snapshot"}); });
+    }
+    journal.clear();
+    for (const auto& e : entries) journal.push_back(Applied{e[0].get<int64_t>(), e[1]});
+    last_index = snapshot.index;
+    connection_valid = false;
+    Post([done] { done(OkStatus()); });
   }
 
   // Like HttpApp, forwards are queued and processed in order on one "connection" (pipelining);
@@ -95,6 +127,12 @@ class FakeApp : public App {
   }
 
   void Reset() override { connection_valid = false; }
+
+  std::optional<Error> SnapshotFailure() const {
+    if (snapshot_error) return snapshot_error;
+    if (down) return Error{ErrorCode::kUnavailable, "fake app down"};
+    return std::nullopt;
+  }
 
  private:
   struct Job {

@@ -148,7 +148,8 @@ class CounterAppTest : public TempDirTest {
 TEST_F(CounterAppTest, AppliesInIndexOrderAndRefusesStaleIndices) {
   ASSERT_NO_FATAL_FAILURE(StartApp());
   // It handles each connection's requests one after the other, and says so.
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", 0}, {"pipelining", true}, {"snapshots", true}}));
 
   CounterModel model;
   const std::vector<std::pair<CounterOp, int64_t>> ops = {
@@ -175,7 +176,8 @@ TEST_F(CounterAppTest, AppliesInIndexOrderAndRefusesStaleIndices) {
   }
   EXPECT_EQ(Http(port_, "GET", "/integer", "", {{"log-index", "abc"}}).status, 400u);
 
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 21}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", 21}, {"pipelining", true}, {"snapshots", true}}));
   EXPECT_EQ(Http(port_, "GET", "/journal").Json(), json({{"entries", model.journal()}}));
   const json digest = Http(port_, "GET", "/journal/digest").Json();
   EXPECT_EQ(digest, json({{"count", model.journal().size()},
@@ -193,15 +195,18 @@ TEST_F(CounterAppTest, AppliesInIndexOrderAndRefusesStaleIndices) {
 // included, and null after one without the header; every request is applied, repeats counted.
 TEST_F(CounterAppTest, ThesisIndexReportsTheLastHeaderSeenAndAppliesRepeats) {
   ASSERT_NO_FATAL_FAILURE(StartApp({"--thesis-index"}));
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", 0}, {"pipelining", true}, {"snapshots", true}}));
   EXPECT_EQ(Replicated(CounterOp::Set(3), 4).status, 200u);
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 4}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", 4}, {"pipelining", true}, {"snapshots", true}}));
   EXPECT_EQ(Http(port_, "GET", "/integer").Json(), json({{"value", 3}}));  // no header
   EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
-            json({{"index", nullptr}, {"pipelining", true}}));
+            json({{"index", nullptr}, {"pipelining", true}, {"snapshots", true}}));
   // A repeat is applied (no 409) and counted.
   EXPECT_EQ(Replicated(CounterOp::Mul(5), 4).status, 200u);
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 4}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", 4}, {"pipelining", true}, {"snapshots", true}}));
   const json digest = Http(port_, "GET", "/journal/digest").Json();
   EXPECT_EQ(digest.value("value", 0), 15);
   EXPECT_EQ(digest.value("duplicates", -1), 1);
@@ -215,7 +220,8 @@ TEST_F(CounterAppTest, NoStaleCheckAppliesRepeatsAndCountsThem) {
   EXPECT_EQ(Replicated(CounterOp::Inc(1), 5).status, 200u);
   EXPECT_EQ(Http(port_, "GET", "/integer").Json(), json({{"value", 7}}));
   // Direct reads leave the index alone (unlike --thesis-index).
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 5}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(),
+            json({{"index", 5}, {"pipelining", true}, {"snapshots", true}}));
   const json digest = Http(port_, "GET", "/journal/digest").Json();
   EXPECT_EQ(digest.value("duplicates", -1), 1);
   EXPECT_EQ(digest.value("violations", -1), 2);
@@ -223,9 +229,15 @@ TEST_F(CounterAppTest, NoStaleCheckAppliesRepeatsAndCountsThem) {
 
 TEST_F(CounterAppTest, NoPipeliningLeavesTheDeclarationOut) {
   ASSERT_NO_FATAL_FAILURE(StartApp({"--no-pipelining"}));
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}, {"snapshots", true}}));
   EXPECT_EQ(Replicated(CounterOp::Set(7), 9).status, 200u);
-  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 9}}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 9}, {"snapshots", true}}));
+}
+
+TEST_F(CounterAppTest, NoSnapshotsLeavesTheDeclarationAndTheEndpointOut) {
+  ASSERT_NO_FATAL_FAILURE(StartApp({"--no-snapshots"}));
+  EXPECT_EQ(Http(port_, "GET", "/last-index").Json(), json({{"index", 0}, {"pipelining", true}}));
+  EXPECT_EQ(Http(port_, "GET", "/snapshot").status, 404u);
 }
 
 TEST_F(CounterAppTest, KeepAliveLimitsAndMalformedRequests) {

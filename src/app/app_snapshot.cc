@@ -1,0 +1,106 @@
+#include "app/app_snapshot.h"
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <utility>
+
+#include "app/app_exchange.h"
+
+namespace k8shmir {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+http::request<http::string_body> SnapshotRequest(const HttpAppOptions& options, http::verb verb) {
+  http::request<http::string_body> req{verb, options.snapshot_path, 11};
+  req.set(http::field::host, options.host + ":" + std::to_string(options.port));
+  req.set(http::field::user_agent, "k8shmir-proxy");
+  req.keep_alive(false);
+  return req;
+}
+
+// Snapshots can take much longer to produce or apply than one entry: several app timeouts.
+std::chrono::milliseconds SnapshotTimeout(const HttpAppOptions& options) {
+  return options.timeout * 6;
+}
+
+}  // namespace
+
+Result<AppSnapshot> ParseSnapshotAnswer(unsigned status, const std::string* index_header,
+                                        std::string body) {
+  if (status != 200) {
+    return Error{ErrorCode::kProtocol, "the app answered GET snapshot with HTTP " +
+                                           std::to_string(status) + ": " + body.substr(0, 120)};
+  }
+  if (index_header == nullptr) {
+    return Error{ErrorCode::kProtocol, "the app's snapshot has no index header"};
+  }
+  int64_t index = -1;
+  const char* begin = index_header->data();
+  const char* end = begin + index_header->size();
+  auto [ptr, ec] = std::from_chars(begin, end, index);
+  if (ec != std::errc() || ptr != end || index < 0) {
+    return Error{ErrorCode::kProtocol, "the app's snapshot index header is not an integer >= 0: '" +
+                                           index_header->substr(0, 40) + "'"};
+  }
+  return AppSnapshot{index, std::move(body)};
+}
+
+asio::awaitable<Result<AppSnapshot>> FetchAppSnapshot(asio::any_io_executor executor,
+                                                      HttpAppOptions options,
+                                                      std::size_t max_bytes) {
+  beast::tcp_stream stream(executor);
+  beast::flat_buffer buffer;
+  const auto timeout = SnapshotTimeout(options);
+  auto connect = ConnectToApp(stream, options.host, options.port, timeout);
+  beast::error_code ec = co_await std::move(connect);
+  if (ec) co_return Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
+  auto req = SnapshotRequest(options, http::verb::get);
+  auto exchange = ExchangeWithApp(stream, buffer, req, timeout, max_bytes);
+  AppExchange x = co_await std::move(exchange);
+  beast::error_code ignored;
+  stream.socket().close(ignored);
+  if (x.ec == http::error::body_limit) {
+    co_return Error{ErrorCode::kInvalid, "the app's snapshot is larger than the limit of " +
+                                             std::to_string(max_bytes) + " bytes"};
+  }
+  if (x.ec) co_return Error{ErrorCode::kUnavailable, "app GET snapshot: " + x.ec.message()};
+  auto& res = *x.response;
+  std::optional<std::string> header;
+  if (auto it = res.find(options.index_header); it != res.end()) header = std::string(it->value());
+  co_return ParseSnapshotAnswer(res.result_int(), header ? &*header : nullptr,
+                                std::move(res.body()));
+}
+
+asio::awaitable<Status> StoreAppSnapshot(asio::any_io_executor executor, HttpAppOptions options,
+                                         AppSnapshot snapshot) {
+  beast::tcp_stream stream(executor);
+  beast::flat_buffer buffer;
+  const auto timeout = SnapshotTimeout(options);
+  auto connect = ConnectToApp(stream, options.host, options.port, timeout);
+  beast::error_code ec = co_await std::move(connect);
+  if (ec) co_return Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
+  auto req = SnapshotRequest(options, http::verb::put);
+  req.set(options.index_header, std::to_string(snapshot.index));
+  req.set(http::field::content_type, "application/octet-stream");
+  req.body() = std::move(snapshot.data);
+  req.prepare_payload();
+  auto exchange = ExchangeWithApp(stream, buffer, req, timeout, options.response_limit);
+  AppExchange x = co_await std::move(exchange);
+  beast::error_code ignored;
+  stream.socket().close(ignored);
+  if (x.ec) co_return Error{ErrorCode::kUnavailable, "app PUT snapshot: " + x.ec.message()};
+  const unsigned status = x.response->result_int();
+  if (status < 200 || status > 299) {
+    co_return Error{ErrorCode::kProtocol, "the app answered PUT snapshot with HTTP " +
+                                              std::to_string(status) + ": " +
+                                              x.response->body().substr(0, 120)};
+  }
+  co_return OkStatus();
+}
+
+}  // namespace k8shmir
