@@ -22,7 +22,7 @@ RUN --mount=type=cache,id=k8shmir-apt-lists,target=/var/lib/apt/lists,sharing=lo
  && apt-get install -y -q --no-install-recommends \
       g++ make cmake pkg-config \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
-      libboost-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+      libboost-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev
 WORKDIR /src
 # Only what the build reads, so that a change elsewhere (docs, chart, tests) keeps the cache.
 COPY CMakeLists.txt ./
@@ -44,7 +44,7 @@ RUN --mount=type=cache,id=k8shmir-apt-lists,target=/var/lib/apt/lists,sharing=lo
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libspdlog1.10 libfmt9 iptables ca-certificates \
+      libgrpc++1.51 libprotobuf32 libspdlog1.10 libfmt9 libssl3 iptables ca-certificates \
  && rm -rf /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 1337 k8shmir \
  && useradd --system --uid 1337 --gid 1337 --no-create-home --home-dir /nonexistent \

@@ -13,7 +13,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev
   # tests
   libgtest-dev libgmock-dev googletest
   # the log service (tests and demo start their own members on free loopback ports)

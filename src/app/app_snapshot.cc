@@ -50,20 +50,35 @@ Result<AppSnapshot> ParseSnapshotAnswer(unsigned status, const std::string* inde
   return AppSnapshot{index, std::move(body)};
 }
 
-asio::awaitable<Result<AppSnapshot>> FetchAppSnapshot(asio::any_io_executor executor,
-                                                      HttpAppOptions options,
-                                                      std::size_t max_bytes) {
+namespace {
+
+// Connects, exchanges `req` (the answer's body bounded by `body_limit`), and closes.
+asio::awaitable<AppExchange> SnapshotExchange(asio::any_io_executor executor,
+                                              const HttpAppOptions& options,
+                                              http::request<http::string_body>& req,
+                                              std::size_t body_limit) {
   beast::tcp_stream stream(executor);
   beast::flat_buffer buffer;
   const auto timeout = SnapshotTimeout(options);
   auto connect = ConnectToApp(stream, options.host, options.port, timeout);
-  beast::error_code ec = co_await std::move(connect);
-  if (ec) co_return Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
-  auto req = SnapshotRequest(options, http::verb::get);
-  auto exchange = ExchangeWithApp(stream, buffer, req, timeout, max_bytes);
-  AppExchange x = co_await std::move(exchange);
+  AppExchange x;
+  x.ec = co_await std::move(connect);
+  if (x.ec) co_return x;
+  auto exchange = ExchangeWithApp(stream, buffer, req, timeout, body_limit);
+  x = co_await std::move(exchange);
   beast::error_code ignored;
   stream.socket().close(ignored);
+  co_return x;
+}
+
+}  // namespace
+
+asio::awaitable<Result<AppSnapshot>> FetchAppSnapshot(asio::any_io_executor executor,
+                                                      HttpAppOptions options,
+                                                      std::size_t max_bytes) {
+  auto req = SnapshotRequest(options, http::verb::get);
+  auto exchange = SnapshotExchange(executor, options, req, max_bytes);
+  AppExchange x = co_await std::move(exchange);
   if (x.ec == http::error::body_limit) {
     co_return Error{ErrorCode::kInvalid, "the app's snapshot is larger than the limit of " +
                                              std::to_string(max_bytes) + " bytes"};
@@ -78,21 +93,13 @@ asio::awaitable<Result<AppSnapshot>> FetchAppSnapshot(asio::any_io_executor exec
 
 asio::awaitable<Status> StoreAppSnapshot(asio::any_io_executor executor, HttpAppOptions options,
                                          AppSnapshot snapshot) {
-  beast::tcp_stream stream(executor);
-  beast::flat_buffer buffer;
-  const auto timeout = SnapshotTimeout(options);
-  auto connect = ConnectToApp(stream, options.host, options.port, timeout);
-  beast::error_code ec = co_await std::move(connect);
-  if (ec) co_return Error{ErrorCode::kUnavailable, "app connect: " + ec.message()};
   auto req = SnapshotRequest(options, http::verb::put);
   req.set(options.index_header, std::to_string(snapshot.index));
   req.set(http::field::content_type, "application/octet-stream");
   req.body() = std::move(snapshot.data);
   req.prepare_payload();
-  auto exchange = ExchangeWithApp(stream, buffer, req, timeout, options.response_limit);
+  auto exchange = SnapshotExchange(executor, options, req, options.response_limit);
   AppExchange x = co_await std::move(exchange);
-  beast::error_code ignored;
-  stream.socket().close(ignored);
   if (x.ec) co_return Error{ErrorCode::kUnavailable, "app PUT snapshot: " + x.ec.message()};
   const unsigned status = x.response->result_int();
   if (status < 200 || status > 299) {

@@ -8,6 +8,7 @@
 #include "log/etcd_credentials.h"
 #include "log/etcd_errors.h"
 #include "log/etcd_log_core.h"
+#include "log/snapshot_format.h"
 
 namespace k8shmir {
 
@@ -18,6 +19,7 @@ using std::chrono::milliseconds;
 EtcdLogOptions Validated(EtcdLogOptions options) {
   auto status = ValidateEtcdLogOptions(options);
   if (!status) throw std::invalid_argument(status.error().message);
+  if (options.snapshot_prefix.empty()) options.snapshot_prefix = SnapshotPrefixOf(options.prefix);
   return options;
 }
 
@@ -48,6 +50,13 @@ Status ValidateEtcdLogOptions(const EtcdLogOptions& options) {
     return Error{ErrorCode::kInvalid,
                  "the etcd key prefix '" + options.prefix + "' does not end with '/'"};
   }
+  if (!options.snapshot_prefix.empty() &&
+      (options.snapshot_prefix.back() != '/' ||
+       options.snapshot_prefix.compare(0, options.prefix.size(), options.prefix) == 0 ||
+       options.prefix.compare(0, options.snapshot_prefix.size(), options.snapshot_prefix) == 0)) {
+    return Error{ErrorCode::kInvalid, "the snapshot prefix '" + options.snapshot_prefix +
+                                          "' must end with '/' and not overlap the log's"};
+  }
   if (options.rpc_timeout <= milliseconds::zero() ||
       options.progress_interval <= milliseconds::zero() ||
       options.liveness_timeout <= milliseconds::zero()) {
@@ -75,6 +84,19 @@ void EtcdLog::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
 
 void EtcdLog::CheckSpace(Deadline deadline, SpaceCallback done) {
   core_->CheckSpace(deadline, std::move(done));
+}
+
+void EtcdLog::SaveSnapshot(const AppSnapshot& snapshot, const std::string& taker, int keep,
+                           Deadline deadline, SaveCallback done) {
+  core_->SaveSnapshot(snapshot, taker, keep, deadline, std::move(done));
+}
+
+void EtcdLog::ListSnapshots(Deadline deadline, ListCallback done) {
+  core_->ListSnapshots(deadline, std::move(done));
+}
+
+void EtcdLog::LoadSnapshot(const SnapshotManifest& manifest, Deadline deadline, LoadCallback done) {
+  core_->LoadSnapshot(manifest, deadline, std::move(done));
 }
 
 std::unique_ptr<Subscription> EtcdLog::Subscribe(int64_t from_index, EventCallback on_event) {

@@ -17,6 +17,7 @@
 
 #include "k8shmir/log.h"
 #include "k8shmir/result.h"
+#include "k8shmir/snapshot_store.h"
 
 namespace k8shmir {
 
@@ -44,6 +45,9 @@ struct EtcdLogOptions {
   std::vector<std::string> endpoints;
   // Key prefix of the group's log, e.g. "/k8shmir/<group>/log/". Must not be empty.
   std::string prefix;
+  // Key prefix of the group's snapshots (log/snapshot_format.h); empty: derived from `prefix`
+  // ("/k8shmir/<group>/snapshots/").
+  std::string snapshot_prefix;
   // Upper bound of a single RPC attempt (an operation's own deadline may cut it shorter).
   std::chrono::milliseconds rpc_timeout{3000};
   // How often a subscription sends a WatchProgressRequest to check that its stream is alive.
@@ -72,7 +76,7 @@ std::size_t FirstEndpointFor(std::string_view replica_id, std::size_t count);
 // (so that a bad file is reported before the log is constructed).
 Status ValidateEtcdLogOptions(const EtcdLogOptions& options);
 
-class EtcdLog : public Log {
+class EtcdLog : public Log, public SnapshotStore {
  public:
   // Throws std::invalid_argument if ValidateEtcdLogOptions fails. Connects lazily.
   explicit EtcdLog(EtcdLogOptions options);
@@ -106,6 +110,14 @@ class EtcdLog : public Log {
 
   // A Status call to one member: full while etcd lists a NOSPACE alarm.
   void CheckSpace(Deadline deadline, SpaceCallback done) override;
+
+  // SnapshotStore, under options().snapshot_prefix (log/snapshot_format.h). Errors as Append's
+  // for writes, kUnavailable for reads, kProtocol for a corrupt or incomplete snapshot.
+  void SaveSnapshot(const AppSnapshot& snapshot, const std::string& taker, int keep,
+                    Deadline deadline, SaveCallback done) override;
+  void ListSnapshots(Deadline deadline, ListCallback done) override;
+  void LoadSnapshot(const SnapshotManifest& manifest, Deadline deadline,
+                    LoadCallback done) override;
 
   // A Watch on the prefix from `from_index`. LogProgress comes from etcd's periodic progress
   // notifications and, after RequestProgress(), from a linearizable read of the head once every

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/tsan_annotations.h"
 #include "log/batch_format.h"
 #include "log/etcd_credentials.h"
 #include "log/etcd_errors.h"
@@ -309,8 +310,10 @@ void EtcdLog::Core::CheckSpace(Deadline deadline, SpaceCallback done) {
     return;
   }
   const size_t endpoint = PickEndpoint();
+  K8SHMIR_HAPPENS_BEFORE(call);
   maintenance_[endpoint]->async()->Status(
       &call->context, &call->request, &call->response, [this, call, endpoint](grpc::Status status) {
+        K8SHMIR_HAPPENS_AFTER(call);
         UnregisterAttempt(call->attempt_id);
         Result<LogSpace> space = Error{ErrorCode::kUnavailable, ""};
         if (status.ok()) {
@@ -518,8 +521,10 @@ void EtcdLog::Core::StartLeaderCheckRound() {
       OpFinished();
       continue;
     }
+    K8SHMIR_HAPPENS_BEFORE(call);
     maintenance_[i]->async()->Status(&call->context, &call->request, &call->response,
                                      [this, call, round, i](grpc::Status status) {
+                                       K8SHMIR_HAPPENS_AFTER(call);
                                        UnregisterAttempt(call->attempt_id);
                                        std::optional<MemberStatus> answer;
                                        if (status.ok()) {

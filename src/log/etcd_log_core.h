@@ -74,6 +74,10 @@ class EtcdLog::Core {
   template <class Response>
   class RetryingCall;
   class RangeReader;
+  // The SnapshotStore's operations (snapshot_store.cc).
+  struct SnapshotSave;
+  struct SnapshotList;
+  struct SnapshotLoad;
 
   explicit Core(EtcdLogOptions opts);
   ~Core();
@@ -83,6 +87,26 @@ class EtcdLog::Core {
   void Head(Deadline deadline, HeadCallback done);
   void ReadRange(int64_t from_index, int64_t revision, Deadline deadline, RangeCallback done);
   void CheckSpace(Deadline deadline, SpaceCallback done);
+  // SnapshotStore (snapshot_store.cc).
+  void SaveSnapshot(const AppSnapshot& snapshot, const std::string& taker, int keep,
+                    Deadline deadline, SnapshotStore::SaveCallback done);
+  void ListSnapshots(Deadline deadline, SnapshotStore::ListCallback done);
+  void LoadSnapshot(const SnapshotManifest& manifest, Deadline deadline,
+                    SnapshotStore::LoadCallback done);
+
+  // One KV call, retried inside `deadline` (reads retried on any failure, writes classified by
+  // ClassifyWriteFailure), for operations made of several calls. Such an operation holds
+  // OpStarted() from its start until just before its own callback (OpFinished(), then nothing
+  // of the log may be touched): the destructor waits for it.
+  using Classify = RpcFailure (*)(grpc::StatusCode, std::string_view);
+  void RunRange(std::string what, etcdserverpb::RangeRequest request, Deadline deadline,
+                std::function<void(Result<etcdserverpb::RangeResponse>)> done,
+                Classify classify = ClassifyReadFailure);
+  void RunTxn(std::string what, etcdserverpb::TxnRequest request, Deadline deadline,
+              std::function<void(Result<etcdserverpb::TxnResponse>)> done,
+              Classify classify = ClassifyWriteFailure);
+  void OpStarted() K8SHMIR_EXCLUDES(mu_);
+  void OpFinished() K8SHMIR_EXCLUDES(mu_);
   std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
   void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
 
@@ -109,8 +133,6 @@ class EtcdLog::Core {
   // tried at once, then exponentially (with jitter) up to kMaxBackoff.
   Clock::duration Backoff(int failures) K8SHMIR_EXCLUDES(mu_);
 
-  void OpStarted() K8SHMIR_EXCLUDES(mu_);
-  void OpFinished() K8SHMIR_EXCLUDES(mu_);
   // Registers an attempt's context so that shutdown can cancel it, and, when `call` is given, so
   // that a leader change re-sends it; false when shutting down.
   bool RegisterAttempt(grpc::ClientContext* context, uint64_t* id, Interruptible* call = nullptr)

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "log/retrying_call.h"
-
 namespace k8shmir {
 
 namespace {
@@ -19,12 +17,6 @@ RpcFailure ClassifyRangeFailure(grpc::StatusCode code, std::string_view message)
     return {FailureKind::kRejected, ErrorCode::kCompacted, DescribeGrpcStatus(code, message)};
   }
   return ClassifyReadFailure(code, message);
-}
-
-void IssueRange(const etcdserverpb::RangeRequest& request, etcdserverpb::KV::Stub* stub,
-                grpc::ClientContext* context, etcdserverpb::RangeResponse* response,
-                std::function<void(grpc::Status)> callback) {
-  stub->async()->Range(context, &request, response, std::move(callback));
 }
 
 }  // namespace
@@ -51,13 +43,8 @@ void EtcdLog::Core::RangeReader::ReadMarker() {
   etcdserverpb::RangeRequest request;
   request.set_key(TrimmedMarkerKey(core_->options.prefix));
   request.set_revision(revision_);
-  RetryingCall<etcdserverpb::RangeResponse>::Start(
-      core_, "read range: trimmed marker", deadline_,
-      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                etcdserverpb::RangeResponse* response, std::function<void(grpc::Status)> callback) {
-        IssueRange(request, stub, context, response, std::move(callback));
-      },
-      ClassifyRangeFailure,
+  core_->RunRange(
+      "read range: trimmed marker", std::move(request), deadline_,
       [self = shared_from_this()](Result<etcdserverpb::RangeResponse> result) {
         if (!result) return self->Finish(result.error());
         const auto& response = result.value();
@@ -68,7 +55,8 @@ void EtcdLog::Core::RangeReader::ReadMarker() {
           self->page_.trimmed_index = *trimmed;
         }
         self->ReadKeys();
-      });
+      },
+      ClassifyRangeFailure);
 }
 
 void EtcdLog::Core::RangeReader::ReadKeys() {
@@ -80,13 +68,8 @@ void EtcdLog::Core::RangeReader::ReadKeys() {
       std::min<int64_t>(kKeysPerPassRequest, static_cast<int64_t>(core_->options.range_page_keys)));
   // Neither sorted nor filtered: etcd then stops after `limit` keys (log/range_page.h).
   request.set_keys_only(true);
-  RetryingCall<etcdserverpb::RangeResponse>::Start(
-      core_, "read range: keys", deadline_,
-      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                etcdserverpb::RangeResponse* response, std::function<void(grpc::Status)> callback) {
-        IssueRange(request, stub, context, response, std::move(callback));
-      },
-      ClassifyRangeFailure,
+  core_->RunRange(
+      "read range: keys", std::move(request), deadline_,
       [self = shared_from_this()](Result<etcdserverpb::RangeResponse> result) {
         if (!result) return self->Finish(result.error());
         auto& response = result.value();
@@ -101,7 +84,8 @@ void EtcdLog::Core::RangeReader::ReadKeys() {
         }
         if (more) return self->ReadKeys();
         self->FetchValues();
-      });
+      },
+      ClassifyRangeFailure);
 }
 
 void EtcdLog::Core::RangeReader::FetchValues() {
@@ -124,14 +108,8 @@ void EtcdLog::Core::RangeReader::FetchValues() {
     range->set_key(keys[i].key);
     range->set_revision(revision_);
   }
-  RetryingCall<etcdserverpb::TxnResponse>::Start(
-      core_, "read range: values", deadline_,
-      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                                     etcdserverpb::TxnResponse* response,
-                                     std::function<void(grpc::Status)> callback) {
-        stub->async()->Txn(context, &request, response, std::move(callback));
-      },
-      ClassifyRangeFailure,
+  core_->RunTxn(
+      "read range: values", std::move(request), deadline_,
       [self = shared_from_this(), end](Result<etcdserverpb::TxnResponse> result) {
         if (!result) return self->Finish(result.error());
         const auto& response = result.value();
@@ -165,7 +143,8 @@ void EtcdLog::Core::RangeReader::FetchValues() {
         }
         self->fetched_ = end;
         self->FetchValues();
-      });
+      },
+      ClassifyRangeFailure);
 }
 
 void EtcdLog::Core::RangeReader::Finish(Result<LogRange> result) {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/tsan_annotations.h"
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -59,10 +61,17 @@ void EtcdLog::Core::RetryingCall<Response>::Attempt(bool on_caller_thread) {
   response_.Clear();
   // gRPC never runs this callback inline (callback API reactions are not inlineable), so it
   // cannot run inside the caller's call.
-  issue_(core_->kv_[endpoint_].get(), context_.get(), &response_,
-         [self = this->shared_from_this()](grpc::Status status) {
-           self->OnAttemptDone(std::move(status));
-         });
+  etcdserverpb::KV::Stub* stub = core_->kv_[endpoint_].get();
+  grpc::ClientContext* context_of_attempt = context_.get();
+  std::function<void(grpc::Status)> on_done = [self =
+                                                   this->shared_from_this()](grpc::Status status) {
+    K8SHMIR_HAPPENS_AFTER(self.get());
+    self->OnAttemptDone(std::move(status));
+  };
+  // Everything of this attempt is read or written above: its callback may run before issue_
+  // returns.
+  K8SHMIR_HAPPENS_BEFORE(this);
+  issue_(stub, context_of_attempt, &response_, std::move(on_done));
 }
 
 template <class Response>
@@ -146,6 +155,33 @@ void EtcdLog::Core::RetryingCall<Response>::Finish(Result<Response> result, bool
   context_.reset();
   core_->OpFinished();  // From here on the log may be gone: touch nothing of it.
   done(std::move(result));
+}
+
+void EtcdLog::Core::RunRange(std::string what, etcdserverpb::RangeRequest request,
+                             Deadline deadline,
+                             std::function<void(Result<etcdserverpb::RangeResponse>)> done,
+                             Classify classify) {
+  RetryingCall<etcdserverpb::RangeResponse>::Start(
+      this, std::move(what), deadline,
+      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                                     etcdserverpb::RangeResponse* response,
+                                     std::function<void(grpc::Status)> callback) {
+        stub->async()->Range(context, &request, response, std::move(callback));
+      },
+      classify, std::move(done));
+}
+
+void EtcdLog::Core::RunTxn(std::string what, etcdserverpb::TxnRequest request, Deadline deadline,
+                           std::function<void(Result<etcdserverpb::TxnResponse>)> done,
+                           Classify classify) {
+  RetryingCall<etcdserverpb::TxnResponse>::Start(
+      this, std::move(what), deadline,
+      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
+                                     etcdserverpb::TxnResponse* response,
+                                     std::function<void(grpc::Status)> callback) {
+        stub->async()->Txn(context, &request, response, std::move(callback));
+      },
+      classify, std::move(done));
 }
 
 template class EtcdLog::Core::RetryingCall<etcdserverpb::TxnResponse>;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "admin/admin_fixture.h"
 #include "fakes/fake_app.h"
 #include "fakes/fake_log.h"
 #include "fakes/fake_replica.h"
@@ -94,35 +95,7 @@ TEST_F(AdminServerTest, HealthzFailsWhileTheReplicaLoopIsWedged) {
   EXPECT_TRUE(WaitFor([&] { return Http(admin_->port(), "GET", "/healthz").status == 200; }, 5s));
 }
 
-class AdminServerFakeReplicaTest : public ::testing::Test {
- protected:
-  AdminServerFakeReplicaTest()
-      : work_(boost::asio::make_work_guard(ioc_)),
-        replica_(std::make_shared<testing::FakeReplica>(ioc_.get_executor())) {
-    replica_->status.replica_id = "r1";
-    replica_->status.group = "g";
-  }
-
-  void Start() {
-    admin_ = std::make_unique<AdminServer>(ioc_, "127.0.0.1", 0, replica_, 1s);
-    ASSERT_TRUE(admin_->Listen());
-    admin_->Start();
-    thread_ = std::thread([this] { ioc_.run(); });
-  }
-
-  ~AdminServerFakeReplicaTest() override {
-    if (admin_) admin_->Stop();
-    work_.reset();
-    ioc_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  boost::asio::io_context ioc_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::shared_ptr<testing::FakeReplica> replica_;
-  std::unique_ptr<AdminServer> admin_;
-  std::thread thread_;
-};
+using testing::AdminServerFakeReplicaTest;
 
 TEST_F(AdminServerFakeReplicaTest, HealthzFollowsTheLastTick) {
   replica_->since_last_tick = 5s;

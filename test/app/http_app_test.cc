@@ -116,10 +116,11 @@ class RecordingApp {
   }
   ~RecordingApp() {
     // close() from another thread does not wake a blocking accept(); shutdown() does (Linux).
+    // The acceptor is closed only once the serving thread, which uses it, has ended.
     ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
     beast::error_code ec;
     acceptor_.close(ec);
-    if (thread_.joinable()) thread_.join();
   }
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
 

@@ -18,8 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "admin/admin_server.h"
-#include "fakes/fake_replica.h"
+#include "admin/admin_fixture.h"
 #include "support/http_client.h"
 
 namespace k8shmir {
@@ -35,37 +34,12 @@ double CpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-class AcceptLoopTest : public ::testing::Test {
- protected:
-  AcceptLoopTest()
-      : work_(boost::asio::make_work_guard(ioc_)),
-        replica_(std::make_shared<testing::FakeReplica>(ioc_.get_executor())) {}
-
-  void Start() {
-    admin_ = std::make_unique<AdminServer>(ioc_, "127.0.0.1", 0, replica_, 10s);
-    ASSERT_TRUE(admin_->Listen());
-    admin_->Start();
-    thread_ = std::thread([this] { ioc_.run(); });
-  }
-
-  ~AcceptLoopTest() override {
-    if (admin_) admin_->Stop();
-    work_.reset();
-    ioc_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  boost::asio::io_context ioc_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::shared_ptr<testing::FakeReplica> replica_;
-  std::unique_ptr<AdminServer> admin_;
-  std::thread thread_;
-};
+using AcceptLoopTest = testing::AdminServerFakeReplicaTest;
 
 // Out of descriptors, accept fails while the connection stays pending: an immediate retry
 // spins a core. The loop must pause instead.
 TEST_F(AcceptLoopTest, AFailingAcceptDoesNotSpin) {
-  Start();
+  Start(/*liveness=*/10s);
   const uint16_t port = admin_->port();
   ASSERT_EQ(Http(port, "GET", "/healthz").status, 200u);
 
