@@ -73,6 +73,11 @@ ASAN_RUN   := ASAN_OPTIONS=$(ASAN_OPTS):log_path=$(ASAN_LOGS)/asan LSAN_OPTIONS=
               UBSAN_OPTIONS=$(UBSAN_OPTS):log_path=$(ASAN_LOGS)/ubsan
 TSAN_RUN   := TSAN_OPTIONS=$(TSAN_OPTS):log_path=$(TSAN_LOGS)/tsan
 SAN_CTEST  := ctest --output-on-failure -j2 --timeout 900 --no-tests=error
+# AcceptLoopTest holds every descriptor of the process for a second (accept must fail with
+# EMFILE). UBSan's vptr check then reports false positives: on a miss of its type cache it probes
+# the vtable's memory with pipe(2), which fails, and it cannot even open its log or suppression
+# file. That test runs in `make test` and under TSan; ASan+UBSan leaves it out.
+ASAN_EXCLUDE := -E '^AcceptLoopTest[.]'
 # -O1 -g1 rather than RelWithDebInfo's -O2 -g: the sanitizers' own guidance (fast enough, exact
 # stacks) at about two thirds of the compile time, which is what bounds these targets in CI; -g1
 # keeps the line tables the reports' stacks need.
@@ -89,7 +94,8 @@ test-asan: deps
 	cmake -S . -B $(ASAN_DIR) $(SAN_CMAKE) -DK8SHMIR_SANITIZE=address,undefined
 	$(ASAN_ENV) cmake --build $(ASAN_DIR) -j $(JOBS) --target tests-unit tests-integration
 	rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
-	rc=0; $(ASAN_RUN) $(SAN_CTEST) --test-dir $(ASAN_DIR) -L 'unit|integration' $(CTEST_ARGS) || \
+	rc=0; $(ASAN_RUN) $(SAN_CTEST) --test-dir $(ASAN_DIR) -L 'unit|integration' $(ASAN_EXCLUDE) \
+	  $(CTEST_ARGS) || \
 	  rc=$$?; bash scripts/sanitizer-logs.sh $(ASAN_LOGS) || rc=1; exit $$rc
 
 ## test-tsan: ThreadSanitizer build in build-tsan/; the unit label
