@@ -1,0 +1,164 @@
+// EtcdLog::Core's watch over etcd's leadership (log/leader_change.h says why): the channels'
+// connectivity polled, and, once something suggests a member died, every member's Status asked
+// until it is known whether the leader changed; then the calls in flight are re-sent at once.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/tsan_annotations.h"
+#include "log/etcd_log_core.h"
+
+namespace k8shmir {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// How often the channels' connectivity is looked at: a member whose connection broke may have
+// been the leader, and then writes forwarded to it by the other members are lost (see
+// log/leader_change.h). A SIGKILLed member's connection breaks at once (the kernel closes it).
+constexpr milliseconds kChannelPollInterval{100};
+// While the leadership is in doubt: how often every member is asked for its status and how long
+// one such call may take (for at most rpc_timeout in all: past that the calls' own timeouts will
+// have acted anyway).
+constexpr milliseconds kLeaderPollInterval{50};
+constexpr milliseconds kLeaderStatusTimeout{300};
+
+}  // namespace
+
+// One Status call of a leader check round.
+struct EtcdLog::Core::StatusCall {
+  grpc::ClientContext context;
+  etcdserverpb::StatusRequest request;
+  etcdserverpb::StatusResponse response;
+  uint64_t attempt_id = 0;
+};
+
+void EtcdLog::Core::NoteTerm(uint64_t term) {
+  uint64_t seen = term_seen_.load();
+  while (term > seen && !term_seen_.compare_exchange_weak(seen, term)) {
+  }
+}
+
+bool EtcdLog::Core::AnotherEndpointUsable(size_t index) {
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (i != index && channels_[i]->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return true;
+  }
+  return false;
+}
+
+void EtcdLog::Core::PollChannels() {
+  if (shutting_down_) return;
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    // Connecting every channel keeps all members observed, not only those in use: the leader may
+    // be one that no call of this process goes to, yet every write is forwarded to it.
+    auto state = channels_[i]->GetState(/*try_to_connect=*/true);
+    if (channel_states_[i] == GRPC_CHANNEL_READY && state != GRPC_CHANNEL_READY) {
+      SuspectLeaderLoss("the connection to etcd member " + endpoints_[i] + " was lost");
+    }
+    channel_states_[i] = state;
+  }
+  timer_.Schedule(Clock::now() + kChannelPollInterval, [this] { PollChannels(); });
+}
+
+void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
+  {
+    MutexLock lock(mu_);
+    if (check_running_ || shutting_down_) return;
+    check_running_ = true;
+    ++check_round_;  // answers of an earlier check count no more
+    check_baseline_ = LeaderBaseline{known_leader_, term_seen_.load()};
+    check_until_ = Clock::now() + options.rpc_timeout;
+  }
+  spdlog::debug("{}; asking every etcd member who leads", why);
+  timer_.Post([this] { StartLeaderCheckRound(); });
+}
+
+void EtcdLog::Core::StartLeaderCheckRound() {
+  uint64_t round = 0;
+  {
+    MutexLock lock(mu_);
+    if (shutting_down_) {
+      check_running_ = false;
+      return;
+    }
+    round = ++check_round_;
+    check_answers_.assign(channels_.size(), std::nullopt);
+    check_pending_ = channels_.size();
+    check_round_started_ = Clock::now();
+  }
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    auto* call = new StatusCall;
+    call->context.set_deadline(ToSystemClock(Clock::now() + kLeaderStatusTimeout));
+    OpStarted();
+    if (!RegisterAttempt(&call->context, &call->attempt_id)) {
+      delete call;
+      OnLeaderStatus(round, i, std::nullopt);
+      OpFinished();
+      continue;
+    }
+    K8SHMIR_HAPPENS_BEFORE(call);
+    maintenance_[i]->async()->Status(&call->context, &call->request, &call->response,
+                                     [this, call, round, i](grpc::Status status) {
+                                       K8SHMIR_HAPPENS_AFTER(call);
+                                       UnregisterAttempt(call->attempt_id);
+                                       std::optional<MemberStatus> answer;
+                                       if (status.ok()) {
+                                         answer = MemberStatus{call->response.header().member_id(),
+                                                               call->response.leader(),
+                                                               call->response.raftterm()};
+                                       }
+                                       OnLeaderStatus(round, i, answer);
+                                       // Before OpFinished: the context holds the channel (see
+                                       // RetryingCall::Finish).
+                                       delete call;
+                                       OpFinished();  // From here on the log may be gone.
+                                     });
+  }
+}
+
+void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
+                                   std::optional<MemberStatus> answer) {
+  MutexLock lock(mu_);
+  if (!check_running_ || round != check_round_) return;
+  check_answers_[index] = answer;
+  --check_pending_;
+  LeaderJudgement judgement = JudgeLeader(check_answers_, check_baseline_);
+  if (judgement.verdict == LeaderVerdict::kUnknown) {
+    if (check_pending_ > 0) return;
+    auto now = Clock::now();
+    if (shutting_down_ || now >= check_until_) {
+      check_running_ = false;
+      spdlog::debug("etcd leader check: no leader known after {} round(s)", round);
+      return;
+    }
+    timer_.Schedule(std::max(now, check_round_started_ + kLeaderPollInterval),
+                    [this] { StartLeaderCheckRound(); });
+    return;
+  }
+  check_running_ = false;
+  ++check_round_;
+  NoteTerm(judgement.term);
+  known_leader_ = judgement.leader;
+  if (judgement.verdict == LeaderVerdict::kChanged) {
+    int interrupted = InterruptAttemptsLocked();
+    spdlog::info("etcd has a new leader ({:x}, was {:x}); re-sending {} call(s) in flight",
+                 judgement.leader, check_baseline_.leader, interrupted);
+  } else {
+    spdlog::debug("etcd leader check: the leader {:x} is alive", judgement.leader);
+  }
+}
+
+int EtcdLog::Core::InterruptAttemptsLocked() {
+  int count = 0;
+  for (auto& [id, attempt] : attempts_) {
+    if (attempt.call == nullptr) continue;
+    attempt.call->NoteInterrupted(id);
+    attempt.context->TryCancel();
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace k8shmir
