@@ -26,12 +26,22 @@ asio::awaitable<beast::error_code> ConnectToApp(beast::tcp_stream& stream, const
   co_return ec;
 }
 
+http::request<http::string_body> AppRequest(http::verb verb, const std::string& target,
+                                            const std::string& host, uint16_t port) {
+  http::request<http::string_body> req{verb, target, 11};
+  req.set(http::field::host, host + ":" + std::to_string(port));
+  req.set(http::field::user_agent, "k8shmir-proxy");
+  return req;
+}
+
 asio::awaitable<beast::error_code> ReadResponse(beast::tcp_stream& stream,
                                                 beast::flat_buffer& buffer,
                                                 http::response_parser<http::string_body>& parser,
-                                                std::size_t body_limit) {
+                                                std::size_t body_limit, bool head) {
   beast::error_code ec;
+  parser.header_limit(64 * 1024);
   parser.body_limit(body_limit);
+  if (head) parser.skip(true);
   co_await http::async_read_header(stream, buffer, parser,
                                    asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return ec;
@@ -55,9 +65,7 @@ asio::awaitable<AppExchange> ExchangeWithApp(beast::tcp_stream& stream, beast::f
   co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, x.ec));
   if (x.ec) co_return x;
   http::response_parser<http::string_body> parser;
-  parser.header_limit(64 * 1024);
-  if (req.method() == http::verb::head) parser.skip(true);
-  auto read = ReadResponse(stream, buffer, parser, body_limit);
+  auto read = ReadResponse(stream, buffer, parser, body_limit, req.method() == http::verb::head);
   x.ec = co_await std::move(read);
   if (x.ec) co_return x;
   x.response = parser.release();

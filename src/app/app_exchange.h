@@ -26,14 +26,20 @@ boost::asio::awaitable<boost::beast::error_code> ConnectToApp(boost::beast::tcp_
                                                               uint16_t port,
                                                               std::chrono::milliseconds timeout);
 
-// Reads one response into `parser`, its body at most `body_limit` bytes (http::error::body_limit
-// beyond). Beast 1.74's http::async_read of a whole message reads on past the body limit when
-// the header and the body arrive together (the header's body_limit error is lost); reading the
+// A request to the app from the proxy: HTTP/1.1, Host host:port, the proxy's User-Agent.
+boost::beast::http::request<boost::beast::http::string_body> AppRequest(
+    boost::beast::http::verb verb, const std::string& target, const std::string& host,
+    uint16_t port);
+
+// Reads one response into `parser`, its head bounded like a client's (64 KiB), its body at most
+// `body_limit` bytes (http::error::body_limit beyond); the answer to a HEAD request (`head`) has
+// no body to read. Beast 1.74's http::async_read of a whole message reads on past the body limit
+// when the header and the body arrive together (the header's body_limit error is lost); reading the
 // header first reports it, and the body's size is checked once read as well.
 boost::asio::awaitable<boost::beast::error_code> ReadResponse(
     boost::beast::tcp_stream& stream, boost::beast::flat_buffer& buffer,
     boost::beast::http::response_parser<boost::beast::http::string_body>& parser,
-    std::size_t body_limit);
+    std::size_t body_limit, bool head);
 
 // Writes `req` and reads one response within `timeout` (both), its body bounded by `body_limit`
 // (a HEAD request's response has no body to read).

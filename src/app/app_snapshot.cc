@@ -16,9 +16,7 @@ namespace http = beast::http;
 namespace {
 
 http::request<http::string_body> SnapshotRequest(const HttpAppOptions& options, http::verb verb) {
-  http::request<http::string_body> req{verb, options.snapshot_path, 11};
-  req.set(http::field::host, options.host + ":" + std::to_string(options.port));
-  req.set(http::field::user_agent, "k8shmir-proxy");
+  auto req = AppRequest(verb, options.snapshot_path, options.host, options.port);
   req.keep_alive(false);
   return req;
 }

@@ -82,17 +82,9 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     co_return co_await std::move(connect);
   }
 
-  // The app's answers are bounded like client requests; a HEAD response has no body to read.
-  void LimitParser(ResponseParser& parser, bool head) const {
-    parser.body_limit(options.response_limit);
-    parser.header_limit(64 * 1024);
-    if (head) parser.skip(true);
-  }
-
   RequestMessage LastIndexRequest() const {
-    RequestMessage req{http::verb::get, options.last_index_path, 11};
-    req.set(http::field::host, options.host + ":" + std::to_string(options.port));
-    req.set(http::field::user_agent, "k8shmir-proxy");
+    RequestMessage req =
+        AppRequest(http::verb::get, options.last_index_path, options.host, options.port);
     req.keep_alive(true);
     return req;
   }
@@ -296,14 +288,14 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
       }
       beast::error_code ec;
       ResponseParser parser;
-      LimitParser(parser, to_read.front().head);
       // Acknowledge at once what the app sends: an app with Nagle's algorithm on (the socket
       // default) holds a second pipelined response until the first is acknowledged, and a
       // delayed ACK would stall it for up to 40 ms. Linux clears the flag again on its own.
       int quickack = 1;
       ::setsockopt(c->stream.socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &quickack,
                    sizeof quickack);
-      auto read = ReadResponse(c->stream, c->buffer, parser, options.response_limit);
+      auto read =
+          ReadResponse(c->stream, c->buffer, parser, options.response_limit, to_read.front().head);
       ec = co_await std::move(read);
       c->last_used = Clock::now();
       if (to_read.empty()) break;  // failed meanwhile by the writer

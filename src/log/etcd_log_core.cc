@@ -13,7 +13,6 @@
 #include <utility>
 #include <vector>
 
-#include "common/tsan_annotations.h"
 #include "log/batch_format.h"
 #include "log/etcd_credentials.h"
 #include "log/etcd_errors.h"
@@ -165,9 +164,7 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
     // Counted like any operation, so that shutdown waits for this callback too.
     OpStarted();
     timer_.Post([this, done = std::move(done), error = value.error()]() mutable {
-      auto callback = std::move(done);
-      OpFinished();
-      callback(std::move(error));
+      EndOperation(done, Result<AppendResult>(std::move(error)));
     });
     return;
   }
@@ -190,24 +187,14 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
   // the failure branch and returns the same index with created=false. The operation is counted
   // until `done` runs: a refusal for lack of space is followed by a read (ResolveRefusedAppend).
   OpStarted();
-  RetryingCall<etcdserverpb::TxnResponse>::Start(
-      this, "append " + batch_id, deadline,
-      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                                     etcdserverpb::TxnResponse* response,
-                                     std::function<void(grpc::Status)> callback) {
-        stub->async()->Txn(context, &request, response, std::move(callback));
-      },
-      ClassifyWriteFailure,
-      [this, batch_id, key, deadline,
-       done = std::move(done)](Result<etcdserverpb::TxnResponse> result) mutable {
-        if (!result && result.error().code == ErrorCode::kLogFull) {
-          return ResolveRefusedAppend(batch_id, key, deadline, result.error(), std::move(done));
-        }
-        Result<AppendResult> outcome = AppendOutcome(batch_id, result);
-        auto callback = std::move(done);
-        OpFinished();  // From here on the log may be gone.
-        callback(std::move(outcome));
-      });
+  RunTxn("append " + batch_id, std::move(request), deadline,
+         [this, batch_id, key, deadline,
+          done = std::move(done)](Result<etcdserverpb::TxnResponse> result) mutable {
+           if (!result && result.error().code == ErrorCode::kLogFull) {
+             return ResolveRefusedAppend(batch_id, key, deadline, result.error(), std::move(done));
+           }
+           EndOperation(done, AppendOutcome(batch_id, result));
+         });
 }
 
 void EtcdLog::Core::ResolveRefusedAppend(const std::string& batch_id, const std::string& key,
@@ -217,50 +204,35 @@ void EtcdLog::Core::ResolveRefusedAppend(const std::string& batch_id, const std:
   request.set_keys_only(true);
   // The refusal came fast; the read gets at least one attempt's time even when it took long.
   const Deadline read_deadline = std::max(deadline, Clock::now() + options.rpc_timeout);
-  RetryingCall<etcdserverpb::RangeResponse>::Start(
-      this, "read refused append " + batch_id, read_deadline,
-      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                etcdserverpb::RangeResponse* response, std::function<void(grpc::Status)> callback) {
-        stub->async()->Range(context, &request, response, std::move(callback));
-      },
-      ClassifyReadFailure,
-      [this, batch_id, refusal = std::move(refusal),
-       done = std::move(done)](Result<etcdserverpb::RangeResponse> result) mutable {
-        Result<AppendResult> outcome = refusal;
-        if (!result) {
-          outcome = Error{ErrorCode::kUnknown, refusal.message +
-                                                   "; whether it committed could not be read: " +
-                                                   result.error().message};
-        } else if (result->kvs_size() == 1 && result->kvs(0).create_revision() > 0) {
-          // The put that crossed the quota: applied, and its entries are in the log.
-          spdlog::warn("etcd {}: refused for lack of space, but it committed", batch_id);
-          outcome = AppendResult{IndexOf(result->kvs(0).create_revision(), 0), true};
-        }
-        // Otherwise absent after the answer: refused, before or at its apply, and for good (no
-        // attempt of it can still commit: RetryingCall reports kUnknown, not kLogFull, when an
-        // earlier attempt was ambiguous).
-        auto callback = std::move(done);
-        OpFinished();  // From here on the log may be gone.
-        callback(std::move(outcome));
-      });
+  RunRange("read refused append " + batch_id, std::move(request), read_deadline,
+           [this, batch_id, refusal = std::move(refusal),
+            done = std::move(done)](Result<etcdserverpb::RangeResponse> result) mutable {
+             Result<AppendResult> outcome = refusal;
+             if (!result) {
+               outcome = Error{ErrorCode::kUnknown,
+                               refusal.message + "; whether it committed could not be read: " +
+                                   result.error().message};
+             } else if (result->kvs_size() == 1 && result->kvs(0).create_revision() > 0) {
+               // The put that crossed the quota: applied, and its entries are in the log.
+               spdlog::warn("etcd {}: refused for lack of space, but it committed", batch_id);
+               outcome = AppendResult{IndexOf(result->kvs(0).create_revision(), 0), true};
+             }
+             // Otherwise absent after the answer: refused, before or at its apply, and for good (no
+             // attempt of it can still commit: RetryingCall reports kUnknown, not kLogFull, when an
+             // earlier attempt was ambiguous).
+             EndOperation(done, std::move(outcome));
+           });
 }
 
 void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
-  RetryingCall<etcdserverpb::RangeResponse>::Start(
-      this, "head", deadline,
-      [request = HeadRequest()](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                                etcdserverpb::RangeResponse* response,
-                                std::function<void(grpc::Status)> callback) {
-        stub->async()->Range(context, &request, response, std::move(callback));
-      },
-      ClassifyReadFailure,
-      [done = std::move(done),
-       core_prefix = options.prefix](Result<etcdserverpb::RangeResponse> result) {
-        if (!result) return done(result.error());
-        const auto& response = result.value();
-        done(LogHead{response.header().revision(), LastIndexOf(response, core_prefix),
-                     EndIndexOfRevision(response.header().revision())});
-      });
+  RunRange("head", HeadRequest(), deadline,
+           [done = std::move(done),
+            core_prefix = options.prefix](Result<etcdserverpb::RangeResponse> result) {
+             if (!result) return done(result.error());
+             const auto& response = result.value();
+             done(LogHead{response.header().revision(), LastIndexOf(response, core_prefix),
+                          EndIndexOfRevision(response.header().revision())});
+           });
 }
 
 void EtcdLog::Core::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
@@ -269,57 +241,31 @@ void EtcdLog::Core::ReadRange(int64_t from_index, int64_t revision, Deadline dea
 }
 
 void EtcdLog::Core::CheckSpace(Deadline deadline, SpaceCallback done) {
-  // One Status call (answered by the member alone, no consensus round) on the preferred member:
-  // alarms are cluster-wide, and the caller asks again soon, so no retry here.
-  struct SpaceCall {
-    grpc::ClientContext context;
-    etcdserverpb::StatusRequest request;
-    etcdserverpb::StatusResponse response;
-    uint64_t attempt_id = 0;
-    SpaceCallback done;
-  };
-  auto* call = new SpaceCall;
-  call->done = std::move(done);
-  call->context.set_deadline(
-      ToSystemClock(std::min<Clock::time_point>(deadline, Clock::now() + options.rpc_timeout)));
-  OpStarted();
-  if (!RegisterAttempt(&call->context, &call->attempt_id)) {
-    timer_.Post([this, call] {
-      auto callback = std::move(call->done);
-      delete call;
-      OpFinished();
-      callback(Error{ErrorCode::kCancelled, "the etcd log is shutting down"});
-    });
-    return;
-  }
+  // The preferred member alone: alarms are cluster-wide, and the caller asks again soon.
   const size_t endpoint = PickEndpoint();
-  K8SHMIR_HAPPENS_BEFORE(call);
-  maintenance_[endpoint]->async()->Status(
-      &call->context, &call->request, &call->response, [this, call, endpoint](grpc::Status status) {
-        K8SHMIR_HAPPENS_AFTER(call);
-        UnregisterAttempt(call->attempt_id);
-        Result<LogSpace> space = Error{ErrorCode::kUnavailable, ""};
-        if (status.ok()) {
-          LogSpace answer;
-          // etcd lists each raised alarm as "memberID:<id> alarm:NOSPACE " (or CORRUPT).
-          for (const auto& error : call->response.errors()) {
-            if (error.find("NOSPACE") == std::string::npos) continue;
-            answer.full = true;
-            if (!answer.detail.empty()) answer.detail += "; ";
-            answer.detail += "etcd alarm: " + error;
-          }
-          space = std::move(answer);
-        } else {
-          space = Error{ErrorCode::kUnavailable,
-                        "status of " + endpoints_[endpoint] + ": " +
-                            DescribeGrpcStatus(status.error_code(), status.error_message())};
-        }
-        auto callback = std::move(call->done);
-        // Before OpFinished: the context holds the channel (see RetryingCall::Finish).
-        delete call;
-        OpFinished();  // From here on the log may be gone.
-        callback(std::move(space));
-      });
+  const Deadline call_deadline = std::min(deadline, Clock::now() + options.rpc_timeout);
+  CallStatus(endpoint, call_deadline,
+             [this, endpoint, done = std::move(done)](
+                 Result<etcdserverpb::StatusResponse> status) mutable -> std::function<void()> {
+               Result<LogSpace> space = Error{ErrorCode::kUnavailable, ""};
+               if (status) {
+                 LogSpace answer;
+                 // etcd lists each raised alarm as "memberID:<id> alarm:NOSPACE " (or CORRUPT).
+                 for (const auto& error : status->errors()) {
+                   if (error.find("NOSPACE") == std::string::npos) continue;
+                   answer.full = true;
+                   if (!answer.detail.empty()) answer.detail += "; ";
+                   answer.detail += "etcd alarm: " + error;
+                 }
+                 space = std::move(answer);
+               } else {
+                 space = Error{status.error().code,
+                               "status of " + endpoints_[endpoint] + ": " + status.error().message};
+               }
+               return [done = std::move(done), space = std::move(space)]() mutable {
+                 done(std::move(space));
+               };
+             });
 }
 
 void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done) {

@@ -107,6 +107,28 @@ class EtcdLog::Core {
               Classify classify = ClassifyWriteFailure);
   void OpStarted() K8SHMIR_EXCLUDES(mu_);
   void OpFinished() K8SHMIR_EXCLUDES(mu_);
+  // Ends an operation begun with OpStarted, then runs `callback(value)`: after OpFinished the log
+  // may be gone (its destructor was waiting for this), so nothing of it is touched any more.
+  template <class Callback, class Value>
+  void EndOperation(Callback& callback, Value value) {
+    auto run = std::move(callback);
+    OpFinished();
+    run(std::move(value));
+  }
+  // The same for a continuation without a value, which may be empty.
+  void EndOperation(std::function<void()>& then) {
+    auto run = std::move(then);
+    OpFinished();
+    if (run) run();
+  }
+
+  // One Status call to member `endpoint` (answered by that member alone), within `deadline`,
+  // counted as an operation. `answer` runs exactly once, never inside this call, while the log is
+  // alive: with the member's answer, or an error when the call failed or the log is shutting
+  // down. What it returns (may be empty) runs once the operation ended, when the log may be gone:
+  // a caller's own callback goes there.
+  using StatusAnswer = std::function<std::function<void()>(Result<etcdserverpb::StatusResponse>)>;
+  void CallStatus(size_t endpoint, Deadline deadline, StatusAnswer answer);
   std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
   void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
 

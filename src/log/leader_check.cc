@@ -27,12 +27,13 @@ constexpr milliseconds kLeaderStatusTimeout{300};
 
 }  // namespace
 
-// One Status call of a leader check round.
+// One CallStatus.
 struct EtcdLog::Core::StatusCall {
   grpc::ClientContext context;
   etcdserverpb::StatusRequest request;
   etcdserverpb::StatusResponse response;
   uint64_t attempt_id = 0;
+  StatusAnswer answer;
 };
 
 void EtcdLog::Core::NoteTerm(uint64_t term) {
@@ -89,33 +90,49 @@ void EtcdLog::Core::StartLeaderCheckRound() {
     check_round_started_ = Clock::now();
   }
   for (size_t i = 0; i < channels_.size(); ++i) {
-    auto* call = new StatusCall;
-    call->context.set_deadline(ToSystemClock(Clock::now() + kLeaderStatusTimeout));
-    OpStarted();
-    if (!RegisterAttempt(&call->context, &call->attempt_id)) {
-      delete call;
-      OnLeaderStatus(round, i, std::nullopt);
-      OpFinished();
-      continue;
-    }
-    K8SHMIR_HAPPENS_BEFORE(call);
-    maintenance_[i]->async()->Status(&call->context, &call->request, &call->response,
-                                     [this, call, round, i](grpc::Status status) {
-                                       K8SHMIR_HAPPENS_AFTER(call);
-                                       UnregisterAttempt(call->attempt_id);
-                                       std::optional<MemberStatus> answer;
-                                       if (status.ok()) {
-                                         answer = MemberStatus{call->response.header().member_id(),
-                                                               call->response.leader(),
-                                                               call->response.raftterm()};
-                                       }
-                                       OnLeaderStatus(round, i, answer);
-                                       // Before OpFinished: the context holds the channel (see
-                                       // RetryingCall::Finish).
-                                       delete call;
-                                       OpFinished();  // From here on the log may be gone.
-                                     });
+    CallStatus(
+        i, Clock::now() + kLeaderStatusTimeout,
+        [this, round, i](Result<etcdserverpb::StatusResponse> status) -> std::function<void()> {
+          std::optional<MemberStatus> answer;
+          if (status) {
+            answer =
+                MemberStatus{status->header().member_id(), status->leader(), status->raftterm()};
+          }
+          OnLeaderStatus(round, i, answer);
+          return {};
+        });
   }
+}
+
+void EtcdLog::Core::CallStatus(size_t endpoint, Deadline deadline, StatusAnswer answer) {
+  auto* call = new StatusCall;
+  call->answer = std::move(answer);
+  call->context.set_deadline(ToSystemClock(deadline));
+  OpStarted();
+  if (!RegisterAttempt(&call->context, &call->attempt_id)) {
+    timer_.Post([this, call] {
+      auto then = call->answer(Error{ErrorCode::kCancelled, "the etcd log is shutting down"});
+      delete call;
+      EndOperation(then);
+    });
+    return;
+  }
+  K8SHMIR_HAPPENS_BEFORE(call);
+  maintenance_[endpoint]->async()->Status(
+      &call->context, &call->request, &call->response, [this, call, endpoint](grpc::Status status) {
+        K8SHMIR_HAPPENS_AFTER(call);
+        UnregisterAttempt(call->attempt_id);
+        Result<etcdserverpb::StatusResponse> answer = std::move(call->response);
+        if (!status.ok()) {
+          answer = Error{ErrorCode::kUnavailable,
+                         endpoints_[endpoint] + ": " +
+                             DescribeGrpcStatus(status.error_code(), status.error_message())};
+        }
+        auto then = call->answer(std::move(answer));
+        // Before the operation ends: the context holds the channel (see RetryingCall::Finish).
+        delete call;
+        EndOperation(then);
+      });
 }
 
 void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,

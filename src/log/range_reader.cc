@@ -148,9 +148,7 @@ void EtcdLog::Core::RangeReader::FetchValues() {
 }
 
 void EtcdLog::Core::RangeReader::Finish(Result<LogRange> result) {
-  auto done = std::move(done_);
-  core_->OpFinished();  // From here on the log may be gone: touch nothing of it.
-  done(std::move(result));
+  core_->EndOperation(done_, std::move(result));
 }
 
 }  // namespace k8shmir

@@ -148,13 +148,11 @@ void EtcdLog::Core::RetryingCall<Response>::Finish(Result<Response> result, bool
     });
     return;
   }
-  auto done = std::move(done_);
   // Released before the log may go: the context holds the channel, and dropping the process's
   // last gRPC channel from a gRPC callback thread after ~EtcdLog returned aborts gRPC 1.51
   // (it shuts its callback thread pool down from inside one of its threads).
   context_.reset();
-  core_->OpFinished();  // From here on the log may be gone: touch nothing of it.
-  done(std::move(result));
+  core_->EndOperation(done_, std::move(result));
 }
 
 void EtcdLog::Core::RunRange(std::string what, etcdserverpb::RangeRequest request,

@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "log/etcd_log_core.h"
-#include "log/retrying_call.h"
 #include "log/snapshot_format.h"
 
 namespace k8shmir {
@@ -40,11 +39,7 @@ struct SnapshotOperation {
     core->OpStarted();
   }
 
-  void Finish(Result<T> result) {
-    auto callback = std::move(done);
-    core->OpFinished();  // From here on the log may be gone: touch nothing of it.
-    callback(std::move(result));
-  }
+  void Finish(Result<T> result) { core->EndOperation(done, std::move(result)); }
 };
 
 }  // namespace

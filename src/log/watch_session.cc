@@ -10,7 +10,6 @@
 
 #include "log/batch_format.h"
 #include "log/etcd_errors.h"
-#include "log/retrying_call.h"
 
 namespace k8shmir {
 
@@ -216,16 +215,10 @@ void EtcdLog::Core::WatchSession::StartQueryLocked() {
   query_in_flight_ = true;
   query_again_ = false;
   auto request = core_->HeadRequest();
-  RetryingCall<etcdserverpb::RangeResponse>::Start(
-      core_, "progress query", Clock::now() + core_->options.rpc_timeout,
-      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                etcdserverpb::RangeResponse* response, std::function<void(grpc::Status)> callback) {
-        stub->async()->Range(context, &request, response, std::move(callback));
-      },
-      ClassifyReadFailure,
-      [shared = shared_](Result<etcdserverpb::RangeResponse> result) {
-        OnQueryDone(shared, std::move(result));
-      });
+  core_->RunRange("progress query", std::move(request), Clock::now() + core_->options.rpc_timeout,
+                  [shared = shared_](Result<etcdserverpb::RangeResponse> result) {
+                    OnQueryDone(shared, std::move(result));
+                  });
 }
 
 void EtcdLog::Core::WatchSession::OnQueryDone(const std::shared_ptr<SubShared>& shared,
