@@ -59,6 +59,13 @@ struct Config {
   std::size_t max_appends_in_flight = 1;
   std::size_t max_batch_bytes = 512 * 1024;
   std::size_t app_pipeline_depth = 16;
+  // Snapshots and retention (see ReplicaOptions and docs/design.md, "Retention").
+  std::size_t snapshot_every_entries = 10000;
+  std::chrono::milliseconds snapshot_min_interval{30000};
+  std::size_t snapshot_max_bytes = 64 * 1024 * 1024;
+  std::chrono::milliseconds snapshot_timeout{60000};
+  std::size_t retain_entries = 200000;
+  std::chrono::milliseconds trim_min_age{60000};
   std::string log_level = "info";
   std::string log_format = "text";  // text | json
   int io_threads = 1;

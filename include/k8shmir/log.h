@@ -49,6 +49,16 @@ struct LogHead {
   // Every index <= end_index that will ever exist is already in the log: an app reporting an
   // index above it holds state that does not come from this log.
   int64_t end_index = 0;
+  // Entries with index <= trimmed_index may have been deleted by retention (Log::Trim; 0:
+  // nothing was): a replica whose app is below it cannot replay, and restores a snapshot.
+  int64_t trimmed_index = 0;
+};
+
+// What one Log::Trim did.
+struct TrimResult {
+  int64_t trimmed_index = 0;  // the group's trimmed point now (never lower than before)
+  uint64_t keys_deleted = 0;  // batches deleted by this call
+  uint64_t entries_deleted = 0;
 };
 
 // One page of the group's live entries, read at one revision (Log::ReadRange).
@@ -115,6 +125,7 @@ class Log {
   using EventCallback = std::function<void(LogEvent)>;
   using RangeCallback = std::function<void(Result<LogRange>)>;
   using SpaceCallback = std::function<void(Result<LogSpace>)>;
+  using TrimCallback = std::function<void(Result<TrimResult>)>;
 
   virtual ~Log() = default;
 
@@ -152,6 +163,14 @@ class Log {
   // never inside this call.
   virtual void ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
                          RangeCallback done) = 0;
+
+  // Retention: records `through_index` as the group's trimmed point (never lowering it), and
+  // only then deletes every batch whose entries all have index <= through_index, in bounded
+  // pages. The caller guarantees that a durable snapshot covers through_index and that no append
+  // of a deleted batch can still be retried (a retried append of a deleted batch would append it
+  // again). kUnavailable/kUnknown: part of it may be done; calling again finishes it. The
+  // callback runs exactly once, on any thread, never inside this call.
+  virtual void Trim(int64_t through_index, Deadline deadline, TrimCallback done) = 0;
 
   // Delivers every entry with index >= from_index, then new ones as they commit, in order, then
   // possibly one LogClosed. Events for one subscription never run concurrently and arrive in

@@ -40,6 +40,24 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"watch_restarts", s.watch_restarts},
       {"log_appends", s.log_appends},
       {"log_appended_entries", s.log_appended_entries},
+      {"retention",
+       {{"state", s.retention},
+        {"snapshot_taker", s.snapshot_taker},
+        {"snapshot_taker_id", s.snapshot_taker_id},
+        {"live_replicas", s.live_replicas},
+        {"last_snapshot_index", s.last_snapshot_index},
+        {"last_snapshot_unix_ms", s.last_snapshot_unix_ms},
+        {"last_snapshot_bytes", s.last_snapshot_bytes},
+        {"last_snapshot_ms", s.last_snapshot_ms},
+        {"trimmed_index", s.trimmed_index},
+        {"snapshot_error", s.snapshot_error},
+        {"snapshots_taken", s.snapshots_taken},
+        {"snapshots_too_large", s.snapshots_too_large},
+        {"snapshot_failures", s.snapshot_failures},
+        {"snapshots_restored", s.snapshots_restored},
+        {"snapshots_rejected", s.snapshots_rejected},
+        {"trims", s.trims},
+        {"entries_trimmed", s.entries_trimmed}}},
       {"requests",
        {{"committed", s.requests_committed},
         {"not_committed", s.requests_not_committed},
@@ -161,6 +179,33 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   counter("k8shmir_range_catch_ups_total",
           "Catch-ups by reading the log's live keys because the watch history was compacted.",
           s.range_catch_ups);
+  gauge("k8shmir_retention_on",
+        "1 when the group's log is trimmed after snapshots; 0 when it grows (see /status).",
+        s.retention == "on" ? 1 : 0);
+  gauge("k8shmir_snapshot_taker", "1 on the replica that takes the group's snapshots.",
+        s.snapshot_taker ? 1 : 0);
+  gauge("k8shmir_live_replicas", "Replicas in the group's registry at the last refresh.",
+        s.live_replicas);
+  gauge("k8shmir_last_snapshot_index", "Log index of the newest snapshot taken or restored here.",
+        s.last_snapshot_index);
+  gauge("k8shmir_last_snapshot_bytes", "Size of the newest snapshot taken here.",
+        s.last_snapshot_bytes);
+  gauge("k8shmir_trimmed_index", "The group's trimmed point: entries at or below may be gone.",
+        s.trimmed_index);
+  counter("k8shmir_snapshots_taken_total", "Snapshots of the app taken and stored.",
+          s.snapshots_taken);
+  counter("k8shmir_snapshots_too_large_total",
+          "Snapshots refused for exceeding the size limit (the log is then not trimmed).",
+          s.snapshots_too_large);
+  counter("k8shmir_snapshot_failures_total", "Snapshots that could not be taken or stored.",
+          s.snapshot_failures);
+  counter("k8shmir_snapshots_restored_total", "State transfers: snapshots put into the app.",
+          s.snapshots_restored);
+  counter("k8shmir_snapshots_rejected_total",
+          "Stored snapshots refused as corrupt or incomplete when loaded.", s.snapshots_rejected);
+  counter("k8shmir_trims_total", "Times this replica trimmed the group's log.", s.trims);
+  counter("k8shmir_entries_trimmed_total", "Log entries deleted by this replica's trims.",
+          s.entries_trimmed);
   counter("k8shmir_requests_over_byte_budget_total",
           "Client requests refused because the pending requests' bytes were at their limit.",
           s.requests_over_byte_budget);

@@ -250,6 +250,30 @@ const std::vector<Option>& Options() {
                            "entries in flight to an app that declares \"pipelining\": true in "
                            "its last-index answer (HTTP/1.1 pipelining; 1 = one at a time)",
                            &Config::app_pipeline_depth, d.app_pipeline_depth, 1, 256));
+    o.push_back(SizeOption("snapshot-every-entries",
+                           "the snapshot taker stores the app's state (if it declares "
+                           "\"snapshots\": true) every this many applied entries; 0: never, "
+                           "and the log is never trimmed",
+                           &Config::snapshot_every_entries, d.snapshot_every_entries, 0,
+                           std::size_t{1} << 40));
+    o.push_back(MillisOption("snapshot-min-interval-ms", "at most one snapshot per this interval",
+                             &Config::snapshot_min_interval, d.snapshot_min_interval));
+    o.push_back(SizeOption("snapshot-max-bytes",
+                           "largest app state stored as a snapshot; a larger one is refused "
+                           "(error in /status and the log) and the log is not trimmed",
+                           &Config::snapshot_max_bytes, d.snapshot_max_bytes, 1024,
+                           std::size_t{1} << 34));
+    o.push_back(MillisOption("snapshot-timeout-ms",
+                             "to store, or to load and restore, one snapshot",
+                             &Config::snapshot_timeout, d.snapshot_timeout));
+    o.push_back(SizeOption("retain-entries",
+                           "entries kept in the log below the newest snapshot, so that a "
+                           "replica stopped for a while replays them instead of restoring",
+                           &Config::retain_entries, d.retain_entries, 0, std::size_t{1} << 40));
+    o.push_back(MillisOption("trim-min-age-ms",
+                             "entries applied more recently are never trimmed; must exceed every "
+                             "proxy's --request-timeout-ms (a retried append must find its batch)",
+                             &Config::trim_min_age, d.trim_min_age));
     o.push_back(SizeOption("max-connections", "client connections at once (else refused)",
                            &Config::max_connections, d.max_connections, 1, 1 << 20));
     o.push_back(StringOption("log-level", "trace|debug|info|warn|error", &Config::log_level,
@@ -307,6 +331,14 @@ Status Validate(const Config& c) {
                                           std::to_string(c.liveness_timeout.count()) +
                                           ") must be at least twice --heartbeat-interval-ms (" +
                                           std::to_string(c.heartbeat_interval.count()) + ")"};
+  }
+  if (c.trim_min_age <= c.request_timeout) {
+    return Error{ErrorCode::kInvalid, "--trim-min-age-ms (" +
+                                          std::to_string(c.trim_min_age.count()) +
+                                          ") must exceed --request-timeout-ms (" +
+                                          std::to_string(c.request_timeout.count()) +
+                                          "): an append retried after its batch was trimmed "
+                                          "would be appended twice"};
   }
   if (c.listen_port == c.admin_port && c.listen_address == c.admin_address) {
     return Error{ErrorCode::kInvalid, "--listen-port and --admin-port must differ"};

@@ -86,6 +86,23 @@ void EtcdLog::CheckSpace(Deadline deadline, SpaceCallback done) {
   core_->CheckSpace(deadline, std::move(done));
 }
 
+void EtcdLog::Trim(int64_t through_index, Deadline deadline, TrimCallback done) {
+  core_->Trim(through_index, deadline, std::move(done));
+}
+
+void EtcdLog::CheckFormat(Deadline deadline, StatusCallback done) {
+  core_->CheckFormat(deadline, std::move(done));
+}
+
+void EtcdLog::Refresh(const ReplicaRecord& self, std::chrono::seconds ttl, Deadline deadline,
+                      RefreshCallback done) {
+  core_->Refresh(self, ttl, deadline, std::move(done));
+}
+
+void EtcdLog::Leave(Deadline deadline, StatusCallback done) {
+  core_->Leave(deadline, std::move(done));
+}
+
 void EtcdLog::SaveSnapshot(const AppSnapshot& snapshot, const std::string& taker, int keep,
                            Deadline deadline, SaveCallback done) {
   core_->SaveSnapshot(snapshot, taker, keep, deadline, std::move(done));

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "k8shmir/group_registry.h"
 #include "k8shmir/log.h"
 #include "k8shmir/result.h"
 #include "k8shmir/snapshot_store.h"
@@ -76,7 +77,7 @@ std::size_t FirstEndpointFor(std::string_view replica_id, std::size_t count);
 // (so that a bad file is reported before the log is constructed).
 Status ValidateEtcdLogOptions(const EtcdLogOptions& options);
 
-class EtcdLog : public Log, public SnapshotStore {
+class EtcdLog : public Log, public SnapshotStore, public GroupRegistry {
  public:
   // Throws std::invalid_argument if ValidateEtcdLogOptions fails. Connects lazily.
   explicit EtcdLog(EtcdLogOptions options);
@@ -98,7 +99,8 @@ class EtcdLog : public Log, public SnapshotStore {
   void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
                    AppendCallback done) override;
 
-  // A linearizable read of the newest entry of the prefix. Errors are kUnavailable.
+  // A linearizable read of the newest entry of the prefix and of the retention marker. Errors
+  // are kUnavailable (kProtocol for a marker that makes no sense).
   void Head(Deadline deadline, HeadCallback done) override;
 
   // A page of the live keys, in two bounded steps (src/log/range_page.h): a pass over the
@@ -107,6 +109,19 @@ class EtcdLog : public Log, public SnapshotStore {
   // compacted, kProtocol for a marker or answer that makes no sense, otherwise kUnavailable.
   void ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
                  RangeCallback done) override;
+
+  // The marker (compare-and-set), then the batches at or below it: a keys-only pass over the
+  // group's keys, 1024 per Range, deleted 128 per Txn (etcd's default --max-txn-ops). Every step
+  // is retried within the deadline. Errors: kUnavailable, kProtocol for a marker that makes no
+  // sense, kInvalid for through_index < 1.
+  void Trim(int64_t through_index, Deadline deadline, TrimCallback done) override;
+
+  // GroupRegistry (log/group_format.h): one transaction per call; a Refresh grants a lease of
+  // `ttl`, writes the record and the taker's key with it, then revokes the previous lease.
+  void CheckFormat(Deadline deadline, StatusCallback done) override;
+  void Refresh(const ReplicaRecord& self, std::chrono::seconds ttl, Deadline deadline,
+               RefreshCallback done) override;
+  void Leave(Deadline deadline, StatusCallback done) override;
 
   // A Status call to one member: full while etcd lists a NOSPACE alarm.
   void CheckSpace(Deadline deadline, SpaceCallback done) override;

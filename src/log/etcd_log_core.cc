@@ -101,6 +101,7 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
     kv_.push_back(etcdserverpb::KV::NewStub(channel));
     watch_.push_back(etcdserverpb::Watch::NewStub(channel));
     maintenance_.push_back(etcdserverpb::Maintenance::NewStub(channel));
+    lease_.push_back(etcdserverpb::Lease::NewStub(channel));
     channel_states_.push_back(GRPC_CHANNEL_IDLE);
     channels_.push_back(std::move(channel));
   }
@@ -225,14 +226,34 @@ void EtcdLog::Core::ResolveRefusedAppend(const std::string& batch_id, const std:
 }
 
 void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
-  RunRange("head", HeadRequest(), deadline,
-           [done = std::move(done),
-            core_prefix = options.prefix](Result<etcdserverpb::RangeResponse> result) {
-             if (!result) return done(result.error());
-             const auto& response = result.value();
-             done(LogHead{response.header().revision(), LastIndexOf(response, core_prefix),
-                          EndIndexOfRevision(response.header().revision())});
-           });
+  // The newest entry and the retention marker at one revision: a read-only Txn is a
+  // linearizable read, like the Range alone.
+  etcdserverpb::TxnRequest request;
+  *request.add_success()->mutable_request_range() = HeadRequest();
+  request.add_success()->mutable_request_range()->set_key(TrimmedMarkerKey(options.prefix));
+  RunTxn(
+      "head", std::move(request), deadline,
+      [done = std::move(done),
+       core_prefix = options.prefix](Result<etcdserverpb::TxnResponse> result) {
+        if (!result) return done(result.error());
+        const auto& response = result.value();
+        if (response.responses_size() != 2) {
+          return done(Error{ErrorCode::kUnavailable, "etcd answered the head read with " +
+                                                         std::to_string(response.responses_size()) +
+                                                         " responses"});
+        }
+        const int64_t revision = response.header().revision();
+        LogHead head{revision, LastIndexOf(response.responses(0).response_range(), core_prefix),
+                     EndIndexOfRevision(revision)};
+        const auto& marker = response.responses(1).response_range().kvs();
+        if (!marker.empty()) {
+          Result<int64_t> trimmed = ParseTrimmedMarker(marker[0].value());
+          if (!trimmed) return done(trimmed.error());
+          head.trimmed_index = *trimmed;
+        }
+        done(head);
+      },
+      ClassifyReadFailure);
 }
 
 void EtcdLog::Core::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
@@ -274,10 +295,10 @@ void EtcdLog::Core::Compact(int64_t revision, Deadline deadline, std::function<v
   request.set_physical(true);
   RetryingCall<etcdserverpb::CompactionResponse>::Start(
       this, "compact to " + std::to_string(revision), deadline,
-      [request](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                etcdserverpb::CompactionResponse* response,
-                std::function<void(grpc::Status)> callback) {
-        stub->async()->Compact(context, &request, response, std::move(callback));
+      [this, request](size_t endpoint, grpc::ClientContext* context,
+                      etcdserverpb::CompactionResponse* response,
+                      std::function<void(grpc::Status)> callback) {
+        kv_[endpoint]->async()->Compact(context, &request, response, std::move(callback));
       },
       ClassifyCompactFailure,
       [done = std::move(done)](Result<etcdserverpb::CompactionResponse> result) {

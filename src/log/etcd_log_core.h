@@ -21,6 +21,7 @@
 #include "common/mutex.h"
 #include "common/thread_annotations.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "k8shmir/group_registry.h"
 #include "log/batch_format.h"
 #include "log/etcd_errors.h"
 #include "log/etcd_log.h"
@@ -78,6 +79,9 @@ class EtcdLog::Core {
   struct SnapshotSave;
   struct SnapshotList;
   struct SnapshotLoad;
+  // Retention (trimmer.cc) and the group registry's operations (group_registry.cc).
+  struct Trimmer;
+  struct RegistryRefresh;
 
   explicit Core(EtcdLogOptions opts);
   ~Core();
@@ -93,6 +97,12 @@ class EtcdLog::Core {
   void ListSnapshots(Deadline deadline, SnapshotStore::ListCallback done);
   void LoadSnapshot(const SnapshotManifest& manifest, Deadline deadline,
                     SnapshotStore::LoadCallback done);
+  void Trim(int64_t through_index, Deadline deadline, TrimCallback done);
+  // GroupRegistry (group_registry.cc).
+  void CheckFormat(Deadline deadline, GroupRegistry::StatusCallback done);
+  void Refresh(const ReplicaRecord& self, std::chrono::seconds ttl, Deadline deadline,
+               GroupRegistry::RefreshCallback done);
+  void Leave(Deadline deadline, GroupRegistry::StatusCallback done);
 
   // One KV call, retried inside `deadline` (reads retried on any failure, writes classified by
   // ClassifyWriteFailure), for operations made of several calls. Such an operation holds
@@ -105,6 +115,12 @@ class EtcdLog::Core {
   void RunTxn(std::string what, etcdserverpb::TxnRequest request, Deadline deadline,
               std::function<void(Result<etcdserverpb::TxnResponse>)> done,
               Classify classify = ClassifyWriteFailure);
+  // Lease calls, retried like reads: granting twice leaves a spare lease that expires by
+  // itself, and revoking twice is harmless.
+  void RunLeaseGrant(int64_t ttl_seconds, Deadline deadline,
+                     std::function<void(Result<etcdserverpb::LeaseGrantResponse>)> done);
+  void RunLeaseRevoke(int64_t lease, Deadline deadline,
+                      std::function<void(Result<etcdserverpb::LeaseRevokeResponse>)> done);
   void OpStarted() K8SHMIR_EXCLUDES(mu_);
   void OpFinished() K8SHMIR_EXCLUDES(mu_);
   // Ends an operation begun with OpStarted, then runs `callback(value)`: after OpFinished the log
@@ -183,11 +199,14 @@ class EtcdLog::Core {
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv_;
   std::vector<std::unique_ptr<etcdserverpb::Watch::Stub>> watch_;
   std::vector<std::unique_ptr<etcdserverpb::Maintenance::Stub>> maintenance_;
+  std::vector<std::unique_ptr<etcdserverpb::Lease::Stub>> lease_;
   std::vector<grpc_connectivity_state> channel_states_;  // only PollChannels touches them
   std::atomic<uint64_t> term_seen_{0};
   std::atomic<size_t> preferred_{0};
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> last_endpoint_warning_ms_{0};
+  // The lease of the registry's record and taker key (Refresh replaces it every time); 0: none.
+  std::atomic<int64_t> registry_lease_{0};
 
   // Taken after a subscription's SubShared::mu when both are held (a watch session starts its
   // progress query with its mu held); never the other way round.

@@ -61,7 +61,6 @@ void EtcdLog::Core::RetryingCall<Response>::Attempt(bool on_caller_thread) {
   response_.Clear();
   // gRPC never runs this callback inline (callback API reactions are not inlineable), so it
   // cannot run inside the caller's call.
-  etcdserverpb::KV::Stub* stub = core_->kv_[endpoint_].get();
   grpc::ClientContext* context_of_attempt = context_.get();
   std::function<void(grpc::Status)> on_done = [self =
                                                    this->shared_from_this()](grpc::Status status) {
@@ -71,7 +70,7 @@ void EtcdLog::Core::RetryingCall<Response>::Attempt(bool on_caller_thread) {
   // Everything of this attempt is read or written above: its callback may run before issue_
   // returns.
   K8SHMIR_HAPPENS_BEFORE(this);
-  issue_(stub, context_of_attempt, &response_, std::move(on_done));
+  issue_(endpoint_, context_of_attempt, &response_, std::move(on_done));
 }
 
 template <class Response>
@@ -161,10 +160,10 @@ void EtcdLog::Core::RunRange(std::string what, etcdserverpb::RangeRequest reques
                              Classify classify) {
   RetryingCall<etcdserverpb::RangeResponse>::Start(
       this, std::move(what), deadline,
-      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                                     etcdserverpb::RangeResponse* response,
-                                     std::function<void(grpc::Status)> callback) {
-        stub->async()->Range(context, &request, response, std::move(callback));
+      [this, request = std::move(request)](size_t endpoint, grpc::ClientContext* context,
+                                           etcdserverpb::RangeResponse* response,
+                                           std::function<void(grpc::Status)> callback) {
+        kv_[endpoint]->async()->Range(context, &request, response, std::move(callback));
       },
       classify, std::move(done));
 }
@@ -174,16 +173,48 @@ void EtcdLog::Core::RunTxn(std::string what, etcdserverpb::TxnRequest request, D
                            Classify classify) {
   RetryingCall<etcdserverpb::TxnResponse>::Start(
       this, std::move(what), deadline,
-      [request = std::move(request)](etcdserverpb::KV::Stub* stub, grpc::ClientContext* context,
-                                     etcdserverpb::TxnResponse* response,
-                                     std::function<void(grpc::Status)> callback) {
-        stub->async()->Txn(context, &request, response, std::move(callback));
+      [this, request = std::move(request)](size_t endpoint, grpc::ClientContext* context,
+                                           etcdserverpb::TxnResponse* response,
+                                           std::function<void(grpc::Status)> callback) {
+        kv_[endpoint]->async()->Txn(context, &request, response, std::move(callback));
       },
       classify, std::move(done));
+}
+
+void EtcdLog::Core::RunLeaseGrant(
+    int64_t ttl_seconds, Deadline deadline,
+    std::function<void(Result<etcdserverpb::LeaseGrantResponse>)> done) {
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(ttl_seconds);
+  RetryingCall<etcdserverpb::LeaseGrantResponse>::Start(
+      this, "lease grant", deadline,
+      [this, request = std::move(request)](size_t endpoint, grpc::ClientContext* context,
+                                           etcdserverpb::LeaseGrantResponse* response,
+                                           std::function<void(grpc::Status)> callback) {
+        lease_[endpoint]->async()->LeaseGrant(context, &request, response, std::move(callback));
+      },
+      ClassifyReadFailure, std::move(done));
+}
+
+void EtcdLog::Core::RunLeaseRevoke(
+    int64_t lease, Deadline deadline,
+    std::function<void(Result<etcdserverpb::LeaseRevokeResponse>)> done) {
+  etcdserverpb::LeaseRevokeRequest request;
+  request.set_id(lease);
+  RetryingCall<etcdserverpb::LeaseRevokeResponse>::Start(
+      this, "lease revoke", deadline,
+      [this, request = std::move(request)](size_t endpoint, grpc::ClientContext* context,
+                                           etcdserverpb::LeaseRevokeResponse* response,
+                                           std::function<void(grpc::Status)> callback) {
+        lease_[endpoint]->async()->LeaseRevoke(context, &request, response, std::move(callback));
+      },
+      ClassifyReadFailure, std::move(done));
 }
 
 template class EtcdLog::Core::RetryingCall<etcdserverpb::TxnResponse>;
 template class EtcdLog::Core::RetryingCall<etcdserverpb::RangeResponse>;
 template class EtcdLog::Core::RetryingCall<etcdserverpb::CompactionResponse>;
+template class EtcdLog::Core::RetryingCall<etcdserverpb::LeaseGrantResponse>;
+template class EtcdLog::Core::RetryingCall<etcdserverpb::LeaseRevokeResponse>;
 
 }  // namespace k8shmir

@@ -24,7 +24,8 @@ class EtcdLog::Core::RetryingCall final
     : public std::enable_shared_from_this<EtcdLog::Core::RetryingCall<Response>>,
       public EtcdLog::Core::Interruptible {
  public:
-  using Issue = std::function<void(etcdserverpb::KV::Stub*, grpc::ClientContext*, Response*,
+  // Sends one attempt to member `endpoint` (an index into the core's stubs).
+  using Issue = std::function<void(size_t endpoint, grpc::ClientContext*, Response*,
                                    std::function<void(grpc::Status)>)>;
   using Classify = RpcFailure (*)(grpc::StatusCode, std::string_view);
   using Done = std::function<void(Result<Response>)>;
@@ -72,10 +73,12 @@ class EtcdLog::Core::RetryingCall final
   Response response_;
 };
 
-// The calls the log makes (Txn, Range, Compaction), instantiated in retrying_call.cc; a new kind of
-// call adds its response type there and here.
+// The calls the log makes (Txn, Range, Compaction, lease grant and revoke), instantiated in
+// retrying_call.cc; a new kind of call adds its response type there and here.
 extern template class EtcdLog::Core::RetryingCall<etcdserverpb::TxnResponse>;
 extern template class EtcdLog::Core::RetryingCall<etcdserverpb::RangeResponse>;
 extern template class EtcdLog::Core::RetryingCall<etcdserverpb::CompactionResponse>;
+extern template class EtcdLog::Core::RetryingCall<etcdserverpb::LeaseGrantResponse>;
+extern template class EtcdLog::Core::RetryingCall<etcdserverpb::LeaseRevokeResponse>;
 
 }  // namespace k8shmir

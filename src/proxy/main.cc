@@ -108,7 +108,15 @@ int main(int argc, char** argv) {
   replica_options.max_batch_bytes = config.max_batch_bytes;
   replica_options.app_pipeline_depth = config.app_pipeline_depth;
   replica_options.heartbeat_interval = config.heartbeat_interval;
-  auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options);
+  replica_options.snapshot_every_entries = config.snapshot_every_entries;
+  replica_options.snapshot_min_interval = config.snapshot_min_interval;
+  replica_options.snapshot_max_bytes = config.snapshot_max_bytes;
+  replica_options.snapshot_timeout = config.snapshot_timeout;
+  replica_options.retain_entries = config.retain_entries;
+  replica_options.trim_min_age = config.trim_min_age;
+  // The etcd log is also the group's snapshot store and registry.
+  auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options,
+                                           log.get(), log.get());
 
   FrontServerOptions front_options;
   front_options.address = config.listen_address;

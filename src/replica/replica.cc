@@ -26,15 +26,19 @@ const char* OutcomeName(Outcome outcome) {
   return "unknown";
 }
 
-Replica::Replica(asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options)
+Replica::Replica(asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options,
+                 SnapshotStore* snapshots, GroupRegistry* registry)
     : strand_(asio::make_strand(executor)),
       log_(log),
       app_(app),
       options_(std::move(options)),
+      snapshots_(snapshots),
+      registry_(registry),
       last_tick_ns_(SteadyNanos()) {
   status_.replica_id = options_.replica_id;
   status_.group = options_.group;
   status_.state_reason = "waiting for the app";
+  NoteRetention();
 }
 
 Replica::~Replica() = default;
@@ -55,6 +59,10 @@ void Replica::Stop() {
     self->subscription_.reset();
     if (self->heartbeat_timer_) self->heartbeat_timer_->cancel();
     if (self->deadline_timer_) self->deadline_timer_->cancel();
+    if (self->registry_ != nullptr) {
+      // The record and the taker's role go now, not when their lease expires.
+      self->registry_->Leave(Clock::now() + self->options_.etcd_timeout, [](Status) {});
+    }
     for (const auto& id : self->pending_.Ids()) {
       auto p = self->pending_.Take(id);
       if (!p) continue;
@@ -110,6 +118,7 @@ void Replica::NoteAppDeclares(const AppIndex& app) {
   status_.app_snapshots = app.snapshots;
   status_.app_pipeline_depth =
       app.pipelining ? std::max<std::size_t>(options_.app_pipeline_depth, 1) : 1;
+  NoteRetention();
 }
 
 void Replica::RecordError(const std::string& message, spdlog::level::level_enum level) {
@@ -148,6 +157,7 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
   subscription_.reset();
   watch_paused_ = false;
   range_ = RangeRead{};
+  taking_.hold = false;
   queue_.clear();
   queued_bytes_ = 0;
   forward_failures_ = 0;
@@ -162,7 +172,13 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
   BeginValidation();
 }
 
-void Replica::BeginValidation() { ValidateApp(app_gen_); }
+void Replica::BeginValidation() {
+  if (transfer_.wanted) {
+    RunStateTransfer();
+    return;
+  }
+  ValidateApp(app_gen_);
+}
 
 void Replica::QueryAppIndex(std::function<void(Result<AppIndex>)> done) {
   // HttpApp bounds each step by the app timeout, but a LastIndex that never calls back (an
@@ -230,6 +246,29 @@ void Replica::ValidateApp(uint64_t gen) {
 
 void Replica::FetchHeadAndSubscribe(uint64_t gen) {
   auto deadline = Clock::now() + options_.etcd_timeout;
+  if (registry_ != nullptr && !format_checked_) {
+    registry_->CheckFormat(deadline, [self = shared_from_this(), gen](Status format) {
+      asio::post(self->strand_, [self, gen, format = std::move(format)] {
+        if (self->stopped_ || gen != self->watch_gen_) return;
+        if (!format) {
+          if (format.error().code == ErrorCode::kInvalid) {
+            self->RecordError(format.error().message, spdlog::level::err);
+            self->SetState(ReplicaState::kIncompatibleLog, format.error().message);
+          } else {
+            self->RecordError("log unavailable: " + format.error().message);
+            self->status_.state_reason = "waiting for the log: " + format.error().message;
+          }
+          self->ScheduleRetry([self, gen] {
+            if (gen == self->watch_gen_) self->FetchHeadAndSubscribe(gen);
+          });
+          return;
+        }
+        self->format_checked_ = true;
+        self->FetchHeadAndSubscribe(gen);
+      });
+    });
+    return;
+  }
   log_.Head(deadline, [self = shared_from_this(), gen](Result<LogHead> r) {
     asio::post(self->strand_, [self, gen, r = std::move(r)]() mutable {
       if (self->stopped_ || gen != self->watch_gen_) return;
@@ -254,6 +293,15 @@ void Replica::FetchHeadAndSubscribe(uint64_t gen) {
         self->RecordError(why);
         self->SetState(ReplicaState::kRecovering, why);
         retry();
+        return;
+      }
+      self->status_.trimmed_index = std::max(self->status_.trimmed_index, r->trimmed_index);
+      if (self->position_ < r->trimmed_index) {
+        self->NeedStateTransfer(r->trimmed_index, "the app is at index " +
+                                                      std::to_string(self->position_) +
+                                                      " but the log was trimmed up to index " +
+                                                      std::to_string(r->trimmed_index) +
+                                                      ": the entries it needs are gone");
         return;
       }
       self->target_ = r->last_index;
@@ -301,6 +349,7 @@ void Replica::ScheduleHeartbeat() {
     self->last_tick_ns_.store(SteadyNanos());
     self->CheckAppAnswers();
     self->CheckLogSpace();
+    self->OnRetentionTick();
     self->Heartbeat();
     self->ScheduleHeartbeat();
   });

@@ -21,8 +21,10 @@
 
 #include "codec/entry_codec.h"
 #include "k8shmir/app.h"
+#include "k8shmir/group_registry.h"
 #include "k8shmir/log.h"
 #include "k8shmir/replica_service.h"
+#include "k8shmir/snapshot_store.h"
 #include "replica/pending_requests.h"
 #include "replica/replica_status.h"
 
@@ -62,11 +64,36 @@ struct ReplicaOptions {
   // ahead only to an app that declares it (see ParseLastIndex), and one at a time otherwise.
   // 1 = strictly one at a time whatever the app declares.
   std::size_t app_pipeline_depth = 16;
+
+  // Snapshots and retention (docs/design.md, "Retention"), with a SnapshotStore and a
+  // GroupRegistry. The replica holding the taker's role snapshots its app (when it declares
+  // snapshots) every this many applied entries, 0: never, and not more often than the interval.
+  uint64_t snapshot_every_entries = 10000;
+  std::chrono::milliseconds snapshot_min_interval{30000};
+  // A larger state is refused (and the log not trimmed), loudly.
+  std::size_t snapshot_max_bytes = 64 * 1024 * 1024;
+  // To store one, or to load and restore one.
+  std::chrono::milliseconds snapshot_timeout{60000};
+  int snapshots_kept = 2;
+  // Entries kept below a snapshot, so that a replica stopped for a while replays rather than
+  // restores.
+  uint64_t retain_entries = 200000;
+  // Entries applied less than this long ago are never trimmed: an append of theirs may still be
+  // retried by its proxy (within its request timeout), and a retried append of a deleted batch
+  // would append it again. Longer than every proxy's request timeout.
+  std::chrono::milliseconds trim_min_age{60000};
+  // How often the replica publishes its record in the registry, and when a record not refreshed
+  // expires (the taker's role with it).
+  std::chrono::milliseconds registry_interval{2000};
+  std::chrono::seconds registry_ttl{10};
 };
 
 class Replica : public ReplicaService, public std::enable_shared_from_this<Replica> {
  public:
-  Replica(boost::asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options);
+  // `log`, `app`, and `snapshots` and `registry` when given, must outlive the replica. Without
+  // them it neither takes nor restores snapshots, nor trims.
+  Replica(boost::asio::any_io_executor executor, Log& log, App& app, ReplicaOptions options,
+          SnapshotStore* snapshots = nullptr, GroupRegistry* registry = nullptr);
   ~Replica();
 
   // Begins: validate the app, catch up with the log, then serve.
@@ -154,13 +181,40 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void EnterLogFull(const std::string& detail);
   void CheckLogSpace();
 
+  // ---- Snapshots, retention, state transfer, registry (replica_snapshots.cc) ----
+  // Every tick: the registry refresh, a snapshot when due, a stalled state transfer's retry.
+  void OnRetentionTick();
+  // Publishes this replica's record every registry interval; learns whether it is the taker.
+  void MaybeRefreshRegistry();
+  // Taker only: holds forwarding once enough entries were applied since the last snapshot; the
+  // app's state is read once nothing is in flight (TryForward calls MaybeReadSnapshot).
+  void MaybeTakeSnapshot();
+  void MaybeReadSnapshot();
+  void OnAppSnapshot(uint64_t gen, int64_t expected, std::chrono::steady_clock::time_point started,
+                     Result<AppSnapshot> snapshot);
+  void SaveAppSnapshot(std::shared_ptr<AppSnapshot> snapshot);
+  // After a durable snapshot at `index`: trims what every live replica and the retained tail
+  // allow.
+  void MaybeTrim(int64_t snapshot_index);
+  void NoteAppliedMark();
+  // The app needs entries the log no longer has: restore a snapshot at or after `trimmed`.
+  void NeedStateTransfer(int64_t trimmed, const std::string& why);
+  void RunStateTransfer();
+  void TryRestore(uint64_t gen, std::size_t candidate);
+  void StateTransferFailed(uint64_t gen, const std::string& why);
+  void NoteRetention();
+
   std::chrono::milliseconds NextBackoff();
   void ScheduleRetry(std::function<void()> fn);
+
+  using Clock = std::chrono::steady_clock;
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   Log& log_;
   App& app_;
   ReplicaOptions options_;
+  SnapshotStore* const snapshots_;  // may be null
+  GroupRegistry* const registry_;   // may be null
 
   ReplicaStatus status_;  // state, indices, counters, errors
   bool stopped_ = false;
@@ -218,6 +272,40 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   PendingRequests<ReplyCallback> pending_;
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
   bool deadline_armed_ = false;  // a wait is in progress, for deadline_timer_->expiry()
+
+  // The group's format marker was found to be one this proxy knows.
+  bool format_checked_ = false;
+  bool registry_in_flight_ = false;
+  Clock::time_point next_registry_refresh_{};
+  GroupView group_;  // as the last registry refresh saw it
+  // Taking snapshots: forwarding is held while the app's state is read (nothing in flight).
+  struct Taking {
+    bool hold = false;             // no new forwards until the app's state was read
+    bool reading = false;          // GetSnapshot in flight
+    bool saving = false;           // SaveSnapshot or Trim in flight
+    uint64_t applied_at_last = 0;  // entries_applied when the last one was taken
+    Clock::time_point last_at{};
+    int64_t previous_index = 0;  // the snapshot before the newest one (retention's floor)
+  };
+  Taking taking_;
+  // (entries applied, index, when) every mark step: which index lies retain_entries entries and
+  // trim_min_age below a snapshot.
+  struct AppliedMark {
+    uint64_t count;
+    int64_t index;
+    Clock::time_point at;
+  };
+  std::deque<AppliedMark> marks_;
+  // A state transfer wanted: run instead of the app's validation once a recovery reset the
+  // pipeline (nothing in flight), at a snapshot with index >= min_index.
+  struct Transfer {
+    bool wanted = false;
+    int64_t min_index = 0;
+    std::vector<SnapshotManifest> candidates;  // newest first
+    Clock::time_point retry_at{};
+  };
+  Transfer transfer_;
+  bool warned_no_snapshots_ = false;
 };
 
 }  // namespace k8shmir

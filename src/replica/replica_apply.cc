@@ -22,7 +22,8 @@ void Replica::BreakPipeline() {
 
 void Replica::TryForward() {
   const std::size_t depth = std::max<std::size_t>(options_.app_pipeline_depth, 1);
-  while (!stopped_ && !recover_pending_ && !forward_retry_pending_ &&
+  // A snapshot being taken holds new forwards until the app's state was read.
+  while (!stopped_ && !recover_pending_ && !forward_retry_pending_ && !taking_.hold &&
          sent_at_.size() < queue_.size() && in_flight_ < depth) {
     const std::size_t sent = sent_at_.size();
     const LogRecord& record = queue_[sent];
@@ -64,6 +65,7 @@ void Replica::TryForward() {
   }
   MaybeServing();
   MaybeReleaseMemory();
+  MaybeReadSnapshot();
 }
 
 void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardResult result) {
@@ -165,6 +167,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
   status_.applied_index = record.index;
   processed_ = record.index;
   ++status_.entries_applied;
+  NoteAppliedMark();
   if (status_.state != ReplicaState::kServing) ++status_.entries_replayed;
   std::string id = record.id;
   int64_t index = record.index;

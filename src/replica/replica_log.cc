@@ -155,11 +155,10 @@ void Replica::OnRangePage(Result<LogRange> page) {
   if (page->trimmed_index > position_) {
     // Entries this replica needs were deleted after a snapshot: replaying cannot rebuild them.
     range_ = RangeRead{};
-    std::string why = "the log was trimmed up to index " + std::to_string(page->trimmed_index) +
-                      " but the app is at index " + std::to_string(position_) +
-                      ": the entries it needs are gone; a state transfer is needed";
-    RecordError(why);
-    SetState(ReplicaState::kNeedsStateTransfer, why);
+    NeedStateTransfer(page->trimmed_index,
+                      "the log was trimmed up to index " + std::to_string(page->trimmed_index) +
+                          " but the replica is at index " + std::to_string(position_) +
+                          ": the entries it needs are gone");
     return;
   }
   range_.revision = page->revision;

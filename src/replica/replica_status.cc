@@ -20,6 +20,10 @@ const char* ReplicaStateName(ReplicaState state) {
       return "app-not-answering";
     case ReplicaState::kLogFull:
       return "log-full";
+    case ReplicaState::kTransferringState:
+      return "transferring-state";
+    case ReplicaState::kIncompatibleLog:
+      return "incompatible-log";
   }
   return "?";
 }

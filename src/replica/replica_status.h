@@ -22,6 +22,12 @@ enum class ReplicaState {
   // The log refuses writes for lack of space: clients get 503 at once; entries committed before
   // are still applied; serving again by itself once the log has space.
   kLogFull,
+  // Restoring the app from a stored snapshot (the entries it needs were trimmed, or it restarted
+  // empty after a trim); not ready until it has caught up after it.
+  kTransferringState,
+  // The group's format marker names a format this proxy does not know: nothing is read or
+  // written until it does (a newer proxy wrote it, or the prefix is not k8shmir's).
+  kIncompatibleLog,
 };
 // Every state, in declaration order (for /metrics).
 inline constexpr ReplicaState kAllReplicaStates[] = {ReplicaState::kStarting,
@@ -31,7 +37,9 @@ inline constexpr ReplicaState kAllReplicaStates[] = {ReplicaState::kStarting,
                                                      ReplicaState::kNeedsStateTransfer,
                                                      ReplicaState::kAppContractViolation,
                                                      ReplicaState::kAppNotAnswering,
-                                                     ReplicaState::kLogFull};
+                                                     ReplicaState::kLogFull,
+                                                     ReplicaState::kTransferringState,
+                                                     ReplicaState::kIncompatibleLog};
 const char* ReplicaStateName(ReplicaState state);
 
 // Latency histogram with fixed Prometheus buckets (seconds).
@@ -73,6 +81,26 @@ struct ReplicaStatus {
   uint64_t log_full_refusals = 0;          // appends the log refused for lack of space
   uint64_t range_catch_ups = 0;  // catch-ups by reading live keys (the watch history compacted)
   int64_t last_recovery_ms = 0;
+
+  // Snapshots and retention (docs/design.md, "Retention").
+  // "on", or why this group's log is not trimmed (e.g. the app does not declare snapshots).
+  std::string retention = "on";
+  bool snapshot_taker = false;  // this replica holds the taker's role
+  std::string snapshot_taker_id;
+  uint64_t live_replicas = 0;       // records in the group's registry at the last refresh
+  int64_t last_snapshot_index = 0;  // newest snapshot taken or restored here
+  int64_t last_snapshot_unix_ms = 0;
+  uint64_t last_snapshot_bytes = 0;
+  int64_t last_snapshot_ms = 0;  // how long the app took to give its state (forwards held)
+  int64_t trimmed_index = 0;     // the group's trimmed point, as last seen
+  std::string snapshot_error;    // the last failure to take, store or restore one ("" once fine)
+  uint64_t snapshots_taken = 0;
+  uint64_t snapshots_too_large = 0;  // refused: larger than the snapshot size limit
+  uint64_t snapshot_failures = 0;    // taking or storing one failed otherwise
+  uint64_t snapshots_restored = 0;
+  uint64_t snapshots_rejected = 0;  // found corrupt or incomplete when loaded
+  uint64_t trims = 0;
+  uint64_t entries_trimmed = 0;
   // The app's last /last-index answer declared "pipelining": true; entries in flight to it at
   // most (1 unless it did). The forwarding connection reads the declaration again when opened.
   bool app_pipelining = false;

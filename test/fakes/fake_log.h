@@ -3,6 +3,7 @@
 // inject the failures etcd can produce.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <map>
@@ -96,9 +97,28 @@ class FakeLog : public Log {
       Post([done, e = *head_error] { done(e); });
       return;
     }
-    LogHead h{revision_, records_.empty() ? 0 : records_.back().index, revision_};
+    LogHead h{revision_, records_.empty() ? 0 : records_.back().index, revision_, trimmed_index};
     Post([done, h] { done(h); });
   }
+
+  // Raises trimmed_index and deletes the records at or below it.
+  std::optional<Error> trim_error;
+  void Trim(int64_t through_index, Deadline, TrimCallback done) override {
+    trim_calls_.push_back(through_index);
+    if (trim_error) {
+      Post([done, e = *trim_error] { done(e); });
+      return;
+    }
+    trimmed_index = std::max(trimmed_index, through_index);
+    TrimResult result{trimmed_index, 0, 0};
+    while (!records_.empty() && records_.front().index <= trimmed_index) {
+      records_.erase(records_.begin());
+      ++result.keys_deleted;
+      ++result.entries_deleted;
+    }
+    Post([done, result] { done(result); });
+  }
+  const std::vector<int64_t>& trim_calls() const { return trim_calls_; }
 
   void ReadRange(int64_t from_index, int64_t revision, Deadline, RangeCallback done) override {
     ++range_reads_;
@@ -218,6 +238,7 @@ class FakeLog : public Log {
   int subscribe_calls_ = 0;
   int64_t last_from_ = 0;
   int range_reads_ = 0;
+  std::vector<int64_t> trim_calls_;
   int space_checks_ = 0;
   std::vector<int64_t> range_froms_;
 };
