@@ -38,7 +38,7 @@ Replica::Replica(asio::any_io_executor executor, Log& log, App& app, ReplicaOpti
   status_.replica_id = options_.replica_id;
   status_.group = options_.group;
   status_.state_reason = "waiting for the app";
-  NoteRetention();
+  NoteRetention(/*app_answered=*/false);
 }
 
 Replica::~Replica() = default;
@@ -118,7 +118,7 @@ void Replica::NoteAppDeclares(const AppIndex& app) {
   status_.app_snapshots = app.snapshots;
   status_.app_pipeline_depth =
       app.pipelining ? std::max<std::size_t>(options_.app_pipeline_depth, 1) : 1;
-  NoteRetention();
+  NoteRetention(/*app_answered=*/true);
 }
 
 void Replica::RecordError(const std::string& message, spdlog::level::level_enum level) {

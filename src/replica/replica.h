@@ -202,7 +202,8 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void RunStateTransfer();
   void TryRestore(uint64_t gen, std::size_t candidate);
   void StateTransferFailed(uint64_t gen, const std::string& why);
-  void NoteRetention();
+  // Sets status_.retention: "on", or "off: <why>" (warned once, once the app has answered).
+  void NoteRetention(bool app_answered);
 
   std::chrono::milliseconds NextBackoff();
   void ScheduleRetry(std::function<void()> fn);

@@ -39,7 +39,7 @@ void Replica::OnRetentionTick() {
   }
 }
 
-void Replica::NoteRetention() {
+void Replica::NoteRetention(bool app_answered) {
   std::string off;
   if (snapshots_ == nullptr || registry_ == nullptr) {
     off = "no snapshot store";
@@ -54,8 +54,9 @@ void Replica::NoteRetention() {
     return;  // stays off until a snapshot fits again
   }
   status_.retention = off.empty() ? "on" : "off: " + off;
+  // Warned once the app has answered (before, it has declared nothing yet), once.
   if (!off.empty() && snapshots_ != nullptr && options_.snapshot_every_entries > 0 &&
-      !warned_no_snapshots_) {
+      app_answered && !warned_no_snapshots_) {
     warned_no_snapshots_ = true;
     spdlog::warn("replica {}: retention off: {}", options_.replica_id, off);
   }

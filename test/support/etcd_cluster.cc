@@ -342,6 +342,34 @@ int64_t EtcdCluster::CountLogEntries(const std::string& prefix) {
   return entries;
 }
 
+EtcdCluster::LogCount EtcdCluster::CountLogEntriesAbove(const std::string& prefix, int64_t above) {
+  json j = GatewayPost("/v3/kv/range", {{"key", Base64Encode(prefix)},
+                                        {"range_end", Base64Encode(PrefixEnd(prefix))},
+                                        {"keys_only", true}});
+  LogCount count;
+  if (!j.contains("kvs")) return count;
+  for (const auto& kv : j.at("kvs")) {
+    const std::string key = Base64Decode(kv.at("key").get<std::string>());
+    const int64_t revision = std::stoll(kv.at("create_revision").get<std::string>());
+    const auto n =
+        static_cast<int64_t>(BatchCountOfKey(std::string_view(key).substr(prefix.size())));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t index = IndexOf(revision, i);
+      if (index > above) ++count.entries;
+      count.last_index = std::max(count.last_index, index);
+    }
+  }
+  return count;
+}
+
+int64_t EtcdCluster::TrimmedIndex(const std::string& prefix) {
+  json j = GatewayPost("/v3/kv/range", {{"key", Base64Encode(TrimmedMarkerKey(prefix))}});
+  if (!j.contains("kvs") || j.at("kvs").empty()) return 0;
+  auto trimmed = ParseTrimmedMarker(Base64Decode(j.at("kvs")[0].at("value").get<std::string>()));
+  if (!trimmed) throw std::runtime_error(trimmed.error().message);
+  return *trimmed;
+}
+
 std::filesystem::path EtcdCluster::LogFile(int i) const {
   return log_dir_ / ("etcd-" + std::to_string(i) + ".log");
 }

@@ -102,6 +102,15 @@ class EtcdCluster {
   int64_t CountPrefix(const std::string& prefix);
   // Number of log entries in the batch keys under `prefix` (each key "<id>.<n>" holds n).
   int64_t CountLogEntries(const std::string& prefix);
+  // The entries of the batch keys under `prefix` whose index is above `above` (retention keeps a
+  // batch that straddles its trimmed point), and the newest entry's index (0 when none).
+  struct LogCount {
+    int64_t entries = 0;
+    int64_t last_index = 0;
+  };
+  LogCount CountLogEntriesAbove(const std::string& prefix, int64_t above);
+  // The trimmed point of the log under `prefix` (its retention marker), 0 when none.
+  int64_t TrimmedIndex(const std::string& prefix);
 
   const std::filesystem::path& log_dir() const { return log_dir_; }
   std::filesystem::path LogFile(int i) const;

@@ -17,14 +17,17 @@ ReplicatedCluster::ReplicatedCluster(ReplicatedClusterOptions options, EtcdClust
     own_etcd_ = std::make_unique<EtcdCluster>(options_.etcd_members, log_dir_);
     etcd_ = own_etcd_.get();
   }
-  for (int i = 0; i < options_.replicas; ++i) {
-    auto r = std::make_unique<Replica>();
-    r->id = "replica-" + std::to_string(i);
-    r->proxy_port = FreePort();
-    r->app_port = FreePort();
-    r->admin_port = FreePort();
-    replicas_.push_back(std::move(r));
-  }
+  for (int i = 0; i < options_.replicas; ++i) AddReplica();
+}
+
+int ReplicatedCluster::AddReplica() {
+  auto r = std::make_unique<Replica>();
+  r->id = "replica-" + std::to_string(replicas_.size());
+  r->proxy_port = FreePort();
+  r->app_port = FreePort();
+  r->admin_port = FreePort();
+  replicas_.push_back(std::move(r));
+  return size() - 1;
 }
 
 ReplicatedCluster::~ReplicatedCluster() {

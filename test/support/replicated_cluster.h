@@ -61,6 +61,8 @@ class ReplicatedCluster {
   bool WaitAppsApplied(int64_t index, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   int size() const { return static_cast<int>(replicas_.size()); }
+  // A new replica (scale-up), with ports of its own and nothing started; returns its number.
+  int AddReplica();
   const std::string& group() const { return options_.group; }
   uint16_t ProxyPort(int i) const;
   uint16_t AppPort(int i) const;
