@@ -186,6 +186,8 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void OnRetentionTick();
   // Publishes this replica's record every registry interval; learns whether it is the taker.
   void MaybeRefreshRegistry();
+  // Retention stays off while a live replica's app does not declare snapshots.
+  void NoteUnrestorableReplicas();
   // Taker only: holds forwarding once enough entries were applied since the last snapshot; the
   // app's state is read once nothing is in flight (TryForward calls MaybeReadSnapshot).
   void MaybeTakeSnapshot();

@@ -16,8 +16,7 @@ using namespace replica_internal;
 
 namespace {
 
-// A replica in one of these states is applying the log and will need the entries after its
-// applied index: trimming waits for it (down to the snapshot before the newest one).
+// A replica in one of these states is applying the log (or about to).
 bool FollowsTheLog(const std::string& state) {
   return state == "serving" || state == "catching-up" || state == "recovering" ||
          state == "app-not-answering" || state == "log-full" || state == "starting";
@@ -49,9 +48,9 @@ void Replica::NoteRetention(bool app_answered) {
     off =
         "the app does not declare \"snapshots\": true in its last-index answer, so this group's "
         "log is never trimmed and grows until etcd's quota (README, \"The app contract\")";
-  } else if (status_.snapshots_too_large > 0 && !status_.snapshot_error.empty() &&
-             status_.retention.rfind("off: the app's state", 0) == 0) {
-    return;  // stays off until a snapshot fits again
+  } else if (status_.retention.rfind("off: the app's state", 0) == 0 ||
+             status_.retention.rfind("off: replica ", 0) == 0) {
+    return;  // until a snapshot fits again / the registry shows every app can be restored
   }
   status_.retention = off.empty() ? "on" : "off: " + off;
   // Warned once the app has answered (before, it has declared nothing yet), once.
@@ -92,9 +91,31 @@ void Replica::MaybeRefreshRegistry() {
                          self->status_.snapshot_taker = self->group_.taker;
                          self->status_.snapshot_taker_id = self->group_.taker_id;
                          self->status_.live_replicas = self->group_.replicas.size();
+                         self->NoteUnrestorableReplicas();
                          self->MaybeTakeSnapshot();
                        });
                      });
+}
+
+void Replica::NoteUnrestorableReplicas() {
+  // A live replica whose app cannot be restored must never need a state transfer: no trims.
+  std::string off;
+  for (const auto& record : group_.replicas) {
+    if (!record.app_snapshots && FollowsTheLog(record.state) &&
+        record.replica_id != options_.replica_id) {
+      off = "off: replica " + record.replica_id +
+            "'s app does not declare snapshots, so it could not be restored after a trim";
+      break;
+    }
+  }
+  const bool was_off = status_.retention.rfind("off: replica ", 0) == 0;
+  if (!off.empty() && status_.retention == "on") {
+    spdlog::warn("replica {}: retention {}", options_.replica_id, off);
+    status_.retention = off;
+  } else if (off.empty() && was_off) {
+    status_.retention = "on";
+    NoteRetention(/*app_answered=*/true);
+  }
 }
 
 // ---- Taking snapshots --------------------------------------------------------------------------
@@ -244,14 +265,10 @@ void Replica::MaybeTrim(int64_t snapshot_index) {
     through = mark.index;
     marks_.pop_front();
   }
-  // Live replicas behind it keep their entries (they replay rather than restore), down to the
-  // snapshot before this one at most: one that is further behind restores either way.
-  int64_t floor = through;
-  for (const auto& record : group_.replicas) {
-    if (record.replica_id == options_.replica_id || !FollowsTheLog(record.state)) continue;
-    floor = std::min(floor, record.applied_index);
-  }
-  through = std::min(through, std::max(floor, taking_.previous_index));
+  // Never past the snapshot before this one: if the newest turns out corrupt, the previous one
+  // still restores a replica, and every live replica at or above it replays rather than restores.
+  through = std::min(through, taking_.previous_index);
+  if (status_.retention.rfind("off: replica ", 0) == 0) through = 0;
   if (through <= status_.trimmed_index) {
     taking_.saving = false;
     return;

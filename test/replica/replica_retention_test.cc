@@ -57,12 +57,12 @@ class RetentionTest : public ReplicaTest {
     }
   }
 
-  bool WaitTaken(uint64_t n) {
+  bool WaitTaken(uint64_t n, uint64_t trims) {
     return RunUntil([&] {
       auto s = std::make_shared<std::optional<ReplicaStatus>>();
       replica_->GetStatus([s](ReplicaStatus st) { *s = std::move(st); });
       ioc_.run_for(std::chrono::milliseconds(1));
-      return s->has_value() && (*s)->snapshots_taken >= n && (*s)->trims >= n;
+      return s->has_value() && (*s)->snapshots_taken >= n && (*s)->trims >= trims;
     });
   }
 
@@ -92,35 +92,41 @@ class RetentionTest : public ReplicaTest {
   FakeGroupRegistry registry_;
 };
 
-// Snapshot at 10 (entries 1..10): the mark 5 entries below it is index 5. At 20: index 15, the
-// store keeping the newest two.
+// Snapshot at 10 (entries 1..10): nothing trimmed yet (no snapshot before it). At 20: the mark 5
+// entries below it is 15, but the trim stops at the previous snapshot, 10. At 30: 20.
 TEST_F(RetentionTest, TakerSnapshotsEveryNEntriesAndTrimsBehindTheRetainedTail) {
   Serve();
   SendNumbers(1, 10);
-  ASSERT_TRUE(WaitTaken(1));
+  ASSERT_TRUE(WaitTaken(1, 0));
   ASSERT_EQ(store_.stored.size(), 1u);
   EXPECT_EQ(store_.stored[0].manifest.index, 10);
   EXPECT_EQ(store_.stored[0].data, JournalSnapshot(1, 10));
   EXPECT_EQ(store_.stored[0].manifest.taker, "r1");
-  EXPECT_EQ(log_.trim_calls(), (std::vector<int64_t>{5}));
-  EXPECT_EQ(log_.records().front().index, 6);
+  ioc_.run_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(log_.trim_calls().empty());
 
   SendNumbers(11, 20);
-  ASSERT_TRUE(WaitTaken(2));
+  ASSERT_TRUE(WaitTaken(2, 1));
+  EXPECT_EQ(log_.trim_calls(), (std::vector<int64_t>{10}));
+  EXPECT_EQ(log_.records().front().index, 11);
+  SendNumbers(21, 30);
+  ASSERT_TRUE(WaitTaken(3, 2));
   ASSERT_EQ(store_.stored.size(), 2u);
-  EXPECT_EQ(store_.stored[0].manifest.index, 10);
-  EXPECT_EQ(store_.stored[1].manifest.index, 20);
-  EXPECT_EQ(store_.stored[1].data, JournalSnapshot(1, 20));
-  EXPECT_EQ(log_.trim_calls(), (std::vector<int64_t>{5, 15}));
+  EXPECT_EQ(store_.stored[0].manifest.index, 20);
+  EXPECT_EQ(store_.stored[1].manifest.index, 30);
+  EXPECT_EQ(store_.stored[1].data, JournalSnapshot(1, 30));
+  EXPECT_EQ(log_.trim_calls(), (std::vector<int64_t>{10, 20}));
   auto s = Status();
   EXPECT_EQ(s.retention, "on");
   EXPECT_TRUE(s.snapshot_taker);
-  EXPECT_EQ(s.last_snapshot_index, 20);
-  EXPECT_EQ(s.trimmed_index, 15);
-  EXPECT_EQ(s.entries_trimmed, 15u);
-  EXPECT_EQ(Bodies(), Numbers(1, 20));
+  EXPECT_EQ(s.last_snapshot_index, 30);
+  EXPECT_EQ(s.trimmed_index, 20);
+  EXPECT_EQ(s.entries_trimmed, 20u);
+  EXPECT_EQ(Bodies(), Numbers(1, 30));
   EXPECT_EQ(app_.contract_violations, 0);
-  ASSERT_TRUE(registry_.last_published);
+  ASSERT_TRUE(RunUntil([&] {
+    return registry_.last_published && registry_.last_published->last_snapshot_index == 30;
+  }));
   EXPECT_EQ(registry_.last_published->replica_id, "r1");
 }
 
@@ -136,20 +142,30 @@ TEST_F(RetentionTest, AReplicaWithoutTheTakersRoleNeitherSnapshotsNorTrims) {
   EXPECT_EQ(s.snapshot_taker_id, "r2");
 }
 
-// A live replica at index 3 keeps entries 4.. at the first trim; at the second, the snapshot
-// before the newest (10) is the floor.
-TEST_F(RetentionTest, ALiveReplicaBehindKeepsItsEntriesDownToThePreviousSnapshot) {
-  ReplicaRecord laggard;
-  laggard.replica_id = "r2";
-  laggard.state = "catching-up";
-  laggard.applied_index = 3;
-  registry_.others["r2"] = laggard;
+// Another live replica's app cannot be restored: it must never need a state transfer.
+TEST_F(RetentionTest, ALiveReplicaWhoseAppHasNoSnapshotsStopsTrims) {
+  ReplicaRecord other;
+  other.replica_id = "r2";
+  other.state = "serving";
+  other.app_snapshots = false;
+  registry_.others["r2"] = other;
   Serve();
   SendNumbers(1, 10);
-  ASSERT_TRUE(WaitTaken(1));
+  ASSERT_TRUE(WaitTaken(1, 0));
   SendNumbers(11, 20);
-  ASSERT_TRUE(WaitTaken(2));
-  EXPECT_EQ(log_.trim_calls(), (std::vector<int64_t>{3, 10}));
+  ASSERT_TRUE(WaitTaken(2, 0));
+  SendNumbers(21, 30);
+  ASSERT_TRUE(WaitTaken(3, 0));
+  ioc_.run_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(log_.trim_calls().empty());
+  auto s = Status();
+  EXPECT_EQ(s.retention.rfind("off: replica r2's app does not declare snapshots", 0), 0u)
+      << s.retention;
+  // Once it is gone from the registry, trims resume.
+  registry_.others.clear();
+  SendNumbers(31, 40);
+  ASSERT_TRUE(WaitTaken(4, 1));
+  EXPECT_EQ(Status().retention, "on");
 }
 
 TEST_F(RetentionTest, AnAppWithoutSnapshotsIsNeverTrimmedAndSaysSo) {
@@ -246,16 +262,20 @@ TEST_F(RetentionTest, AnAppWithoutSnapshotsBelowTheTrimNeedsAStateTransferAndSay
 TEST_F(RetentionTest, AnAppThatRestartsEmptyAfterATrimIsRestored) {
   Serve();
   SendNumbers(1, 10);
-  ASSERT_TRUE(WaitTaken(1));
-  ASSERT_EQ(log_.trimmed_index, 5);
-  SendNumbers(11, 12);
+  ASSERT_TRUE(WaitTaken(1, 0));
+  SendNumbers(11, 20);
+  ASSERT_TRUE(WaitTaken(2, 1));
+  ASSERT_EQ(log_.trimmed_index, 10);
+  SendNumbers(21, 22);
   app_.Restart();
   ASSERT_TRUE(RunUntil([&] { return app_.snapshot_puts == 1; }));
   ASSERT_TRUE(WaitState(ReplicaState::kServing));
-  EXPECT_EQ(Bodies(), Numbers(1, 12));
-  EXPECT_EQ(Status().snapshots_restored, 1u);
-  SendNumbers(13, 13);
-  EXPECT_EQ(Bodies(), Numbers(1, 13));
+  EXPECT_EQ(Bodies(), Numbers(1, 22));
+  auto s = Status();
+  EXPECT_EQ(s.snapshots_restored, 1u);
+  EXPECT_EQ(s.last_snapshot_index, 20);
+  SendNumbers(23, 23);
+  EXPECT_EQ(Bodies(), Numbers(1, 23));
 }
 
 TEST_F(RetentionTest, AGroupOfAnUnknownFormatIsRefusedWithTheReason) {

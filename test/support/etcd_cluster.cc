@@ -342,6 +342,18 @@ int64_t EtcdCluster::CountLogEntries(const std::string& prefix) {
   return entries;
 }
 
+std::vector<std::string> EtcdCluster::Keys(const std::string& prefix) {
+  json j = GatewayPost("/v3/kv/range", {{"key", Base64Encode(prefix)},
+                                        {"range_end", Base64Encode(PrefixEnd(prefix))},
+                                        {"keys_only", true}});
+  std::vector<std::string> keys;
+  if (j.contains("kvs")) {
+    for (const auto& kv : j.at("kvs"))
+      keys.push_back(Base64Decode(kv.at("key").get<std::string>()));
+  }
+  return keys;
+}
+
 EtcdCluster::LogCount EtcdCluster::CountLogEntriesAbove(const std::string& prefix, int64_t above) {
   json j = GatewayPost("/v3/kv/range", {{"key", Base64Encode(prefix)},
                                         {"range_end", Base64Encode(PrefixEnd(prefix))},

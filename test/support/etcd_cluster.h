@@ -98,6 +98,8 @@ class EtcdCluster {
   // The raised alarms ("NOSPACE", "CORRUPT"), and disarming every one of them.
   std::vector<std::string> Alarms();
   void DisarmAlarms();
+  // The keys under `prefix`, in key order.
+  std::vector<std::string> Keys(const std::string& prefix);
   // Number of keys under `prefix` (a serializable count is not used: linearizable).
   int64_t CountPrefix(const std::string& prefix);
   // Number of log entries in the batch keys under `prefix` (each key "<id>.<n>" holds n).
