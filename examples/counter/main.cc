@@ -329,7 +329,9 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader() {
     parser_.emplace();
-    parser_->body_limit(kBodyLimit);
+    // Beast checks a Content-Length against the limit while it parses the head: the head is read
+    // with the largest limit, and OnHeader sets the one of the request's kind.
+    parser_->body_limit(kSnapshotBodyLimit);
     parser_->header_limit(kHeaderLimit);
     stream_.expires_after(kIdleTimeout);
     http::async_read_header(stream_, buffer_, *parser_,

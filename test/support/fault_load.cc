@@ -326,7 +326,7 @@ void CheckHistory(ReplicatedCluster& cluster, History& history, const CheckOptio
       r.client = client;
       r.target = target;
       r.seq = k;
-      r.op = CounterOp::Append("marker-" + std::to_string(k));
+      r.op = CounterOp::Append("marker-c" + std::to_string(client) + "-" + std::to_string(k));
       r.sent = Clock::now();
       r.res = SendOp(conn, r.op, 30s);
       r.answered = Clock::now();
