@@ -140,6 +140,16 @@ app.kubernetes.io/component: etcd
       value: {{ int64 .Values.proxy.bodyLimit | quote }}
     - name: K8SHMIR_APP_PIPELINE_DEPTH
       value: {{ int64 .Values.proxy.appPipelineDepth | quote }}
+    - name: K8SHMIR_SNAPSHOT_EVERY_ENTRIES
+      value: {{ int64 .Values.proxy.snapshots.everyEntries | quote }}
+    - name: K8SHMIR_SNAPSHOT_MIN_INTERVAL_MS
+      value: {{ int64 .Values.proxy.snapshots.minIntervalMs | quote }}
+    - name: K8SHMIR_SNAPSHOT_MAX_BYTES
+      value: {{ int64 .Values.proxy.snapshots.maxBytes | quote }}
+    - name: K8SHMIR_RETAIN_ENTRIES
+      value: {{ int64 .Values.proxy.snapshots.retainEntries | quote }}
+    - name: K8SHMIR_TRIM_MIN_AGE_MS
+      value: {{ int64 .Values.proxy.snapshots.trimMinAgeMs | quote }}
     {{- $bounds := include "k8shmir.proxyMemoryBounds" . | fromYaml }}
     - name: K8SHMIR_MAX_QUEUED_BYTES
       value: {{ $bounds.queued | quote }}
