@@ -170,19 +170,8 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
     return;
   }
   std::string key = options.prefix + BatchKeySuffix(batch_id, count);
-  etcdserverpb::TxnRequest request;
-  auto* compare = request.add_compare();
-  compare->set_key(key);
-  compare->set_target(etcdserverpb::Compare::CREATE);
-  compare->set_result(etcdserverpb::Compare::EQUAL);
-  compare->set_create_revision(0);
-  auto* put = request.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(std::move(*value));
   // Only the existing batch's create_revision is needed, not its (possibly large) value.
-  auto* range = request.add_failure()->mutable_request_range();
-  range->set_key(key);
-  range->set_keys_only(true);
+  etcdserverpb::TxnRequest request = CreateOnceTxn(key, std::move(*value), /*keys_only=*/true);
 
   // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
   // the failure branch and returns the same index with created=false. The operation is counted

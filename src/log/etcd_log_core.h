@@ -53,6 +53,26 @@ inline int64_t LastIndexOf(const etcdserverpb::RangeResponse& response, const st
   return LastIndexOfBatch(kv.create_revision(), key);
 }
 
+// Txn{ if create_revision(key) == 0 then Put(key, value) else Range(key) }: writes a key once; a
+// retry after an ambiguous attempt takes the failure branch and reads what is there (keys only:
+// its create revision, not its value).
+inline etcdserverpb::TxnRequest CreateOnceTxn(const std::string& key, std::string value,
+                                              bool keys_only) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_key(key);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_create_revision(0);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(std::move(value));
+  auto* range = request.add_failure()->mutable_request_range();
+  range->set_key(key);
+  range->set_keys_only(keys_only);
+  return request;
+}
+
 // A read changes nothing: every failure means "no effect" and is worth retrying.
 inline RpcFailure ClassifyReadFailure(grpc::StatusCode code, std::string_view message) {
   return {FailureKind::kRefused, ErrorCode::kUnavailable, DescribeGrpcStatus(code, message)};

@@ -27,16 +27,8 @@ int64_t NowUnixMillis() {
 
 void EtcdLog::Core::CheckFormat(Deadline deadline, GroupRegistry::StatusCallback done) {
   const std::string key = GroupFormatKey(options.prefix);
-  etcdserverpb::TxnRequest request;
-  auto* compare = request.add_compare();
-  compare->set_key(key);
-  compare->set_target(etcdserverpb::Compare::CREATE);
-  compare->set_result(etcdserverpb::Compare::EQUAL);
-  compare->set_create_revision(0);
-  auto* put = request.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(EncodeGroupFormat(kGroupFormat));
-  request.add_failure()->mutable_request_range()->set_key(key);
+  etcdserverpb::TxnRequest request =
+      CreateOnceTxn(key, EncodeGroupFormat(kGroupFormat), /*keys_only=*/false);
   // Retried whole: a retry of a put that committed takes the failure branch and reads it back.
   RunTxn(
       "group format", std::move(request), deadline,
