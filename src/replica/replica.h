@@ -305,6 +305,7 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
     bool wanted = false;
     int64_t min_index = 0;
     std::vector<SnapshotManifest> candidates;  // newest first
+    bool failed = false;                       // an attempt failed: its reason stays shown
     Clock::time_point retry_at{};
   };
   Transfer transfer_;

@@ -317,8 +317,11 @@ void Replica::NeedStateTransfer(int64_t trimmed, const std::string& why) {
 
 void Replica::RunStateTransfer() {
   const uint64_t gen = app_gen_;
-  status_.state_reason = "listing the stored snapshots (one at index " +
-                         std::to_string(transfer_.min_index) + " or above is needed)";
+  // A retry keeps the last failure as the reason until it gets further.
+  if (!transfer_.failed) {
+    status_.state_reason = "listing the stored snapshots (one at index " +
+                           std::to_string(transfer_.min_index) + " or above is needed)";
+  }
   snapshots_->ListSnapshots(
       Clock::now() + options_.etcd_timeout,
       [self = shared_from_this(), gen](Result<std::vector<SnapshotManifest>> list) {
@@ -416,6 +419,7 @@ void Replica::StateTransferFailed(uint64_t gen, const std::string& why) {
   RecordError("state transfer: " + why);
   status_.snapshot_error = why;
   status_.state_reason = "state transfer: " + why + "; retrying";
+  transfer_.failed = true;
   ScheduleRetry([self = shared_from_this(), gen] {
     if (gen == self->app_gen_ && self->transfer_.wanted) self->RunStateTransfer();
   });
