@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "bench.h"
+#include "soak.h"
 
 int main(int argc, char** argv) {
   using namespace k8shmir::bench;
@@ -21,8 +22,12 @@ int main(int argc, char** argv) {
   ::setenv("GRPC_VERBOSITY", "ERROR", 0);
   int rc = 0;
   try {
-    Bench bench(std::move(o));
-    rc = bench.Run();
+    if (o.only_soak) {
+      rc = RunSoak(o);
+    } else {
+      Bench bench(std::move(o));
+      rc = bench.Run();
+    }
   } catch (const Interrupted&) {
     std::cerr << "k8shmir-bench: interrupted; everything it started was stopped\n";
     rc = 130;

@@ -36,6 +36,9 @@ namespace k8shmir::bench {
          "                           1 with --proxy0-wrapper profiles the client path too)\n"
          "  --failover-rounds N      etcd leader SIGKILLs in the failover section (3; 0 skips)\n"
          "  --only-failover          run only the failover section (and the final check)\n"
+         "  --only-soak              run only the retention soak (bench/README.md, \"soak\")\n"
+         "  --soak-requests N        requests to the retention-on group in the soak (500000)\n"
+         "  --soak-clients N         closed-loop clients of the soak (32)\n"
          "  --no-plot                do not run gnuplot\n"
          "  --keep                   keep the temporary directory (process logs)\n"
          "  --proxy-bin / --counter-bin / --etcd-bin PATH\n";
@@ -120,6 +123,12 @@ Options ParseOptions(int argc, char** argv) {
         o.failover_rounds = std::max(0, std::stoi(value()));
       } else if (arg == "--only-failover") {
         o.only_failover = true;
+      } else if (arg == "--only-soak") {
+        o.only_soak = true;
+      } else if (arg == "--soak-requests") {
+        o.soak_requests = std::max<int64_t>(10, std::stoll(value()));
+      } else if (arg == "--soak-clients") {
+        o.soak_clients = std::clamp(std::stoi(value()), 1, 256);
       } else if (arg == "--no-plot") {
         o.plot = false;
       } else if (arg == "--keep") {

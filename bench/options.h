@@ -37,6 +37,10 @@ struct Options {
   int active_replicas = 3;  // experiment: only replicas 0..N-1 run (no replay, RSS on those)
   int failover_rounds = 3;  // etcd leader SIGKILLs (0 skips the failover section)
   bool only_failover = false;
+  // The retention soak (bench/soak.h): its own run, `--only-soak`.
+  bool only_soak = false;
+  int64_t soak_requests = 500000;
+  int soak_clients = 32;
   bool plot = true;
 };
 

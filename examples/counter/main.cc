@@ -74,6 +74,7 @@ struct Options {
   bool no_snapshots = false;
   bool no_stale_check = false;
   bool thesis_index = false;
+  std::size_t journal_keep = 0;  // 0: the whole journal
 };
 
 // FNV-1a, 64 bits.
@@ -126,7 +127,8 @@ class Counter {
         pipelining_(!o.no_pipelining),
         snapshots_(!o.no_snapshots),
         stale_check_(!o.no_stale_check && !o.thesis_index),
-        thesis_index_(o.thesis_index) {}
+        thesis_index_(o.thesis_index),
+        journal_keep_(o.journal_keep) {}
 
   Reply Handle(const http::request<http::string_body>& req) {
     const std::string_view target(req.target().data(), req.target().size());
@@ -207,7 +209,7 @@ class Counter {
       }
     } else if (path == "/journal/digest") {
       if (verb == http::verb::get) {
-        return {http::status::ok, json{{"count", journal_.size()},
+        return {http::status::ok, json{{"count", count_},
                                        {"hash", Hex16(hash_)},
                                        {"value", value_},
                                        {"last_index", last_index_},
@@ -218,11 +220,14 @@ class Counter {
     return Error(http::status::not_found, "no such endpoint");
   }
 
-  // The replicated state only (value, journal; the hash follows from the journal), not this
-  // instance's diagnostics (violations, duplicates).
+  // The replicated state only (value, journal, and the journal's running hash and length, which
+  // cover entries a --journal-keep app no longer holds), not this instance's diagnostics
+  // (violations, duplicates).
   Reply TakeSnapshot() const {
     Reply r;
-    r.raw = json{{"value", value_}, {"journal", journal_}}.dump();
+    r.raw =
+        json{{"value", value_}, {"journal", journal_}, {"hash", Hex16(hash_)}, {"count", count_}}
+            .dump();
     r.log_index = last_index_;
     return r;
   }
@@ -247,6 +252,13 @@ class Counter {
     for (const auto& entry : journal_) {
       hash_ = Fnv1a(hash_, entry.dump());
       hash_ = Fnv1a(hash_, "\n");
+    }
+    count_ = journal_.size();
+    // A snapshot of a --journal-keep app carries what its kept entries cannot give.
+    if (doc.contains("hash") && doc["hash"].is_string() && doc.contains("count") &&
+        doc["count"].is_number_unsigned()) {
+      hash_ = std::stoull(doc["hash"].get<std::string>(), nullptr, 16);
+      count_ = doc["count"].get<std::uint64_t>();
     }
     last_index_ = *index;
     applied_.clear();
@@ -299,6 +311,8 @@ class Counter {
     hash_ = Fnv1a(hash_, entry.dump());
     hash_ = Fnv1a(hash_, "\n");
     journal_.push_back(std::move(entry));
+    ++count_;
+    if (journal_keep_ > 0 && journal_.size() > journal_keep_) journal_.erase(journal_.begin());
   }
 
   const bool garbage_last_index_;
@@ -306,7 +320,9 @@ class Counter {
   const bool snapshots_;
   const bool stale_check_;
   const bool thesis_index_;
+  const std::size_t journal_keep_;
   std::int64_t value_ = 0;
+  std::uint64_t count_ = 0;  // entries ever journaled (the journal keeps the last journal_keep_)
   std::int64_t last_index_ = 0;
   bool last_header_present_ = true;  // --thesis-index: the last request carried the header
   std::uint64_t violations_ = 0;
@@ -455,6 +471,8 @@ void Usage(std::ostream& out) {
          "                          forwards one entry at a time\n"
          "  --no-snapshots          leave \"snapshots\": true out of /last-index and serve no\n"
          "                          /snapshot (an app without state transfer)\n"
+         "  --journal-keep N        keep only the newest N journal entries (the digest's count\n"
+         "                          and hash still cover all; for long benchmarks)\n"
          "  --no-stale-check        apply a request whose Log-Index is not above the last one\n"
          "                          instead of refusing it (409); count repeats in \"duplicates\"\n"
          "  --thesis-index          report the Log-Index of the last request received, null if\n"
@@ -496,6 +514,11 @@ bool ParseArgs(int argc, char** argv, Options& opts) {
     } else if (arg == "--no-pipelining") {
       if (has_value) return false;
       opts.no_pipelining = true;
+    } else if (arg == "--journal-keep") {
+      if (!need_value()) return false;
+      auto [end, ec] =
+          std::from_chars(value.data(), value.data() + value.size(), opts.journal_keep);
+      if (ec != std::errc() || end != value.data() + value.size()) return false;
     } else if (arg == "--host") {
       if (!need_value()) return false;
       opts.host = std::string(value);

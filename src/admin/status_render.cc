@@ -46,6 +46,7 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
         {"snapshot_taker_id", s.snapshot_taker_id},
         {"live_replicas", s.live_replicas},
         {"last_snapshot_index", s.last_snapshot_index},
+        {"last_snapshot_started_unix_ms", s.last_snapshot_started_unix_ms},
         {"last_snapshot_unix_ms", s.last_snapshot_unix_ms},
         {"last_snapshot_bytes", s.last_snapshot_bytes},
         {"last_snapshot_ms", s.last_snapshot_ms},

@@ -149,6 +149,7 @@ void Replica::MaybeReadSnapshot() {
   const uint64_t gen = app_gen_;
   const int64_t expected = status_.applied_index;
   const auto started = Clock::now();
+  status_.last_snapshot_started_unix_ms = UnixMillis();
   app_.GetSnapshot(options_.snapshot_max_bytes, [self = shared_from_this(), gen, expected,
                                                  started](Result<AppSnapshot> snapshot) {
     asio::post(self->strand_,

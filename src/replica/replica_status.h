@@ -87,9 +87,10 @@ struct ReplicaStatus {
   std::string retention = "on";
   bool snapshot_taker = false;  // this replica holds the taker's role
   std::string snapshot_taker_id;
-  uint64_t live_replicas = 0;       // records in the group's registry at the last refresh
-  int64_t last_snapshot_index = 0;  // newest snapshot taken or restored here
-  int64_t last_snapshot_unix_ms = 0;
+  uint64_t live_replicas = 0;                 // records in the group's registry at the last refresh
+  int64_t last_snapshot_index = 0;            // newest snapshot taken or restored here
+  int64_t last_snapshot_started_unix_ms = 0;  // when its app's state was asked for
+  int64_t last_snapshot_unix_ms = 0;          // when it was stored
   uint64_t last_snapshot_bytes = 0;
   int64_t last_snapshot_ms = 0;  // how long the app took to give its state (forwards held)
   int64_t trimmed_index = 0;     // the group's trimmed point, as last seen
