@@ -241,7 +241,7 @@ TEST(EtcdFault, QuorumLostForFiveSecondsThenServiceResumes) {
 // with exactly the others' history; the same when its app restarts empty (the whole log is read).
 // Under load throughout; no state transfer anywhere.
 TEST(EtcdFault, CompactedHistoryUnderAStoppedReplicaIsReadFromTheLiveEntries) {
-  ReplicatedCluster cluster(FaultOptions("etcd-compact"));
+  ReplicatedCluster cluster(FaultOptions("etcd-compact", "200", "2000", FaultRetention::kOff));
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
   History history;
   {

@@ -38,7 +38,7 @@ TEST(LogFull, ClientsAreRefusedFastAndTheGroupResumesOnceSpaceIsFreed) {
   etcd.Start();
   // Another app's data shares the etcd: what the operator will delete to free space.
   for (int i = 0; i < kFillerKeys; ++i) etcd.Put(FillerKey(i), std::string(kFillerBytes, 'f'));
-  ReplicatedCluster cluster(FaultOptions("log-full"), &etcd);
+  ReplicatedCluster cluster(FaultOptions("log-full", "200", "2000", FaultRetention::kOff), &etcd);
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
 
   History history;

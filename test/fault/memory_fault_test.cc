@@ -22,7 +22,8 @@ using namespace std::chrono_literals;
 constexpr std::size_t kBodyBytes = 900 * 1024;
 
 TEST(MemoryFault, LargeBodiesAndAStoppedAppStayWithinTheByteBounds) {
-  ReplicatedClusterOptions options = FaultOptions("mem-large", "200", /*app_timeout_ms=*/"1000");
+  ReplicatedClusterOptions options =
+      FaultOptions("mem-large", "200", /*app_timeout_ms=*/"1000", FaultRetention::kOff);
   options.request_timeout = 20000ms;
   ReplicatedCluster cluster(options);
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));

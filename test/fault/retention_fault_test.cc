@@ -26,17 +26,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Snapshots every 50 entries, 100 retained below them: the snapshot before the newest always
-// covers the trimmed point, so either of the two kept can restore a replica. Trims wait 6 s (the
-// fault suite's request timeout is 5 s).
-ReplicatedClusterOptions RetentionOptions(const std::string& group) {
-  ReplicatedClusterOptions o = FaultOptions(group);
-  for (const char* arg : {"--snapshot-every-entries", "50", "--snapshot-min-interval-ms", "200",
-                          "--retain-entries", "100", "--trim-min-age-ms", "6000"}) {
-    o.extra_proxy_args.push_back(arg);
-  }
-  return o;
-}
+// FaultOptions' small retention: snapshots every 50 entries, 100 retained below them, so the
+// snapshot before the newest always covers the trimmed point; trims wait 6 s.
+ReplicatedClusterOptions RetentionOptions(const std::string& group) { return FaultOptions(group); }
 
 std::string LogPrefix(ReplicatedCluster& cluster) {
   return "/k8shmir/" + cluster.group() + "/log/";

@@ -37,6 +37,16 @@ class RetentionTest : public ReplicaTest {
     app_.snapshots = true;
   }
 
+  // The replica must not outlive the store and the registry (its Stop leaves the registry): it
+  // stops and goes before they do, not in ReplicaTest's destructor, which runs after theirs.
+  ~RetentionTest() override {
+    if (!replica_) return;
+    replica_->Stop();
+    ioc_.run_for(std::chrono::milliseconds(20));
+    replica_.reset();
+    ioc_.run_for(std::chrono::milliseconds(5));
+  }
+
   void MakeWithGroup() {
     replica_ =
         std::make_shared<Replica>(ioc_.get_executor(), log_, app_, options_, &store_, &registry_);

@@ -94,12 +94,18 @@ HttpResult SendOp(HttpConnection& conn, const CounterOp& op, std::chrono::millis
 }
 
 ReplicatedClusterOptions FaultOptions(const std::string& group, const std::string& heartbeat_ms,
-                                      const std::string& app_timeout_ms) {
+                                      const std::string& app_timeout_ms, FaultRetention retention) {
   ReplicatedClusterOptions o;
   o.group = group;
   o.request_timeout = 5000ms;
   o.extra_proxy_args = {"--heartbeat-interval-ms", heartbeat_ms, "--app-timeout-ms", app_timeout_ms,
                         "--etcd-timeout-ms",       "2000"};
+  const std::vector<std::string> small = {
+      "--snapshot-every-entries", "50",  "--snapshot-min-interval-ms", "200",
+      "--retain-entries",         "100", "--trim-min-age-ms",          "6000"};
+  const std::vector<std::string> off = {"--snapshot-every-entries", "0"};
+  const auto& args = retention == FaultRetention::kSmall ? small : off;
+  o.extra_proxy_args.insert(o.extra_proxy_args.end(), args.begin(), args.end());
   return o;
 }
 

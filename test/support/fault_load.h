@@ -118,11 +118,18 @@ class Load {
   std::vector<std::unique_ptr<Client>> clients_;
 };
 
+// Retention in a fault scenario: kSmall snapshots every 50 entries and trims behind a tail of
+// 100 (entries younger than 6 s kept; the request timeout is 5 s), so that every fault also
+// meets snapshots and trims; kOff for the scenarios about the log itself (compaction without
+// trims, a full log) or about memory bounds with large entries.
+enum class FaultRetention { kSmall, kOff };
+
 // The cluster options every fault scenario starts from: small timeouts keep the suite fast (no
 // assertion depends on them except as an upper bound).
 ReplicatedClusterOptions FaultOptions(const std::string& group,
                                       const std::string& heartbeat_ms = "200",
-                                      const std::string& app_timeout_ms = "2000");
+                                      const std::string& app_timeout_ms = "2000",
+                                      FaultRetention retention = FaultRetention::kSmall);
 // Starts every process of `cluster` and asserts that every replica serves within 60 s.
 void StartAndWait(ReplicatedCluster& cluster);
 // Proxy `i`'s /readyz answers 200.
