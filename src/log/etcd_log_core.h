@@ -39,6 +39,13 @@ using Clock = std::chrono::steady_clock;
 inline constexpr char kHasLeaderKey[] = "hasleader";
 inline constexpr char kHasLeaderValue[] = "true";
 
+// Wall-clock milliseconds, for the times written into etcd (snapshot manifests, replica records).
+inline int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 inline std::chrono::system_clock::time_point ToSystemClock(Clock::time_point t) {
   return std::chrono::system_clock::now() +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(t - Clock::now());

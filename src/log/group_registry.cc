@@ -15,16 +15,6 @@
 
 namespace k8shmir {
 
-namespace {
-
-int64_t NowUnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 void EtcdLog::Core::CheckFormat(Deadline deadline, GroupRegistry::StatusCallback done) {
   const std::string key = GroupFormatKey(options.prefix);
   etcdserverpb::TxnRequest request =
@@ -89,7 +79,7 @@ struct EtcdLog::Core::RegistryRefresh
     const std::string& prefix = core->options.prefix;
     const std::string taker_key = SnapshotTakerKey(prefix);
     const std::string registry = ReplicaRegistryPrefix(prefix);
-    self_record.updated_unix_ms = NowUnixMillis();
+    self_record.updated_unix_ms = UnixMillis();
 
     auto put_record = [&](etcdserverpb::RequestOp* op) {
       auto* put = op->mutable_request_put();

@@ -15,12 +15,6 @@ namespace k8shmir {
 
 namespace {
 
-int64_t UnixMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // What every snapshot operation holds: the core (one operation of it until Finish), where the
 // snapshots are, its deadline and its callback.
 template <class Core, class T>
