@@ -64,7 +64,7 @@ struct Config {
   std::chrono::milliseconds snapshot_min_interval{30000};
   std::size_t snapshot_max_bytes = 64 * 1024 * 1024;
   std::chrono::milliseconds snapshot_timeout{60000};
-  std::size_t retain_entries = 200000;
+  std::size_t retain_entries = 300000;  // about a minute at the bench's peak rate
   std::chrono::milliseconds trim_min_age{60000};
   std::string log_level = "info";
   std::string log_format = "text";  // text | json

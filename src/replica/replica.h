@@ -77,7 +77,7 @@ struct ReplicaOptions {
   int snapshots_kept = 2;
   // Entries kept below a snapshot, so that a replica stopped for a while replays rather than
   // restores.
-  uint64_t retain_entries = 200000;
+  uint64_t retain_entries = 300000;
   // Entries applied less than this long ago are never trimmed: an append of theirs may still be
   // retried by its proxy (within its request timeout), and a retried append of a deleted batch
   // would append it again. Longer than every proxy's request timeout.
