@@ -264,4 +264,25 @@ class EtcdLog::Core {
   TimerQueue timer_;
 };
 
+// What every operation made of a chain of KV calls holds (the snapshot store's, the trimmer, the
+// registry refresh): the core, its deadline and its callback. It counts as one operation of the
+// core from Begin until Finish, which runs the callback (the core may be gone after it). `Core`
+// is EtcdLog::Core, a parameter because that class is private to EtcdLog: only its own nested
+// classes name it.
+template <class Core, class T>
+struct ChainedOperation {
+  Core* core = nullptr;
+  Deadline deadline;
+  std::function<void(Result<T>)> done;
+
+  void Begin(Core* c, Deadline d, std::function<void(Result<T>)> callback) {
+    core = c;
+    deadline = d;
+    done = std::move(callback);
+    core->OpStarted();
+  }
+
+  void Finish(Result<T> result) { core->EndOperation(done, std::move(result)); }
+};
+
 }  // namespace k8shmir

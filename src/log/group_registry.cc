@@ -51,16 +51,12 @@ void EtcdLog::Core::CheckFormat(Deadline deadline, GroupRegistry::StatusCallback
 
 // One Refresh: grant, write, revoke the previous lease, then answer.
 struct EtcdLog::Core::RegistryRefresh
-    : std::enable_shared_from_this<EtcdLog::Core::RegistryRefresh> {
-  Core* core = nullptr;
+    : ChainedOperation<EtcdLog::Core, GroupView>,
+      std::enable_shared_from_this<EtcdLog::Core::RegistryRefresh> {
   ReplicaRecord self_record;
   std::chrono::seconds ttl{10};
-  Deadline deadline;
-  GroupRegistry::RefreshCallback done;
   int64_t lease = 0;
   GroupView view;
-
-  void Finish(Result<GroupView> r) { core->EndOperation(done, std::move(r)); }
 
   void Grant() {
     core->RunLeaseGrant(ttl.count(), deadline,
@@ -174,12 +170,9 @@ struct EtcdLog::Core::RegistryRefresh
 void EtcdLog::Core::Refresh(const ReplicaRecord& self, std::chrono::seconds ttl, Deadline deadline,
                             GroupRegistry::RefreshCallback done) {
   auto refresh = std::make_shared<RegistryRefresh>();
-  refresh->core = this;
   refresh->self_record = self;
   refresh->ttl = std::max(ttl, std::chrono::seconds(2));
-  refresh->deadline = deadline;
-  refresh->done = std::move(done);
-  OpStarted();
+  refresh->Begin(this, deadline, std::move(done));
   refresh->Grant();
 }
 

@@ -15,25 +15,15 @@ namespace k8shmir {
 
 namespace {
 
-// What every snapshot operation holds: the core (one operation of it until Finish), where the
-// snapshots are, its deadline and its callback.
+// A snapshot operation also holds where the snapshots are.
 template <class Core, class T>
-struct SnapshotOperation {
-  Core* core = nullptr;
+struct SnapshotOperation : ChainedOperation<Core, T> {
   std::string prefix;
-  Deadline deadline;
-  std::function<void(Result<T>)> done;
 
-  // Counts as one operation of the core from here until Finish.
   void Begin(Core* c, std::string p, Deadline d, std::function<void(Result<T>)> callback) {
-    core = c;
     prefix = std::move(p);
-    deadline = d;
-    done = std::move(callback);
-    core->OpStarted();
+    ChainedOperation<Core, T>::Begin(c, d, std::move(callback));
   }
-
-  void Finish(Result<T> result) { core->EndOperation(done, std::move(result)); }
 };
 
 }  // namespace

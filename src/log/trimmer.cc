@@ -21,18 +21,14 @@ constexpr std::size_t kTrimDeletesPerTxn = 128;
 
 }  // namespace
 
-struct EtcdLog::Core::Trimmer : std::enable_shared_from_this<EtcdLog::Core::Trimmer> {
-  Core* core = nullptr;
+struct EtcdLog::Core::Trimmer : ChainedOperation<EtcdLog::Core, TrimResult>,
+                                std::enable_shared_from_this<EtcdLog::Core::Trimmer> {
   int64_t through = 0;
-  Deadline deadline;
-  TrimCallback done;
   TrimResult result;
   std::string cursor;               // the next key of the pass
   std::vector<std::string> doomed;  // keys of this page to delete
   std::size_t deleted_in_page = 0;  // of doomed
   bool more = false;                // the pass has keys after this page
-
-  void Finish(Result<TrimResult> r) { core->EndOperation(done, std::move(r)); }
 
   // The marker is raised (compare-and-set on its mod revision) before anything is deleted: a
   // reader that finds an entry missing also finds the marker that explains it.
@@ -140,11 +136,8 @@ struct EtcdLog::Core::Trimmer : std::enable_shared_from_this<EtcdLog::Core::Trim
 
 void EtcdLog::Core::Trim(int64_t through_index, Deadline deadline, TrimCallback done) {
   auto trimmer = std::make_shared<Trimmer>();
-  trimmer->core = this;
   trimmer->through = through_index;
-  trimmer->deadline = deadline;
-  trimmer->done = std::move(done);
-  OpStarted();
+  trimmer->Begin(this, deadline, std::move(done));
   if (through_index <= 0) {
     timer_.Post([trimmer] {
       trimmer->Finish(Error{ErrorCode::kInvalid, "nothing to trim below index 1"});
