@@ -204,8 +204,14 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void RunStateTransfer();
   void TryRestore(uint64_t gen, std::size_t candidate);
   void StateTransferFailed(uint64_t gen, const std::string& why);
-  // Sets status_.retention: "on", or "off: <why>" (warned once, once the app has answered).
+  // Snapshots are configured: a store, a registry and --snapshot-every-entries above 0.
+  bool TakesSnapshots() const;
+  // Sets status_.retention from what keeps the log from being trimmed: "on", or "off: <why>"
+  // (an app without snapshots is warned about once, once it has answered).
   void NoteRetention(bool app_answered);
+  // A failure to take, store or restore a snapshot: last_error and snapshot_error.
+  void NoteSnapshotError(const std::string& why,
+                         spdlog::level::level_enum level = spdlog::level::warn);
 
   std::chrono::milliseconds NextBackoff();
   void ScheduleRetry(std::function<void()> fn);
@@ -310,6 +316,10 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   };
   Transfer transfer_;
   bool warned_no_snapshots_ = false;
+  // Why the app's last state was refused as too large ("" once one fits): no trims meanwhile.
+  std::string snapshot_too_large_;
+  // A live replica (by the registry) whose app does not declare snapshots, "" when none.
+  std::string unrestorable_peer_;
 };
 
 }  // namespace k8shmir

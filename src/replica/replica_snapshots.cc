@@ -16,10 +16,15 @@ using namespace replica_internal;
 
 namespace {
 
-// A replica in one of these states is applying the log (or about to).
+// A replica in one of these states (as its registry record names it) is applying the log, or
+// about to.
 bool FollowsTheLog(const std::string& state) {
-  return state == "serving" || state == "catching-up" || state == "recovering" ||
-         state == "app-not-answering" || state == "log-full" || state == "starting";
+  for (ReplicaState s :
+       {ReplicaState::kServing, ReplicaState::kCatchingUp, ReplicaState::kRecovering,
+        ReplicaState::kAppNotAnswering, ReplicaState::kLogFull, ReplicaState::kStarting}) {
+    if (state == ReplicaStateName(s)) return true;
+  }
+  return false;
 }
 
 // How long a needs-state-transfer replica waits before asking its app again (it may have been
@@ -38,6 +43,10 @@ void Replica::OnRetentionTick() {
   }
 }
 
+bool Replica::TakesSnapshots() const {
+  return snapshots_ != nullptr && registry_ != nullptr && options_.snapshot_every_entries > 0;
+}
+
 void Replica::NoteRetention(bool app_answered) {
   std::string off;
   if (snapshots_ == nullptr || registry_ == nullptr) {
@@ -48,17 +57,23 @@ void Replica::NoteRetention(bool app_answered) {
     off =
         "the app does not declare \"snapshots\": true in its last-index answer, so this group's "
         "log is never trimmed and grows until etcd's quota (README, \"The app contract\")";
-  } else if (status_.retention.rfind("off: the app's state", 0) == 0 ||
-             status_.retention.rfind("off: replica ", 0) == 0) {
-    return;  // until a snapshot fits again / the registry shows every app can be restored
+    // Warned once the app has answered (before, it has declared nothing yet), once.
+    if (app_answered && !warned_no_snapshots_) {
+      warned_no_snapshots_ = true;
+      spdlog::warn("replica {}: retention off: {}", options_.replica_id, off);
+    }
+  } else if (!snapshot_too_large_.empty()) {
+    off = snapshot_too_large_;  // until a snapshot fits again
+  } else if (!unrestorable_peer_.empty()) {
+    off = "replica " + unrestorable_peer_ +
+          "'s app does not declare snapshots, so it could not be restored after a trim";
   }
   status_.retention = off.empty() ? "on" : "off: " + off;
-  // Warned once the app has answered (before, it has declared nothing yet), once.
-  if (!off.empty() && snapshots_ != nullptr && options_.snapshot_every_entries > 0 &&
-      app_answered && !warned_no_snapshots_) {
-    warned_no_snapshots_ = true;
-    spdlog::warn("replica {}: retention off: {}", options_.replica_id, off);
-  }
+}
+
+void Replica::NoteSnapshotError(const std::string& why, spdlog::level::level_enum level) {
+  RecordError(why, level);
+  status_.snapshot_error = why;
 }
 
 // ---- Registry ----------------------------------------------------------------------------------
@@ -99,32 +114,25 @@ void Replica::MaybeRefreshRegistry() {
 
 void Replica::NoteUnrestorableReplicas() {
   // A live replica whose app cannot be restored must never need a state transfer: no trims.
-  std::string off;
+  std::string peer;
   for (const auto& record : group_.replicas) {
     if (!record.app_snapshots && FollowsTheLog(record.state) &&
         record.replica_id != options_.replica_id) {
-      off = "off: replica " + record.replica_id +
-            "'s app does not declare snapshots, so it could not be restored after a trim";
+      peer = record.replica_id;
       break;
     }
   }
-  const bool was_off = status_.retention.rfind("off: replica ", 0) == 0;
-  if (!off.empty() && status_.retention == "on") {
-    spdlog::warn("replica {}: retention {}", options_.replica_id, off);
-    status_.retention = off;
-  } else if (off.empty() && was_off) {
-    status_.retention = "on";
-    NoteRetention(/*app_answered=*/true);
-  }
+  if (peer == unrestorable_peer_) return;
+  unrestorable_peer_ = peer;
+  NoteRetention(/*app_answered=*/true);
+  if (!peer.empty())
+    spdlog::warn("replica {}: retention {}", options_.replica_id, status_.retention);
 }
 
 // ---- Taking snapshots --------------------------------------------------------------------------
 
 void Replica::MaybeTakeSnapshot() {
-  if (snapshots_ == nullptr || registry_ == nullptr || options_.snapshot_every_entries == 0) {
-    return;
-  }
-  if (!status_.snapshot_taker || !status_.app_snapshots) return;
+  if (!TakesSnapshots() || !status_.snapshot_taker || !status_.app_snapshots) return;
   if (status_.state != ReplicaState::kServing) return;
   if (taking_.hold || taking_.reading || taking_.saving) return;
   if (status_.entries_applied - taking_.applied_at_last < options_.snapshot_every_entries) return;
@@ -167,8 +175,7 @@ void Replica::OnAppSnapshot(uint64_t gen, int64_t expected, Clock::time_point st
   status_.last_snapshot_ms = Millis(Clock::now() - started);
   TryForward();  // clients wait no longer than the read itself
   auto give_up = [this](const std::string& why, spdlog::level::level_enum level) {
-    RecordError(why, level);
-    status_.snapshot_error = why;
+    NoteSnapshotError(why, level);
     // Tried again after another interval's worth of entries.
     taking_.last_at = Clock::now();
     taking_.applied_at_last = status_.entries_applied;
@@ -182,7 +189,8 @@ void Replica::OnAppSnapshot(uint64_t gen, int64_t expected, Clock::time_point st
           " bytes (--snapshot-max-bytes): no snapshot is stored and the log is not trimmed (" +
           snapshot.error().message + ")";
       give_up(why, spdlog::level::err);
-      status_.retention = "off: " + why;
+      snapshot_too_large_ = why;
+      NoteRetention(/*app_answered=*/true);
       return;
     }
     ++status_.snapshot_failures;
@@ -215,11 +223,9 @@ void Replica::SaveAppSnapshot(std::shared_ptr<AppSnapshot> snapshot) {
                      if (!manifest) {
                        self->taking_.saving = false;
                        ++s.snapshot_failures;
-                       const std::string why = "storing the snapshot at index " +
+                       self->NoteSnapshotError("storing the snapshot at index " +
                                                std::to_string(snapshot->index) + ": " +
-                                               manifest.error().message;
-                       self->RecordError(why);
-                       s.snapshot_error = why;
+                                               manifest.error().message);
                        return;
                      }
                      ++s.snapshots_taken;
@@ -229,7 +235,8 @@ void Replica::SaveAppSnapshot(std::shared_ptr<AppSnapshot> snapshot) {
                      s.last_snapshot_bytes = manifest->size;
                      s.last_snapshot_unix_ms = UnixMillis();
                      s.snapshot_error.clear();
-                     if (s.retention.rfind("off: the app's state", 0) == 0) s.retention = "on";
+                     self->snapshot_too_large_.clear();
+                     self->NoteRetention(/*app_answered=*/true);
                      spdlog::info(
                          "replica {}: snapshot at index {} stored ({} bytes in {} chunks, read in "
                          "{} ms)",
@@ -241,9 +248,7 @@ void Replica::SaveAppSnapshot(std::shared_ptr<AppSnapshot> snapshot) {
 }
 
 void Replica::NoteAppliedMark() {
-  if (snapshots_ == nullptr || registry_ == nullptr || options_.snapshot_every_entries == 0) {
-    return;
-  }
+  if (!TakesSnapshots()) return;
   const uint64_t step =
       std::max<uint64_t>({1, options_.retain_entries / 64, options_.snapshot_every_entries / 64});
   if (status_.entries_applied % step != 0) return;
@@ -269,7 +274,7 @@ void Replica::MaybeTrim(int64_t snapshot_index) {
   // Never past the snapshot before this one: if the newest turns out corrupt, the previous one
   // still restores a replica, and every live replica at or above it replays rather than restores.
   through = std::min(through, taking_.previous_index);
-  if (status_.retention.rfind("off: replica ", 0) == 0) through = 0;
+  if (!unrestorable_peer_.empty()) through = 0;
   if (through <= status_.trimmed_index) {
     taking_.saving = false;
     return;
@@ -376,8 +381,7 @@ void Replica::TryRestore(uint64_t gen, std::size_t candidate) {
                                     (loaded ? "it holds index " + std::to_string(loaded->index)
                                             : loaded.error().message) +
                                     "; trying an older one";
-            self->RecordError(why, spdlog::level::err);
-            self->status_.snapshot_error = why;
+            self->NoteSnapshotError(why, spdlog::level::err);
             return self->TryRestore(gen, candidate + 1);
           }
           auto snapshot = std::make_shared<AppSnapshot>(std::move(*loaded));

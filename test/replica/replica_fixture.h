@@ -55,15 +55,21 @@ class ReplicaTest : public ::testing::Test {
     return *s;
   }
 
-  bool WaitState(ReplicaState state) {
+  // Runs until a status satisfies `pred` (or 5 s pass).
+  template <class Pred>
+  bool WaitStatus(Pred pred) {
     return RunUntil([&] {
       // Shared, not a local captured by reference: when run_for returns before the status
       // arrives, the callback runs in a later round, after this lambda's locals are gone.
       auto s = std::make_shared<std::optional<ReplicaStatus>>();
       replica_->GetStatus([s](ReplicaStatus st) { *s = std::move(st); });
       ioc_.run_for(std::chrono::milliseconds(1));
-      return s->has_value() && (*s)->state == state;
+      return s->has_value() && pred(**s);
     });
+  }
+
+  bool WaitState(ReplicaState state) {
+    return WaitStatus([state](const ReplicaStatus& s) { return s.state == state; });
   }
 
   static std::string EncodedBody(const std::string& body, const std::string& id) {

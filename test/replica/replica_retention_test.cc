@@ -68,12 +68,8 @@ class RetentionTest : public ReplicaTest {
   }
 
   bool WaitTaken(uint64_t n, uint64_t trims) {
-    return RunUntil([&] {
-      auto s = std::make_shared<std::optional<ReplicaStatus>>();
-      replica_->GetStatus([s](ReplicaStatus st) { *s = std::move(st); });
-      ioc_.run_for(std::chrono::milliseconds(1));
-      return s->has_value() && (*s)->snapshots_taken >= n && (*s)->trims >= trims;
-    });
+    return WaitStatus(
+        [&](const ReplicaStatus& s) { return s.snapshots_taken >= n && s.trims >= trims; });
   }
 
   // Entries e<from>..e<to> written by another replica, whose bodies are their numbers.
