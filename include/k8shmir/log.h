@@ -126,6 +126,7 @@ class Log {
   using RangeCallback = std::function<void(Result<LogRange>)>;
   using SpaceCallback = std::function<void(Result<LogSpace>)>;
   using TrimCallback = std::function<void(Result<TrimResult>)>;
+  using CommittedCallback = std::function<void(Result<int64_t>)>;
 
   virtual ~Log() = default;
 
@@ -154,6 +155,13 @@ class Log {
 
   // Reads the log head. The callback runs exactly once, on any thread, never inside this call.
   virtual void Head(Deadline deadline, HeadCallback done) = 0;
+
+  // A read barrier (docs/design.md, "Reads that skip the log"): the index of the newest entry of
+  // this group committed before this call began (0 when there is none), read linearizably, in
+  // one round trip whose cost does not grow with the log. Every append acknowledged before the
+  // call is at or below it. kUnavailable/kUnknown when the log could not confirm it in time. The
+  // callback runs exactly once, on any thread, never inside this call.
+  virtual void ReadCommittedIndex(Deadline deadline, CommittedCallback done) = 0;
 
   // Reads one bounded page of the live entries with index >= from_index, as of `revision` (0: the
   // current one; a later page of the same catch-up passes the first page's). This is how a reader

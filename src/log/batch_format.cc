@@ -97,4 +97,22 @@ Result<int64_t> ParseTrimmedMarker(std::string_view value) {
                                          std::string(value.substr(0, 200))};
 }
 
+std::string CommittedHeadKey(std::string_view prefix) {
+  if (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+  return std::string(prefix) + ".head";
+}
+
+std::string EncodeCommittedHead(std::size_t count) { return std::to_string(count); }
+
+Result<int64_t> ParseCommittedHead(int64_t mod_revision, std::string_view value) {
+  std::size_t count = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), count);
+  if (ec != std::errc() || end != value.data() + value.size() || count < 1 ||
+      count > kMaxBatchEntries || mod_revision <= 0) {
+    return Error{ErrorCode::kProtocol, "the log's committed head is not an entry count: '" +
+                                           std::string(value.substr(0, 80)) + "'"};
+  }
+  return IndexOf(mod_revision, static_cast<int64_t>(count) - 1);
+}
+
 }  // namespace k8shmir

@@ -58,4 +58,15 @@ std::string EncodeTrimmedMarker(int64_t trimmed_index);
 // kProtocol when `value` is not such a marker.
 Result<int64_t> ParseTrimmedMarker(std::string_view value);
 
+// The group's committed head: "<prefix without its last '/'>.head", beside the retention marker
+// and outside the log's key range. The transaction that creates a batch also writes it, with the
+// batch's entry count as its value, so its mod revision is the newest batch's revision and one
+// linearizable read of this single key gives the group's last committed index, whatever the
+// log's size (Log::ReadCommittedIndex).
+std::string CommittedHeadKey(std::string_view prefix);
+std::string EncodeCommittedHead(std::size_t count);
+// The last index of the batch the head names (created at `mod_revision`); kProtocol when `value`
+// is not an entry count of 1 to kMaxBatchEntries.
+Result<int64_t> ParseCommittedHead(int64_t mod_revision, std::string_view value);
+
 }  // namespace k8shmir

@@ -76,6 +76,9 @@ void EtcdLog::AppendBatch(const std::string& batch_id, std::vector<LogEntry> ent
 }
 
 void EtcdLog::Head(Deadline deadline, HeadCallback done) { core_->Head(deadline, std::move(done)); }
+void EtcdLog::ReadCommittedIndex(Deadline deadline, CommittedCallback done) {
+  core_->ReadCommittedIndex(deadline, std::move(done));
+}
 
 void EtcdLog::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
                         RangeCallback done) {

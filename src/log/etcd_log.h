@@ -103,6 +103,11 @@ class EtcdLog : public Log, public SnapshotStore, public GroupRegistry {
   // are kUnavailable (kProtocol for a marker that makes no sense).
   void Head(Deadline deadline, HeadCallback done) override;
 
+  // One linearizable Range of the committed head (CommittedHeadKey), which every created batch
+  // rewrites in its own transaction. Errors: kUnavailable, kProtocol for a head that is not a
+  // count.
+  void ReadCommittedIndex(Deadline deadline, CommittedCallback done) override;
+
   // A page of the live keys, in two bounded steps (src/log/range_page.h): a pass over the
   // group's keys in key order, keys only, then their values in log order. The retention marker
   // (TrimmedMarkerKey) is read at the same revision. Errors: kCompacted when `revision` was

@@ -172,6 +172,10 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
   std::string key = options.prefix + BatchKeySuffix(batch_id, count);
   // Only the existing batch's create_revision is needed, not its (possibly large) value.
   etcdserverpb::TxnRequest request = CreateOnceTxn(key, std::move(*value), /*keys_only=*/true);
+  // The committed head moves with every batch created, in the same transaction (read barriers).
+  auto* head = request.add_success()->mutable_request_put();
+  head->set_key(CommittedHeadKey(options.prefix));
+  head->set_value(EncodeCommittedHead(count));
 
   // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
   // the failure branch and returns the same index with created=false. The operation is counted
@@ -243,6 +247,20 @@ void EtcdLog::Core::Head(Deadline deadline, HeadCallback done) {
         done(head);
       },
       ClassifyReadFailure);
+}
+
+void EtcdLog::Core::ReadCommittedIndex(Deadline deadline, CommittedCallback done) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(CommittedHeadKey(options.prefix));
+  request.set_serializable(false);  // linearizable: etcd confirms its leadership (ReadIndex)
+  RunRange("committed index", std::move(request), deadline,
+           [done = std::move(done)](Result<etcdserverpb::RangeResponse> result) {
+             if (!result) return done(result.error());
+             // No head yet: nothing was appended by a proxy that writes it.
+             if (result->kvs().empty()) return done(int64_t{0});
+             const auto& kv = result->kvs(0);
+             done(ParseCommittedHead(kv.mod_revision(), kv.value()));
+           });
 }
 
 void EtcdLog::Core::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,

@@ -116,6 +116,7 @@ class EtcdLog::Core {
   void AppendBatch(const std::string& batch_id, std::vector<LogEntry> entries, Deadline deadline,
                    AppendCallback done);
   void Head(Deadline deadline, HeadCallback done);
+  void ReadCommittedIndex(Deadline deadline, CommittedCallback done);
   void ReadRange(int64_t from_index, int64_t revision, Deadline deadline, RangeCallback done);
   void CheckSpace(Deadline deadline, SpaceCallback done);
   // SnapshotStore (snapshot_store.cc).

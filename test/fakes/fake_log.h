@@ -101,6 +101,28 @@ class FakeLog : public Log {
     Post([done, h] { done(h); });
   }
 
+  // Read barriers: the last record's index (what etcd's committed head would say). With
+  // `hold_committed_reads` they wait in held_committed_reads() until ReleaseCommittedReads(),
+  // which answers them with the index as of the release (or with committed_error).
+  bool hold_committed_reads = false;
+  std::optional<Error> committed_error;
+  int committed_reads = 0;
+  void ReadCommittedIndex(Deadline, CommittedCallback done) override {
+    ++committed_reads;
+    if (hold_committed_reads) {
+      held_committed_.push_back(std::move(done));
+      return;
+    }
+    AnswerCommitted(std::move(done));
+  }
+  std::size_t held_committed_reads() const { return held_committed_.size(); }
+  void ReleaseCommittedReads() {
+    auto held = std::move(held_committed_);
+    held_committed_.clear();
+    for (auto& done : held) AnswerCommitted(std::move(done));
+  }
+  int64_t LastIndex() const { return records_.empty() ? 0 : records_.back().index; }
+
   // Raises trimmed_index and deletes the records at or below it.
   std::optional<Error> trim_error;
   void Trim(int64_t through_index, Deadline, TrimCallback done) override {
@@ -165,6 +187,12 @@ class FakeLog : public Log {
   }
 
  private:
+  void AnswerCommitted(CommittedCallback done) {
+    if (committed_error) return Post([done, e = *committed_error] { done(e); });
+    Post([done, i = std::max(LastIndex(), trimmed_index)] { done(i); });
+  }
+  std::vector<CommittedCallback> held_committed_;
+
   struct Held {
     std::string batch_id;
     std::vector<LogEntry> entries;

@@ -297,6 +297,16 @@ std::string Value(const std::string& id) { return "value of " + id; }
 
 std::string Prefix(const std::string& group) { return "/k8shmir/" + group + "/log/"; }
 
+inline Result<int64_t> CommittedIndexSync(Log& log, std::chrono::milliseconds deadline = 5s) {
+  auto result = Await<Result<int64_t>>(
+      [&](std::function<void(Result<int64_t>)> cb) {
+        log.ReadCommittedIndex(Clock::now() + deadline, std::move(cb));
+      },
+      deadline + 5s);
+  if (!result) return Error{ErrorCode::kInvalid, "no callback"};
+  return *result;
+}
+
 // ---- Direct access to etcd, as something other than k8shmir ----------------------------------
 
 inline std::unique_ptr<etcdserverpb::KV::Stub> RawKv(const std::string& endpoint) {

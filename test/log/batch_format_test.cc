@@ -78,3 +78,22 @@ TEST(BatchFormat, MalformedValuesBecomeOneSkippableRecord) {
 
 }  // namespace
 }  // namespace k8shmir
+
+namespace k8shmir {
+namespace {
+
+TEST(BatchFormat, CommittedHeadNamesTheLastEntryOfItsBatch) {
+  EXPECT_EQ(CommittedHeadKey("/k8shmir/g/log/"), "/k8shmir/g/log.head");
+  EXPECT_EQ(EncodeCommittedHead(5), "5");
+  EXPECT_EQ(*ParseCommittedHead(10, "1"), IndexOf(10, 0));
+  EXPECT_EQ(*ParseCommittedHead(10, "256"), IndexOf(10, 255));
+  for (const char* bad : {"", "0", "257", "-1", "5x", " 5", "five"}) {
+    auto r = ParseCommittedHead(10, bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kProtocol) << bad;
+  }
+  EXPECT_FALSE(ParseCommittedHead(0, "1"));
+}
+
+}  // namespace
+}  // namespace k8shmir
