@@ -41,12 +41,23 @@ struct AppSnapshot {
 // been applied, and the caller must re-validate the app with LastIndex before anything else.
 using ForwardResult = std::variant<HttpResponse, AppIndexMismatch, Error>;
 
+// The app's answer to a read (App::Read), and the index it reported when the connection the read
+// went on was opened.
+struct AppReadAnswer {
+  HttpResponse response;
+  int64_t validated_index = 0;
+};
+// AppIndexMismatch: a new connection's app reported less than the read's minimum (it restarted,
+// or lost its state); nothing was sent. Error: no answer (kUnknown: none within the timeout).
+using ReadResult = std::variant<AppReadAnswer, AppIndexMismatch, Error>;
+
 class App {
  public:
   using IndexCallback = std::function<void(Result<AppIndex>)>;
   using ForwardCallback = std::function<void(ForwardResult)>;
   using SnapshotCallback = std::function<void(Result<AppSnapshot>)>;
   using StatusCallback = std::function<void(Status)>;
+  using ReadCallback = std::function<void(ReadResult)>;
 
   virtual ~App() = default;
 
@@ -65,6 +76,17 @@ class App {
   // Callback runs exactly once, never inside this call.
   virtual void Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                        ForwardCallback done) = 0;
+
+  // A read that skips the log (docs/design.md, "Reads that skip the log"): sends `request`
+  // without the index header, on a connection kept for reads (never the forwarding one, and
+  // concurrently with forwards), and returns the app's answer. A new connection is first
+  // validated: the app must report a last index >= min_index, else AppIndexMismatch and nothing
+  // is sent. A connection kept alive leads to the same app process it was validated on, so the
+  // caller, which asks only once it has applied min_index on the app it forwards to, gets a state
+  // at least that new either way. A read on a kept-alive connection that fails before any answer
+  // is sent again once on a new connection (a read route changes nothing). Callback runs exactly
+  // once, never inside this call.
+  virtual void Read(const HttpRequest& request, int64_t min_index, ReadCallback done) = 0;
 
   // Closes the forwarding connection, so the next Forward validates a fresh one.
   virtual void Reset() = 0;

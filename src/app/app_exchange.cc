@@ -72,4 +72,24 @@ asio::awaitable<AppExchange> ExchangeWithApp(beast::tcp_stream& stream, beast::f
   co_return x;
 }
 
+asio::awaitable<Result<AppIndex>> QueryAppLastIndex(beast::tcp_stream& stream,
+                                                    beast::flat_buffer& buffer,
+                                                    const HttpAppOptions& options) {
+  http::request<http::string_body> req =
+      AppRequest(http::verb::get, options.last_index_path, options.host, options.port);
+  req.keep_alive(true);
+  auto exchange = ExchangeWithApp(stream, buffer, req, options.timeout, options.response_limit);
+  AppExchange x = co_await std::move(exchange);
+  if (x.ec) {
+    co_return Error{ErrorCode::kUnavailable, "app last-index: " + x.ec.message()};
+  }
+  auto r = ParseLastIndex(x.response->result_int(), x.response->body());
+  if (r && !x.response->keep_alive()) {
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.close();
+  }
+  co_return r;
+}
+
 }  // namespace k8shmir

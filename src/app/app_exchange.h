@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 
+#include "app/http_app.h"
+
 namespace k8shmir {
 
 struct AppExchange {
@@ -47,5 +49,11 @@ boost::asio::awaitable<AppExchange> ExchangeWithApp(
     boost::beast::tcp_stream& stream, boost::beast::flat_buffer& buffer,
     boost::beast::http::request<boost::beast::http::string_body>& req,
     std::chrono::milliseconds timeout, std::size_t body_limit);
+
+// GET <last-index path> on `stream` (kept alive), parsed (ParseLastIndex); the exchange bounded
+// by options.timeout. A valid answer that closes the connection leaves `stream` closed.
+boost::asio::awaitable<Result<AppIndex>> QueryAppLastIndex(boost::beast::tcp_stream& stream,
+                                                           boost::beast::flat_buffer& buffer,
+                                                           const HttpAppOptions& options);
 
 }  // namespace k8shmir

@@ -68,6 +68,7 @@ namespace {
 using RequestMessage = http::request<http::string_body>;
 
 // The forwarded request as a Beast message (the general path of SerializeForwardRequest).
+// `index` < 0: no index header (a read).
 RequestMessage BuildForwardMessage(const HttpRequest& request, int64_t index,
                                    std::string_view index_header) {
   RequestMessage req;
@@ -80,7 +81,12 @@ RequestMessage BuildForwardMessage(const HttpRequest& request, int64_t index,
   req.target(request.target);
   req.version(request.version);
   for (const auto& h : request.headers) req.insert(h.name, h.value);
-  req.set(beast::string_view(index_header.data(), index_header.size()), std::to_string(index));
+  const beast::string_view header_name(index_header.data(), index_header.size());
+  if (index >= 0) {
+    req.set(header_name, std::to_string(index));
+  } else {
+    req.erase(header_name);
+  }
   req.keep_alive(true);
   req.body() = request.body;
   // Content-Length: 0 only where a body is meaningful, as a client would send it.
@@ -147,6 +153,12 @@ std::string SerializeForwardRequest(const HttpRequest& request, int64_t index,
   if (length) out.append("Content-Length: ").append(length_text).append("\r\n");
   out.append("\r\n").append(request.body);
   return out;
+}
+
+std::string SerializeReadRequest(const HttpRequest& request, std::string_view index_header) {
+  std::ostringstream out;
+  out << BuildForwardMessage(request, /*index=*/-1, index_header);
+  return std::move(out).str();
 }
 
 }  // namespace k8shmir

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "app/app_exchange.h"
+#include "app/app_reader.h"
 #include "app/app_snapshot.h"
 
 namespace k8shmir {
@@ -82,28 +83,10 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     co_return co_await std::move(connect);
   }
 
-  RequestMessage LastIndexRequest() const {
-    RequestMessage req =
-        AppRequest(http::verb::get, options.last_index_path, options.host, options.port);
-    req.keep_alive(true);
-    return req;
-  }
-
   asio::awaitable<Result<AppIndex>> QueryIndex(beast::tcp_stream& stream,
                                                beast::flat_buffer& buffer) {
-    auto req = LastIndexRequest();
-    auto exchange = ExchangeWithApp(stream, buffer, req, options.timeout, options.response_limit);
-    AppExchange x = co_await std::move(exchange);
-    if (x.ec) {
-      co_return Error{ErrorCode::kUnavailable, "app last-index: " + x.ec.message()};
-    }
-    auto r = ParseLastIndex(x.response->result_int(), x.response->body());
-    if (r && !x.response->keep_alive()) {
-      beast::error_code ignored;
-      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      stream.close();
-    }
-    co_return r;
+    auto query = QueryAppLastIndex(stream, buffer, options);
+    co_return co_await std::move(query);
   }
 
   asio::awaitable<Result<AppIndex>> DoLastIndex() {
@@ -376,11 +359,19 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
 };
 
 HttpApp::HttpApp(asio::any_io_executor executor, HttpAppOptions options)
-    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {}
+    : impl_(std::make_shared<Impl>(executor, options)),
+      reader_(std::make_shared<AppReader>(executor, std::move(options))) {}
 
 HttpApp::~HttpApp() {
-  // Outstanding coroutines hold their own reference to impl_; closing the socket ends them.
+  // Outstanding coroutines hold their own reference to impl_ (and reader_); closing the sockets
+  // ends them.
   asio::post(impl_->strand, [impl = impl_] { impl->CloseConnection(); });
+  reader_->Close();
+}
+
+void HttpApp::Read(const HttpRequest& request, int64_t min_index, ReadCallback done) {
+  reader_->Read(SerializeReadRequest(request, impl_->options.index_header),
+                request.method == "HEAD", min_index, std::move(done));
 }
 
 void HttpApp::LastIndex(IndexCallback done) {

@@ -27,6 +27,9 @@ struct HttpAppOptions {
   // A kept-alive forwarding connection idle for longer is replaced (and re-validated) before use,
   // so we rarely race an app closing its idle connections (Node closes them after 5 s).
   std::chrono::milliseconds max_idle{2000};
+  // Reads that skip the log (Read) run on at most this many connections at once, kept alive
+  // between reads; more wait.
+  std::size_t max_read_connections = 32;
 };
 
 // Parses a last-index answer, {"index": N, "pipelining": true|false, "snapshots": true|false}:
@@ -43,6 +46,12 @@ Result<AppIndex> ParseLastIndex(unsigned status, const std::string& body);
 std::string SerializeForwardRequest(const HttpRequest& request, int64_t index,
                                     std::string_view index_header);
 
+// The bytes Read sends: `request` without any `index_header` (a read is not an entry), framed
+// like SerializeForwardRequest's. Exposed for tests.
+std::string SerializeReadRequest(const HttpRequest& request, std::string_view index_header);
+
+class AppReader;
+
 class HttpApp : public App {
  public:
   HttpApp(boost::asio::any_io_executor executor, HttpAppOptions options);
@@ -51,6 +60,7 @@ class HttpApp : public App {
   void LastIndex(IndexCallback done) override;
   void Forward(const HttpRequest& request, int64_t index, int64_t expected_applied,
                ForwardCallback done) override;
+  void Read(const HttpRequest& request, int64_t min_index, ReadCallback done) override;
   void Reset() override;
   void GetSnapshot(std::size_t max_bytes, SnapshotCallback done) override;
   void PutSnapshot(const AppSnapshot& snapshot, StatusCallback done) override;
@@ -58,6 +68,7 @@ class HttpApp : public App {
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;
+  std::shared_ptr<AppReader> reader_;
 };
 
 }  // namespace k8shmir

@@ -180,6 +180,12 @@ class RecordingApp {
             stored_snapshot = req.body();
             index = std::stoll(std::string(req["Log-Index"]));
             res.body() = "{\"index\": " + std::to_string(index) + "}";
+          } else if (req.find("Log-Index") == req.end()) {
+            // A read (App::Read): changes nothing.
+            res.body() = "read " + std::string(req.target());
+            requests.push_back(req);
+            close_after = close_after_forwards;
+            forward = true;
           } else {
             index = std::stoll(std::string(req["Log-Index"]));
             res.body() = "applied " + req.body();
@@ -241,10 +247,69 @@ class HttpAppTest : public ::testing::Test {
     return result ? std::move(*result) : ForwardResult(Error{ErrorCode::kUnknown, "no result"});
   }
 
+  ReadResult Read(const HttpRequest& req, int64_t min_index) {
+    std::optional<ReadResult> result;
+    client_->Read(req, min_index, [&](ReadResult r) { result = std::move(r); });
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!result && std::chrono::steady_clock::now() < deadline) {
+      ioc_.restart();
+      ioc_.run_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_TRUE(result.has_value());
+    return result ? std::move(*result) : ReadResult(Error{ErrorCode::kUnknown, "no result"});
+  }
+
   RecordingApp app_;
   asio::io_context ioc_;
   std::unique_ptr<HttpApp> client_;
 };
+
+TEST_F(HttpAppTest, AReadGoesWithoutTheIndexHeaderOnAValidatedKeptAliveConnection) {
+  {
+    std::lock_guard lock(app_.mu);
+    app_.index = 5;
+  }
+  // Whatever index header the request carries, the app never sees one on a read.
+  HttpRequest req{"GET", "/integer?x=1", 11, {{"Host", "svc"}, {"Log-Index", "99"}}, ""};
+  auto r = Read(req, 5);
+  ASSERT_TRUE(std::holds_alternative<AppReadAnswer>(r));
+  EXPECT_EQ(std::get<AppReadAnswer>(r).response.status, 200u);
+  EXPECT_EQ(std::get<AppReadAnswer>(r).response.body, "read /integer?x=1");
+  EXPECT_EQ(std::get<AppReadAnswer>(r).validated_index, 5);
+  auto again = Read({"GET", "/journal", 11, {}, ""}, 5);
+  ASSERT_TRUE(std::holds_alternative<AppReadAnswer>(again));
+  std::lock_guard lock(app_.mu);
+  ASSERT_EQ(app_.requests.size(), 2u);
+  EXPECT_EQ(app_.requests[0].find("Log-Index"), app_.requests[0].end());
+  EXPECT_EQ(app_.requests[0]["Host"], "svc");
+  EXPECT_EQ(app_.index, 5);        // a read moves nothing
+  EXPECT_EQ(app_.connections, 1);  // validated once, then kept alive
+}
+
+TEST_F(HttpAppTest, ANewReadConnectionToAnAppBelowTheMinimumSendsNothing) {
+  {
+    std::lock_guard lock(app_.mu);
+    app_.index = 3;
+  }
+  auto r = Read({"GET", "/integer", 11, {}, ""}, 5);
+  ASSERT_TRUE(std::holds_alternative<AppIndexMismatch>(r));
+  EXPECT_EQ(std::get<AppIndexMismatch>(r).app_index, 3);
+  std::lock_guard lock(app_.mu);
+  EXPECT_TRUE(app_.requests.empty());
+}
+
+TEST_F(HttpAppTest, AReadOnAConnectionTheAppClosedIsSentAgainOnANewValidatedOne) {
+  {
+    std::lock_guard lock(app_.mu);
+    app_.close_after_forwards = 1;  // every connection is closed after one answer
+  }
+  ASSERT_TRUE(std::holds_alternative<AppReadAnswer>(Read({"GET", "/a", 11, {}, ""}, 0)));
+  auto r = Read({"GET", "/b", 11, {}, ""}, 0);
+  ASSERT_TRUE(std::holds_alternative<AppReadAnswer>(r));
+  EXPECT_EQ(std::get<AppReadAnswer>(r).response.body, "read /b");
+  std::lock_guard lock(app_.mu);
+  EXPECT_EQ(app_.connections, 2);
+}
 
 TEST_F(HttpAppTest, ForwardsOnAValidatedConnectionWithTheIndexHeaderAndHostPreserved) {
   HttpRequest req{"POST", "/journal?x=1", 11, {{"Host", "orders.svc:8080"}, {"X-A", "1"}}, "b1"};

@@ -55,6 +55,7 @@ class FakeApp : public App {
     journal.clear();
     last_index = 0;
     connection_valid = false;
+    read_connection_valid_ = false;
   }
 
   // ---- observations ----
@@ -124,6 +125,28 @@ class FakeApp : public App {
       processing_ = true;
       Post([this] { ProcessQueue(); });
     }
+  }
+
+  // Reads: answered "read <target> at <last_index>" from the current state. A read connection
+  // is validated like HttpApp's (LastIndex >= min_index when opened) and stays valid until
+  // Restart(); `hang_reads` keeps reads unanswered until ReleaseHungReads().
+  bool hang_reads = false;
+  int reads = 0;
+  std::vector<int64_t> read_min_indices;  // min_index of every Read, in call order
+  void Read(const HttpRequest& request, int64_t min_index, ReadCallback done) override {
+    ++reads;
+    read_min_indices.push_back(min_index);
+    if (hang_reads) {
+      hung_reads_.push_back({request.target, min_index, std::move(done)});
+      return;
+    }
+    AnswerRead(request.target, min_index, std::move(done));
+  }
+  void ReleaseHungReads() {
+    hang_reads = false;
+    auto hung = std::move(hung_reads_);
+    hung_reads_.clear();
+    for (auto& r : hung) AnswerRead(r.target, r.min_index, std::move(r.done));
   }
 
   void Reset() override { connection_valid = false; }
@@ -209,6 +232,32 @@ class FakeApp : public App {
     connection_index_ = job.index;
     journal.push_back({job.index, job.body});
   }
+
+  struct HungRead {
+    std::string target;
+    int64_t min_index;
+    ReadCallback done;
+  };
+  void AnswerRead(const std::string& target, int64_t min_index, ReadCallback done) {
+    if (down) {
+      return Post([done] { done(Error{ErrorCode::kUnavailable, "fake app down"}); });
+    }
+    if (!read_connection_valid_) {
+      if (last_index < min_index) {
+        return Post([done, i = last_index] { done(AppIndexMismatch{i}); });
+      }
+      read_connection_valid_ = true;
+      read_validated_index_ = last_index;
+    }
+    AppReadAnswer answer;
+    answer.validated_index = read_validated_index_;
+    answer.response.status = 200;
+    answer.response.body = "read " + target + " at " + std::to_string(last_index);
+    Post([done, answer = std::move(answer)] { done(answer); });
+  }
+  std::vector<HungRead> hung_reads_;
+  bool read_connection_valid_ = false;
+  int64_t read_validated_index_ = 0;
 
   std::vector<Job> queued_;
   std::vector<IndexCallback> hung_callbacks_;
