@@ -36,6 +36,10 @@ struct Config {
   // The app's snapshot endpoint (GET and PUT), used when it declares "snapshots": true.
   std::string snapshot_path = "/snapshot";
   std::string index_header = "Log-Index";
+  // Reads that skip the log (ReadRoutes::Parse's syntax; empty: every request is logged).
+  std::string read_routes;
+  std::size_t max_pending_reads = 4096;
+  std::size_t max_read_connections = 32;
   std::string replica_id;  // default: hostname
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds app_timeout{5000};

@@ -6,15 +6,17 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 
+#include "config/read_routes.h"
 #include "k8shmir/http_message.h"
 #include "replica/replica_status.h"
 
 namespace k8shmir {
 
-// What the client is told. `outcome` is the K8shmir-Outcome header; `index` (0 = unknown) is
-// K8shmir-Log-Index.
-enum class Outcome { kCommitted, kNotCommitted, kUnknown };
+// What the client is told. `outcome` is the K8shmir-Outcome header (kNone: a read served without
+// the log, which has none); `index` (0 = unknown) is K8shmir-Log-Index.
+enum class Outcome { kCommitted, kNotCommitted, kUnknown, kNone };
 const char* OutcomeName(Outcome outcome);
 
 struct ClientReply {
@@ -23,6 +25,8 @@ struct ClientReply {
   int64_t index = 0;
   // Seconds for Retry-After, 0 for none.
   int retry_after = 0;
+  // Set for a request on a read route (K8shmir-Read), served or refused.
+  std::optional<ReadConsistency> read;
 };
 
 class ReplicaService {

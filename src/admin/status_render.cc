@@ -1,11 +1,31 @@
 #include "admin/status_render.h"
 
+#include "config/read_routes.h"
+
 #include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace k8shmir {
+
+namespace {
+
+nlohmann::json ReadsJson(const ReplicaStatus& s) {
+  nlohmann::json j = {{"pending", s.pending_reads},
+                      {"barriers", s.read_barriers},
+                      {"barrier_reads", s.read_barrier_reads},
+                      {"barrier_failures", s.read_barrier_failures}};
+  for (auto c : {ReadConsistency::kLinearizable, ReadConsistency::kLocal}) {
+    nlohmann::json by_outcome = nlohmann::json::object();
+    for (auto o : kAllReadOutcomes)
+      by_outcome[ReadOutcomeName(o)] = s.reads[static_cast<int>(c)].Of(o);
+    j[ReadConsistencyName(c)] = by_outcome;
+  }
+  return j;
+}
+
+}  // namespace
 
 std::string RenderStatusJson(const ReplicaStatus& s) {
   nlohmann::json j = {
@@ -59,6 +79,7 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
         {"snapshots_rejected", s.snapshots_rejected},
         {"trims", s.trims},
         {"entries_trimmed", s.entries_trimmed}}},
+      {"reads", ReadsJson(s)},
       {"requests",
        {{"committed", s.requests_committed},
         {"not_committed", s.requests_not_committed},
@@ -98,9 +119,9 @@ std::string PrometheusFloat(double value) {
 
 namespace {
 
-void WriteHistogram(std::ostringstream& out, const std::string& name, const std::string& help,
-                    const std::string& labels, const Histogram& h) {
-  out << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+// One histogram's series (several label sets of one metric share its HELP and TYPE lines).
+void WriteHistogramSeries(std::ostringstream& out, const std::string& name,
+                          const std::string& labels, const Histogram& h) {
   uint64_t cumulative = 0;
   for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i) {
     cumulative += h.counts[i];
@@ -111,6 +132,51 @@ void WriteHistogram(std::ostringstream& out, const std::string& name, const std:
   out << name << "_bucket{" << labels << ",le=\"+Inf\"} " << cumulative << "\n";
   out << name << "_sum{" << labels << "} " << PrometheusFloat(h.sum) << "\n";
   out << name << "_count{" << labels << "} " << h.count << "\n";
+}
+
+void WriteHistogram(std::ostringstream& out, const std::string& name, const std::string& help,
+                    const std::string& labels, const Histogram& h) {
+  out << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+  WriteHistogramSeries(out, name, labels, h);
+}
+
+// Reads that skip the log: counts by consistency and outcome, latency, barriers.
+void WriteReads(std::ostringstream& out, const std::string& labels, const ReplicaStatus& s) {
+  constexpr ReadConsistency kConsistencies[] = {ReadConsistency::kLinearizable,
+                                                ReadConsistency::kLocal};
+  out << "# HELP k8shmir_reads_total Requests on read routes, served without the log, by "
+         "consistency and outcome.\n"
+      << "# TYPE k8shmir_reads_total counter\n";
+  for (auto c : kConsistencies) {
+    for (auto o : kAllReadOutcomes) {
+      out << "k8shmir_reads_total{" << labels << ",consistency=\"" << ReadConsistencyName(c)
+          << "\",outcome=\"" << ReadOutcomeName(o) << "\"} " << s.reads[static_cast<int>(c)].Of(o)
+          << "\n";
+    }
+  }
+  out << "# HELP k8shmir_read_latency_seconds Served reads, from arrival to answer.\n"
+      << "# TYPE k8shmir_read_latency_seconds histogram\n";
+  for (auto c : kConsistencies) {
+    WriteHistogramSeries(out, "k8shmir_read_latency_seconds",
+                         labels + ",consistency=\"" + ReadConsistencyName(c) + "\"",
+                         s.reads[static_cast<int>(c)].latency);
+  }
+  out << "# HELP k8shmir_read_barriers_total Linearizable etcd reads of the committed index.\n"
+      << "# TYPE k8shmir_read_barriers_total counter\n"
+      << "k8shmir_read_barriers_total{" << labels << "} " << s.read_barriers << "\n"
+      << "# HELP k8shmir_read_barrier_reads_total Linearizable reads answered by those barriers "
+         "(divided by k8shmir_read_barriers_total: reads coalesced per etcd round trip).\n"
+      << "# TYPE k8shmir_read_barrier_reads_total counter\n"
+      << "k8shmir_read_barrier_reads_total{" << labels << "} " << s.read_barrier_reads << "\n"
+      << "# HELP k8shmir_read_barrier_failures_total Barriers the log could not confirm.\n"
+      << "# TYPE k8shmir_read_barrier_failures_total counter\n"
+      << "k8shmir_read_barrier_failures_total{" << labels << "} " << s.read_barrier_failures << "\n"
+      << "# HELP k8shmir_pending_reads Reads on read routes waiting.\n"
+      << "# TYPE k8shmir_pending_reads gauge\n"
+      << "k8shmir_pending_reads{" << labels << "} " << s.pending_reads << "\n";
+  WriteHistogram(out, "k8shmir_read_barrier_latency_seconds",
+                 "Time of one linearizable etcd read of the committed index.", labels,
+                 s.read_barrier_latency);
 }
 
 }  // namespace
@@ -216,6 +282,7 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
                  "Time from handing an entry to the app connection to its response (with "
                  "pipelining, includes the entries ahead of it).",
                  labels, s.apply_latency);
+  WriteReads(out, labels, s);
   return out.str();
 }
 

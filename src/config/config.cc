@@ -1,5 +1,7 @@
 #include "k8shmir/config.h"
 
+#include "config/read_routes.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -196,6 +198,21 @@ const std::vector<Option>& Options() {
                                }
                                return OkStatus();
                              }));
+    o.push_back(StringOption(
+        "read-routes",
+        "requests the app promises never change its state, served by this replica without a "
+        "log entry: \"METHOD /path [linearizable|local], ...\" ('*' matches any run of "
+        "characters; default consistency linearizable; empty: every request is logged)",
+        &Config::read_routes, "", [](const std::string& v) -> Status {
+          Result<ReadRoutes> routes = ReadRoutes::Parse(v);
+          if (!routes) return routes.error();
+          return OkStatus();
+        }));
+    o.push_back(SizeOption("max-pending-reads", "reads on read routes waiting at once (else 503)",
+                           &Config::max_pending_reads, d.max_pending_reads, 1, 1 << 20));
+    o.push_back(SizeOption("max-read-connections",
+                           "connections to the app for reads on read routes at once (more wait)",
+                           &Config::max_read_connections, d.max_read_connections, 1, 4096));
     o.push_back(StringOption("replica-id", "this replica's name (default: hostname)",
                              &Config::replica_id, ""));
     o.push_back(MillisOption("request-timeout-ms", "deadline of a client request, append to answer",

@@ -91,7 +91,8 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     for (const auto& h : EndToEndHeaders(reply.response.headers, options.index_header)) {
       res.insert(h.name, h.value);
     }
-    res.set("K8shmir-Outcome", OutcomeName(reply.outcome));
+    if (reply.outcome != Outcome::kNone) res.set("K8shmir-Outcome", OutcomeName(reply.outcome));
+    if (reply.read) res.set("K8shmir-Read", ReadConsistencyName(*reply.read));
     if (reply.index != 0) res.set("K8shmir-Log-Index", std::to_string(reply.index));
     if (reply.retry_after > 0) res.set(http::field::retry_after, std::to_string(reply.retry_after));
     res.body() = std::move(reply.response.body);

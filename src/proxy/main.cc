@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   app_options.index_header = config.index_header;
   app_options.timeout = config.app_timeout;
   app_options.response_limit = config.response_limit;
+  app_options.max_read_connections = config.max_read_connections;
   auto app = std::make_unique<HttpApp>(ioc.get_executor(), app_options);
 
   ReplicaOptions replica_options;
@@ -114,6 +115,15 @@ int main(int argc, char** argv) {
   replica_options.snapshot_timeout = config.snapshot_timeout;
   replica_options.retain_entries = config.retain_entries;
   replica_options.trim_min_age = config.trim_min_age;
+  // Validated by ParseConfig.
+  replica_options.read_routes = ReadRoutes::Parse(config.read_routes).value();
+  replica_options.max_pending_reads = config.max_pending_reads;
+  if (!replica_options.read_routes.empty()) {
+    spdlog::info(
+        "read routes (served without a log entry; the app must leave its state and last index "
+        "alone for requests without {}): {}",
+        config.index_header, replica_options.read_routes.ToString());
+  }
   // The etcd log is also the group's snapshot store and registry.
   auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options,
                                            log.get(), log.get());

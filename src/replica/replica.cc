@@ -22,6 +22,8 @@ const char* OutcomeName(Outcome outcome) {
       return "not-committed";
     case Outcome::kUnknown:
       return "unknown";
+    case Outcome::kNone:
+      return "";
   }
   return "unknown";
 }
@@ -59,6 +61,7 @@ void Replica::Stop() {
     self->subscription_.reset();
     if (self->heartbeat_timer_) self->heartbeat_timer_->cancel();
     if (self->deadline_timer_) self->deadline_timer_->cancel();
+    self->StopReads();
     if (self->registry_ != nullptr) {
       // The record and the taker's role go now, not when their lease expires.
       self->registry_->Leave(Clock::now() + self->options_.etcd_timeout, [](Status) {});
@@ -84,6 +87,7 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
   asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
     ReplicaStatus s = self->status_;
     s.pending_requests = self->pending_.size();
+    s.pending_reads = self->reads_.size();
     s.pending_bytes = self->pending_.bytes();
     s.queued_entries = self->queue_.size();
     s.queued_bytes = self->queued_bytes_;
@@ -109,8 +113,13 @@ void Replica::SetState(ReplicaState state, const std::string& why) {
     spdlog::info("replica {} state {} -> {}: {}", options_.replica_id,
                  ReplicaStateName(status_.state), ReplicaStateName(state), why);
   }
+  const bool was_serving = status_.state == ReplicaState::kServing;
   status_.state = state;
   status_.state_reason = why;
+  if (was_serving && state != ReplicaState::kServing) {
+    FailWaitingReads(std::string("replica is ") + ReplicaStateName(state) + ": " + why +
+                     "; a linearizable read needs a serving replica");
+  }
 }
 
 void Replica::NoteAppDeclares(const AppIndex& app) {

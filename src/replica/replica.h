@@ -14,12 +14,15 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <spdlog/common.h>
 
 #include "codec/entry_codec.h"
+#include "config/read_routes.h"
 #include "k8shmir/app.h"
 #include "k8shmir/group_registry.h"
 #include "k8shmir/log.h"
@@ -86,6 +89,13 @@ struct ReplicaOptions {
   // expires (the taker's role with it).
   std::chrono::milliseconds registry_interval{2000};
   std::chrono::seconds registry_ttl{10};
+
+  // Reads that skip the log (docs/design.md, "Reads that skip the log"): requests on these
+  // routes are served by this replica without a log entry. Empty: every request is logged.
+  ReadRoutes read_routes;
+  // Reads waiting (for a barrier, for this replica to apply it, or for the app) at most; their
+  // bytes count against max_pending_bytes apart from the logged requests'.
+  std::size_t max_pending_reads = 4096;
 };
 
 class Replica : public ReplicaService, public std::enable_shared_from_this<Replica> {
@@ -101,8 +111,8 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // Stops applying and watching; pending clients get their answer at their deadline at the latest.
   void Stop();
 
-  // Replicates `request`. `done` runs exactly once, on the replica's strand, never inside this
-  // call.
+  // Replicates `request`, or serves it without the log when it is on a read route. `done` runs
+  // exactly once, on the replica's strand, never inside this call.
   void Submit(HttpRequest request, ReplyCallback done) override;
 
   // A consistent snapshot, delivered on the replica's strand.
@@ -113,6 +123,8 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   std::chrono::steady_clock::duration SinceLastTick() const override;
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   void SetState(ReplicaState state, const std::string& why);
   // For /status: what the app declared in its last answer, and the depth that gives.
   void NoteAppDeclares(const AppIndex& app);
@@ -213,10 +225,40 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   void NoteSnapshotError(const std::string& why,
                          spdlog::level::level_enum level = spdlog::level::warn);
 
+  // ---- Reads that skip the log (replica_reads.cc) ----
+  struct PendingRead {
+    enum class Stage { kBarrier, kApply, kApp };
+    HttpRequest request;  // moved out when sent to the app
+    ReadConsistency consistency = ReadConsistency::kLinearizable;
+    ReplyCallback done;
+    Clock::time_point arrived;
+    Clock::time_point deadline;
+    std::size_t bytes = 0;
+    Stage stage = Stage::kBarrier;
+    int64_t barrier = 0;  // the committed index a linearizable read must reflect
+    // Its place in reads_awaiting_apply_ while it waits there.
+    std::optional<std::multimap<int64_t, uint64_t>::iterator> awaiting;
+    bool serving_at_send = false;
+    int64_t processed_at_send = 0;
+  };
+  void StartRead(HttpRequest request, ReadConsistency consistency, ReplyCallback done);
+  // One linearizable read of the committed index for every read in barrier_riders_.
+  void SendBarrier();
+  void OnBarrier(Clock::time_point started, const Result<int64_t>& committed);
+  // Sends the reads whose barrier this replica has now applied (processed_ advanced).
+  void ReleaseReads();
+  void SendRead(uint64_t id);
+  void OnAppRead(uint64_t id, ReadResult result);
+  void AnswerRead(std::map<uint64_t, PendingRead>::iterator it, ClientReply reply,
+                  ReadOutcome outcome);
+  // Leaving the serving state: reads not yet at the app are answered 503 now.
+  void FailWaitingReads(const std::string& why);
+  void ArmReadDeadline();
+  void OnReadDeadlines();
+  void StopReads();
+
   std::chrono::milliseconds NextBackoff();
   void ScheduleRetry(std::function<void()> fn);
-
-  using Clock = std::chrono::steady_clock;
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   Log& log_;
@@ -320,6 +362,21 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   std::string snapshot_too_large_;
   // A live replica (by the registry) whose app does not declare snapshots, "" when none.
   std::string unrestorable_peer_;
+
+  // Reads that skip the log, by arrival (so by deadline: every read has the same timeout).
+  std::map<uint64_t, PendingRead> reads_;
+  uint64_t last_read_id_ = 0;
+  std::size_t read_bytes_ = 0;
+  std::size_t reads_at_app_ = 0;
+  // The barrier in flight answers barrier_riders_; reads that arrived after it was sent wait in
+  // barrier_next_ for the next one.
+  bool barrier_in_flight_ = false;
+  std::vector<uint64_t> barrier_riders_;
+  std::vector<uint64_t> barrier_next_;
+  // Reads whose barrier is known, by that index, until processed_ reaches it.
+  std::multimap<int64_t, uint64_t> reads_awaiting_apply_;
+  std::unique_ptr<boost::asio::steady_timer> read_deadline_timer_;
+  bool read_deadline_armed_ = false;
 };
 
 }  // namespace k8shmir

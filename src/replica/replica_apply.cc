@@ -42,6 +42,7 @@ void Replica::TryForward() {
       if (pending_.contains(id)) {
         Reply(id, ErrorReply(500, Outcome::kCommitted, processed_, "entry could not be decoded"));
       }
+      ReleaseReads();
       // A paused watch resumes when the queue drains, whether its entries were applied or
       // skipped: a tail of skipped entries must not leave the replica waiting for nothing.
       MaybeResumeWatch();
@@ -186,6 +187,7 @@ void Replica::MarkApplied(const LogRecord& record, HttpResponse* response) {
     }
   }
   ResolveSkipped();
+  ReleaseReads();
   MaybeResumeWatch();
 }
 

@@ -16,6 +16,15 @@ using namespace replica_internal;
 // ---- Client requests ---------------------------------------------------------------------------
 
 void Replica::Submit(HttpRequest request, ReplyCallback done) {
+  // The routes are fixed at construction: matched here, off the strand.
+  if (std::optional<ReadConsistency> read =
+          options_.read_routes.Match(request.method, request.target)) {
+    asio::post(strand_, [self = shared_from_this(), consistency = *read,
+                         request = std::move(request), done = std::move(done)]() mutable {
+      self->StartRead(std::move(request), consistency, std::move(done));
+    });
+    return;
+  }
   asio::post(strand_, [self = shared_from_this(), request = std::move(request),
                        done = std::move(done)]() mutable {
     if (self->stopped_ || self->status_.state != ReplicaState::kServing) {
@@ -203,6 +212,8 @@ void Replica::Complete(PendingRequests<ReplyCallback>::Request& request, ClientR
       break;
     case Outcome::kUnknown:
       ++status_.requests_unknown;
+      break;
+    case Outcome::kNone:  // reads are counted apart (status_.reads)
       break;
   }
   request.done(std::move(reply));

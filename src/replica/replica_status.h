@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 namespace k8shmir {
@@ -50,6 +51,30 @@ struct Histogram {
   double sum = 0;
   uint64_t count = 0;
   void Observe(double seconds);
+};
+
+// What became of a read that skips the log (docs/design.md, "Reads that skip the log").
+enum class ReadOutcome {
+  kServed,
+  kNotServing,      // the replica was not serving (or was stopping): 503
+  kLogUnavailable,  // the read barrier failed: 503
+  kAppBehind,       // a new read connection found the app below the barrier: 503
+  kAppFailed,       // the app did not answer the read: 502 / 504
+  kTimedOut,        // not answered within the request timeout: 503 / 504
+  kOverloaded,      // too many reads waiting: 503
+};
+inline constexpr ReadOutcome kAllReadOutcomes[] = {
+    ReadOutcome::kServed,    ReadOutcome::kNotServing, ReadOutcome::kLogUnavailable,
+    ReadOutcome::kAppBehind, ReadOutcome::kAppFailed,  ReadOutcome::kTimedOut,
+    ReadOutcome::kOverloaded};
+const char* ReadOutcomeName(ReadOutcome outcome);
+
+// Reads of one consistency (linearizable or local).
+struct ReadCounters {
+  std::array<uint64_t, std::size(kAllReadOutcomes)> by_outcome{};
+  Histogram latency;  // arrival to answer, served reads only
+  void Count(ReadOutcome outcome) { ++by_outcome[static_cast<std::size_t>(outcome)]; }
+  uint64_t Of(ReadOutcome outcome) const { return by_outcome[static_cast<std::size_t>(outcome)]; }
 };
 
 struct ReplicaStatus {
@@ -116,6 +141,14 @@ struct ReplicaStatus {
   // entries written ahead of it (and, for an app that does not declare pipelining, the wait for
   // their answers), so it is the apply delay, not the app's own service time.
   Histogram apply_latency;
+
+  // Reads that skip the log, indexed by ReadConsistency (linearizable, local).
+  std::array<ReadCounters, 2> reads;
+  uint64_t read_barriers = 0;          // linearizable etcd reads of the committed index
+  uint64_t read_barrier_reads = 0;     // reads those answered (coalesced: many per barrier)
+  uint64_t read_barrier_failures = 0;  // barriers the log could not confirm
+  Histogram read_barrier_latency;
+  uint64_t pending_reads = 0;
 
   // Index distance between the newest known entry of the group and the app's state. Not an entry
   // count: indices of consecutive batches are at least 256 apart.

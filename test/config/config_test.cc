@@ -66,6 +66,23 @@ TEST(ConfigTest, BadValuesNameTheFlag) {
   EXPECT_FALSE(Parse({"--group"}));
 }
 
+TEST(ConfigTest, ReadRoutesFromTheFlagOrTheVariableAndMalformedOnesRefused) {
+  auto none = Parse({});
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->config.read_routes, "");
+  auto flag = Parse({"--read-routes", "GET /integer, HEAD * local"});
+  ASSERT_TRUE(flag) << flag.error().message;
+  EXPECT_EQ(flag->config.read_routes, "GET /integer, HEAD * local");
+  auto env = Parse({}, {"K8SHMIR_READ_ROUTES=GET /journal*"});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->config.read_routes, "GET /journal*");
+  auto bad = Parse({"--read-routes", "GET /ok, GET nope"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("'GET nope'"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(Parse({"--max-pending-reads", "0"}));
+  EXPECT_FALSE(Parse({"--max-read-connections", "0"}));
+}
+
 TEST(ConfigTest, BodyLimitMustFitInOneEtcdRequest) {
   EXPECT_FALSE(Parse({"--body-limit", std::to_string(2 * 1024 * 1024).c_str()}));
   auto r = Parse({"--body-limit", "1400000", "--header-limit", "200000"});

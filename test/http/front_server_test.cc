@@ -110,6 +110,31 @@ TEST_F(FrontServerTest, ReplicatesTheEndToEndRequestAndAnswersWithTheReplicasRep
   EXPECT_TRUE(has_app_header);
 }
 
+TEST_F(FrontServerTest, AReadServedWithoutTheLogCarriesK8shmirReadAndNoOutcome) {
+  replica_->answer = [](const HttpRequest& r) {
+    ClientReply reply;
+    reply.response.status = 200;
+    reply.response.body = "read " + r.target;
+    reply.outcome = Outcome::kNone;
+    reply.read = r.target == "/local" ? ReadConsistency::kLocal : ReadConsistency::kLinearizable;
+    reply.index = 512;
+    return reply;
+  };
+  Start();
+  auto r = Http(port_, "GET", "/integer", "", {{"Log-Index", "7"}});
+  ASSERT_EQ(r.status, 200u) << r.Describe();
+  EXPECT_EQ(r.body, "read /integer");
+  EXPECT_EQ(r.Header("K8shmir-Read"), "linearizable");
+  EXPECT_EQ(r.Header("K8shmir-Log-Index"), "512");
+  EXPECT_FALSE(r.HasHeader("K8shmir-Outcome"));
+  auto local = Http(port_, "GET", "/local");
+  EXPECT_EQ(local.Header("K8shmir-Read"), "local");
+  // A client cannot choose the index the app sees, on a read route as anywhere.
+  auto submitted = replica_->Submitted();
+  ASSERT_EQ(submitted.size(), 2u);
+  for (const auto& h : submitted[0].headers) EXPECT_NE(h.name, "Log-Index");
+}
+
 TEST_F(FrontServerTest, RefusedRequestsGetTheProxysAnswerAndReachNothing) {
   Start();
   struct Case {

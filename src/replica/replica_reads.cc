@@ -1,0 +1,285 @@
+// Replica, reads that skip the log (replica.h; docs/design.md, "Reads that skip the log").
+//
+// A linearizable read waits for a read barrier: one linearizable etcd read of the group's
+// committed index B (Log::ReadCommittedIndex), shared by every read that arrived before it was
+// sent; a read arriving while one is in flight waits for the next, because the one in flight may
+// have been answered by etcd before the read arrived. Once this replica has applied B, the read
+// goes to the app on a read connection (App::Read), whose app was validated to hold at least B.
+// Every write acknowledged before the read arrived was committed before the barrier was sent, so
+// it is at or below B, and the app's answer reflects it.
+//
+// A `local` read skips the barrier: it reflects what the app holds when it is asked.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+
+#include "replica/replica.h"
+#include "replica/replica_util.h"
+
+namespace k8shmir {
+
+namespace asio = boost::asio;
+using namespace replica_internal;
+
+const char* ReadOutcomeName(ReadOutcome outcome) {
+  switch (outcome) {
+    case ReadOutcome::kServed:
+      return "served";
+    case ReadOutcome::kNotServing:
+      return "not-serving";
+    case ReadOutcome::kLogUnavailable:
+      return "log-unavailable";
+    case ReadOutcome::kAppBehind:
+      return "app-behind";
+    case ReadOutcome::kAppFailed:
+      return "app-failed";
+    case ReadOutcome::kTimedOut:
+      return "timed-out";
+    case ReadOutcome::kOverloaded:
+      return "overloaded";
+  }
+  return "served";
+}
+
+void Replica::StartRead(HttpRequest request, ReadConsistency consistency, ReplyCallback done) {
+  const bool linearizable = consistency == ReadConsistency::kLinearizable;
+  auto refuse = [&](ReadOutcome outcome, unsigned status, const std::string& why) {
+    ClientReply reply = ErrorReply(status, Outcome::kNotCommitted, 0, why, 1);
+    reply.read = consistency;
+    status_.reads[static_cast<int>(consistency)].Count(outcome);
+    done(std::move(reply));
+  };
+  if (stopped_) {
+    return refuse(ReadOutcome::kNotServing, 503, "the proxy is shutting down");
+  }
+  if (linearizable && status_.state != ReplicaState::kServing) {
+    return refuse(ReadOutcome::kNotServing, 503,
+                  std::string("replica is ") + ReplicaStateName(status_.state) + ": " +
+                      status_.state_reason + "; a linearizable read needs a serving replica");
+  }
+  const std::size_t bytes = request.body.size() + request.target.size();
+  if (reads_.size() >= options_.max_pending_reads ||
+      (!reads_.empty() && read_bytes_ + bytes > options_.max_pending_bytes)) {
+    return refuse(ReadOutcome::kOverloaded, 503,
+                  "too many reads are waiting on this replica (" + std::to_string(reads_.size()) +
+                      " reads, " + std::to_string(read_bytes_) + " bytes)");
+  }
+  const uint64_t id = ++last_read_id_;
+  PendingRead& read = reads_[id];
+  read.request = std::move(request);
+  read.consistency = consistency;
+  read.done = std::move(done);
+  read.arrived = Clock::now();
+  read.deadline = read.arrived + options_.request_timeout;
+  read.bytes = bytes;
+  read_bytes_ += bytes;
+  ArmReadDeadline();
+  if (!linearizable) return SendRead(id);
+  read.stage = PendingRead::Stage::kBarrier;
+  if (barrier_in_flight_) {
+    // The round trip in flight may have been answered before this read arrived.
+    barrier_next_.push_back(id);
+  } else {
+    barrier_riders_.push_back(id);
+    SendBarrier();
+  }
+}
+
+void Replica::SendBarrier() {
+  barrier_in_flight_ = true;
+  ++status_.read_barriers;
+  status_.read_barrier_reads += barrier_riders_.size();
+  // Half the request timeout: the reads waiting for the next barrier still have time for it.
+  const auto started = Clock::now();
+  const auto deadline = started + options_.request_timeout / 2;
+  log_.ReadCommittedIndex(
+      deadline, [self = shared_from_this(), started](Result<int64_t> committed) {
+        asio::post(self->strand_,
+                   [self, started, committed]() { self->OnBarrier(started, committed); });
+      });
+}
+
+void Replica::OnBarrier(Clock::time_point started, const Result<int64_t>& committed) {
+  barrier_in_flight_ = false;
+  std::vector<uint64_t> riders = std::move(barrier_riders_);
+  barrier_riders_ = std::move(barrier_next_);
+  barrier_next_.clear();
+  if (committed) {
+    status_.read_barrier_latency.Observe(SecondsSince(started));
+    status_.log_last_index = std::max(status_.log_last_index, *committed);
+  } else {
+    ++status_.read_barrier_failures;
+    RecordError("read barrier: " + committed.error().message);
+  }
+  for (uint64_t id : riders) {
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;  // answered at its deadline
+    if (!committed) {
+      AnswerRead(
+          it,
+          ErrorReply(503, Outcome::kNotCommitted, 0,
+                     "the log could not confirm what is committed (" + committed.error().message +
+                         "); a linearizable read is not answered from local state",
+                     1),
+          ReadOutcome::kLogUnavailable);
+      continue;
+    }
+    if (status_.state != ReplicaState::kServing || stopped_) {
+      AnswerRead(it,
+                 ErrorReply(503, Outcome::kNotCommitted, 0,
+                            std::string("replica is ") + ReplicaStateName(status_.state) + ": " +
+                                status_.state_reason +
+                                "; a linearizable read needs a serving "
+                                "replica",
+                            1),
+                 ReadOutcome::kNotServing);
+      continue;
+    }
+    PendingRead& read = it->second;
+    read.barrier = *committed;
+    if (processed_ >= read.barrier) {
+      SendRead(id);
+    } else {
+      read.stage = PendingRead::Stage::kApply;
+      read.awaiting = reads_awaiting_apply_.emplace(read.barrier, id);
+    }
+  }
+  if (!barrier_riders_.empty() && !stopped_) SendBarrier();
+}
+
+void Replica::ReleaseReads() {
+  while (!reads_awaiting_apply_.empty() && reads_awaiting_apply_.begin()->first <= processed_) {
+    const uint64_t id = reads_awaiting_apply_.begin()->second;
+    reads_awaiting_apply_.erase(reads_awaiting_apply_.begin());
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    it->second.awaiting.reset();
+    SendRead(id);
+  }
+}
+
+void Replica::SendRead(uint64_t id) {
+  PendingRead& read = reads_.at(id);
+  read.stage = PendingRead::Stage::kApp;
+  read.serving_at_send = status_.state == ReplicaState::kServing;
+  read.processed_at_send = processed_;
+  ++reads_at_app_;
+  // The app's state is at least the barrier: this replica applied it on the app process every
+  // live connection leads to, and a new connection is validated against it (App::Read).
+  const int64_t min_index =
+      read.consistency == ReadConsistency::kLinearizable ? read.barrier : int64_t{0};
+  HttpRequest request = std::move(read.request);
+  read.request = HttpRequest{};
+  app_.Read(request, min_index, [self = shared_from_this(), id](ReadResult result) {
+    asio::post(self->strand_, [self, id, result = std::move(result)]() mutable {
+      self->OnAppRead(id, std::move(result));
+    });
+  });
+}
+
+void Replica::OnAppRead(uint64_t id, ReadResult result) {
+  --reads_at_app_;
+  auto it = reads_.find(id);
+  if (it == reads_.end()) return;  // answered at its deadline, or at Stop
+  PendingRead& read = it->second;
+  std::visit(
+      Overloaded{
+          [&](AppReadAnswer& answer) {
+            ClientReply reply;
+            reply.response = std::move(answer.response);
+            reply.outcome = Outcome::kNone;
+            // The least index the answer reflects: what the app was validated at, and (on a
+            // serving replica, whose read connections lead to the app it forwards to) what it
+            // had applied when asked.
+            reply.index = std::max(read.barrier, answer.validated_index);
+            if (read.serving_at_send) reply.index = std::max(reply.index, read.processed_at_send);
+            AnswerRead(it, std::move(reply), ReadOutcome::kServed);
+          },
+          [&](AppIndexMismatch& behind) {
+            RecordError("a read found the app at index " + std::to_string(behind.app_index) +
+                        ", below the " + std::to_string(read.barrier) +
+                        " this replica applied: the app restarted or lost its state");
+            AnswerRead(it,
+                       ErrorReply(503, Outcome::kNotCommitted, 0,
+                                  "the app reports index " + std::to_string(behind.app_index) +
+                                      ", below the " + std::to_string(read.barrier) +
+                                      " the read must reflect (the app restarted?)",
+                                  1),
+                       ReadOutcome::kAppBehind);
+          },
+          [&](Error& error) {
+            AnswerRead(
+                it,
+                ErrorReply(error.code == ErrorCode::kUnknown ? 504 : 502, Outcome::kNotCommitted, 0,
+                           "the app did not answer the read: " + error.message),
+                ReadOutcome::kAppFailed);
+          },
+      },
+      result);
+}
+
+void Replica::AnswerRead(std::map<uint64_t, PendingRead>::iterator it, ClientReply reply,
+                         ReadOutcome outcome) {
+  PendingRead read = std::move(it->second);
+  reads_.erase(it);
+  read_bytes_ -= read.bytes;
+  if (read.awaiting) reads_awaiting_apply_.erase(*read.awaiting);
+  auto& counters = status_.reads[static_cast<int>(read.consistency)];
+  counters.Count(outcome);
+  if (outcome == ReadOutcome::kServed) counters.latency.Observe(SecondsSince(read.arrived));
+  reply.read = read.consistency;
+  read.done(std::move(reply));
+}
+
+void Replica::FailWaitingReads(const std::string& why) {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    auto next = std::next(it);
+    if (it->second.stage != PendingRead::Stage::kApp) {
+      AnswerRead(it, ErrorReply(503, Outcome::kNotCommitted, 0, why, 1), ReadOutcome::kNotServing);
+    }
+    it = next;
+  }
+}
+
+void Replica::ArmReadDeadline() {
+  if (reads_.empty() || read_deadline_armed_) return;
+  if (!read_deadline_timer_) read_deadline_timer_ = std::make_unique<asio::steady_timer>(strand_);
+  // Every read has the same timeout, so the oldest read's deadline is the earliest.
+  read_deadline_armed_ = true;
+  read_deadline_timer_->expires_at(reads_.begin()->second.deadline);
+  read_deadline_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->read_deadline_armed_ = false;
+    if (ec || self->stopped_) return;
+    self->OnReadDeadlines();
+    self->ArmReadDeadline();
+  });
+}
+
+void Replica::OnReadDeadlines() {
+  const auto now = Clock::now();
+  while (!reads_.empty() && reads_.begin()->second.deadline <= now) {
+    auto it = reads_.begin();
+    const char* where = it->second.stage == PendingRead::Stage::kBarrier
+                            ? "the log did not confirm what is committed"
+                        : it->second.stage == PendingRead::Stage::kApply
+                            ? "this replica did not apply what the read must reflect"
+                            : "the app did not answer";
+    const unsigned status = it->second.stage == PendingRead::Stage::kApp ? 504 : 503;
+    AnswerRead(it,
+               ErrorReply(status, Outcome::kNotCommitted, 0,
+                          std::string(where) + " within the request timeout", 1),
+               ReadOutcome::kTimedOut);
+  }
+}
+
+void Replica::StopReads() {
+  if (read_deadline_timer_) read_deadline_timer_->cancel();
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    auto next = std::next(it);
+    AnswerRead(it, ErrorReply(503, Outcome::kNotCommitted, 0, "the proxy is shutting down", 1),
+               ReadOutcome::kNotServing);
+    it = next;
+  }
+}
+
+}  // namespace k8shmir
