@@ -75,6 +75,17 @@ void ReplicatedCluster::StartAll() {
   }
 }
 
+void ReplicatedCluster::SetProxyEtcdEndpoints(int i, std::vector<std::string> endpoints) {
+  At(i).etcd_endpoints = std::move(endpoints);
+}
+
+std::string ReplicatedCluster::EndpointsOf(const Replica& r) const {
+  if (r.etcd_endpoints.empty()) return etcd_->Endpoints();
+  std::string joined;
+  for (const auto& e : r.etcd_endpoints) joined += (joined.empty() ? "" : ",") + e;
+  return joined;
+}
+
 std::vector<std::string> ReplicatedCluster::ProxyArgs(int i) const {
   const Replica& r = At(i);
   std::vector<std::string> args = {
@@ -92,7 +103,7 @@ std::vector<std::string> ReplicatedCluster::ProxyArgs(int i) const {
       "--admin-port",
       std::to_string(r.admin_port),
       "--etcd-endpoints",
-      etcd_->Endpoints(),
+      EndpointsOf(r),
       "--group",
       options_.group,
       "--replica-id",

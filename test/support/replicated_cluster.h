@@ -99,6 +99,10 @@ class ReplicatedCluster {
   // The app's GET /last-index "index", -1 on error or when it is not a number.
   int64_t AppLastIndex(int i);
 
+  // Replica i's proxy talks to etcd at these endpoints from its next start on (e.g. through a
+  // TcpRelay the test can cut); empty: the cluster's own endpoints.
+  void SetProxyEtcdEndpoints(int i, std::vector<std::string> endpoints);
+
   // The proxy's command line, for the record and for tests that start a proxy themselves.
   std::vector<std::string> ProxyArgs(int i) const;
 
@@ -116,10 +120,12 @@ class ReplicatedCluster {
     uint16_t admin_port = 0;
     ChildProcess app;
     ChildProcess proxy;
+    std::vector<std::string> etcd_endpoints;  // empty: the cluster's
     std::string app_exit;  // how each ended, recorded by the destructor for DumpLogs
     std::string proxy_exit;
   };
   Replica& At(int i);
+  std::string EndpointsOf(const Replica& r) const;
   const Replica& At(int i) const;
 
   ReplicatedClusterOptions options_;
