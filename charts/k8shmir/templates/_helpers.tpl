@@ -140,6 +140,11 @@ app.kubernetes.io/component: etcd
       value: {{ int64 .Values.proxy.bodyLimit | quote }}
     - name: K8SHMIR_APP_PIPELINE_DEPTH
       value: {{ int64 .Values.proxy.appPipelineDepth | quote }}
+    {{- $routes := include "k8shmir.readRoutes" . }}
+    {{- if $routes }}
+    - name: K8SHMIR_READ_ROUTES
+      value: {{ $routes | quote }}
+    {{- end }}
     - name: K8SHMIR_SNAPSHOT_EVERY_ENTRIES
       value: {{ int64 .Values.proxy.snapshots.everyEntries | quote }}
     - name: K8SHMIR_SNAPSHOT_MIN_INTERVAL_MS
@@ -269,4 +274,24 @@ room in the limit for the copies the proxy makes (x2) and 64 MiB of working memo
 {{- end -}}
 queued: {{ $queued }}
 pending: {{ $pending }}
+{{- end -}}
+
+{{/*
+The proxy's read routes: the app's httpGet probes on the app port first, as `local` reads (when
+app.probesAsLocalReads), then proxy.readRoutes. The first matching route wins.
+*/}}
+{{- define "k8shmir.readRoutes" -}}
+{{- $routes := list -}}
+{{- if .Values.app.probesAsLocalReads -}}
+{{- range $probe := list .Values.app.readinessProbe .Values.app.livenessProbe -}}
+{{- with $probe.httpGet -}}
+{{- $port := toString (default "http" .port) -}}
+{{- if or (eq $port "http") (eq $port (toString $.Values.app.port)) -}}
+{{- $routes = append $routes (printf "GET %s local" (regexReplaceAll "[?#].*$" (default "/" .path) "")) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $routes = concat $routes .Values.proxy.readRoutes -}}
+{{- join ", " (uniq $routes) -}}
 {{- end -}}
