@@ -227,8 +227,10 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
 
   // ---- Reads that skip the log (replica_reads.cc) ----
   struct PendingRead {
+    // What the read waits for: its barrier (while an optimistic app read may be in flight), this
+    // replica to apply the barrier, or the app's answer that decides it.
     enum class Stage { kBarrier, kApply, kApp };
-    HttpRequest request;  // moved out when sent to the app
+    HttpRequest request;  // kept: an optimistic read that proved too old is sent again
     ReadConsistency consistency = ReadConsistency::kLinearizable;
     ReplyCallback done;
     Clock::time_point arrived;
@@ -238,8 +240,16 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
     int64_t barrier = 0;  // the committed index a linearizable read must reflect
     // Its place in reads_awaiting_apply_ while it waits there.
     std::optional<std::multimap<int64_t, uint64_t>::iterator> awaiting;
+    // The app read last sent (attempt numbers tell a superseded answer), whether the replica
+    // was serving then, and what it had applied: the answer reflects at least that.
+    uint32_t attempt = 0;
+    bool in_flight = false;
     bool serving_at_send = false;
     int64_t processed_at_send = 0;
+    // An optimistic answer that came before the barrier: it stands if processed_at_send turns
+    // out to be at or above the barrier.
+    std::optional<AppReadAnswer> early_answer;
+    std::size_t early_bytes = 0;  // its body, counted in read_bytes_
   };
   void StartRead(HttpRequest request, ReadConsistency consistency, ReplyCallback done);
   // One linearizable read of the committed index for every read in barrier_riders_.
@@ -248,7 +258,11 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // Sends the reads whose barrier this replica has now applied (processed_ advanced).
   void ReleaseReads();
   void SendRead(uint64_t id);
-  void OnAppRead(uint64_t id, ReadResult result);
+  void OnAppRead(uint64_t id, uint32_t attempt, ReadResult result);
+  // The barrier is known (read.barrier): answer with an optimistic answer that reflects it, wait
+  // for the one in flight when it will, else read again once the replica applied the barrier.
+  void OnReadBarrierKnown(std::map<uint64_t, PendingRead>::iterator it);
+  void AnswerFromApp(std::map<uint64_t, PendingRead>::iterator it, ReadResult result);
   void AnswerRead(std::map<uint64_t, PendingRead>::iterator it, ClientReply reply,
                   ReadOutcome outcome);
   // Leaving the serving state: reads not yet at the app are answered 503 now.

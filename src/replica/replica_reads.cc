@@ -8,6 +8,11 @@
 // Every write acknowledged before the read arrived was committed before the barrier was sent, so
 // it is at or below B, and the app's answer reflects it.
 //
+// Optimistically, the app is asked at once, together with the barrier: the answer reflects what
+// the replica had applied when it was asked (P), so it stands if P >= B, and the read costs
+// max(barrier, app) instead of their sum. Otherwise (the replica was behind) the app is asked
+// again once the replica applied B.
+//
 // A `local` read skips the barrier: it reflects what the app holds when it is asked.
 #include <spdlog/spdlog.h>
 
@@ -74,8 +79,12 @@ void Replica::StartRead(HttpRequest request, ReadConsistency consistency, ReplyC
   read.bytes = bytes;
   read_bytes_ += bytes;
   ArmReadDeadline();
-  if (!linearizable) return SendRead(id);
+  if (!linearizable) {
+    read.stage = PendingRead::Stage::kApp;
+    return SendRead(id);
+  }
   read.stage = PendingRead::Stage::kBarrier;
+  SendRead(id);  // optimistic: its answer stands if it reflects the barrier
   if (barrier_in_flight_) {
     // The round trip in flight may have been answered before this read arrived.
     barrier_next_.push_back(id);
@@ -135,16 +144,31 @@ void Replica::OnBarrier(Clock::time_point started, const Result<int64_t>& commit
                  ReadOutcome::kNotServing);
       continue;
     }
-    PendingRead& read = it->second;
-    read.barrier = *committed;
-    if (processed_ >= read.barrier) {
-      SendRead(id);
-    } else {
-      read.stage = PendingRead::Stage::kApply;
-      read.awaiting = reads_awaiting_apply_.emplace(read.barrier, id);
-    }
+    it->second.barrier = *committed;
+    OnReadBarrierKnown(it);
   }
   if (!barrier_riders_.empty() && !stopped_) SendBarrier();
+}
+
+void Replica::OnReadBarrierKnown(std::map<uint64_t, PendingRead>::iterator it) {
+  PendingRead& read = it->second;
+  const bool reflects = read.serving_at_send && read.processed_at_send >= read.barrier;
+  std::optional<AppReadAnswer> early = std::move(read.early_answer);
+  read.early_answer.reset();
+  read_bytes_ -= read.early_bytes;
+  read.early_bytes = 0;
+  if (reflects && early) return AnswerFromApp(it, std::move(*early));
+  if (reflects && read.in_flight) {
+    // Its answer will reflect the barrier: it decides.
+    read.stage = PendingRead::Stage::kApp;
+    return;
+  }
+  if (processed_ >= read.barrier) {
+    read.stage = PendingRead::Stage::kApp;
+    return SendRead(it->first);
+  }
+  read.stage = PendingRead::Stage::kApply;
+  read.awaiting = reads_awaiting_apply_.emplace(read.barrier, it->first);
 }
 
 void Replica::ReleaseReads() {
@@ -154,33 +178,58 @@ void Replica::ReleaseReads() {
     auto it = reads_.find(id);
     if (it == reads_.end()) continue;
     it->second.awaiting.reset();
+    it->second.stage = PendingRead::Stage::kApp;
     SendRead(id);
   }
 }
 
 void Replica::SendRead(uint64_t id) {
   PendingRead& read = reads_.at(id);
-  read.stage = PendingRead::Stage::kApp;
+  const uint32_t attempt = ++read.attempt;
+  read.in_flight = true;
   read.serving_at_send = status_.state == ReplicaState::kServing;
   read.processed_at_send = processed_;
   ++reads_at_app_;
-  // The app's state is at least the barrier: this replica applied it on the app process every
-  // live connection leads to, and a new connection is validated against it (App::Read).
+  // A new read connection must find the app at least where this replica believes it is (and so
+  // at the barrier, once the replica applied it); a kept-alive one leads to the app process this
+  // replica forwards to (App::Read). A local read takes the app as it is.
   const int64_t min_index =
-      read.consistency == ReadConsistency::kLinearizable ? read.barrier : int64_t{0};
-  HttpRequest request = std::move(read.request);
-  read.request = HttpRequest{};
-  app_.Read(request, min_index, [self = shared_from_this(), id](ReadResult result) {
-    asio::post(self->strand_, [self, id, result = std::move(result)]() mutable {
-      self->OnAppRead(id, std::move(result));
+      read.consistency == ReadConsistency::kLinearizable ? processed_ : int64_t{0};
+  app_.Read(read.request, min_index, [self = shared_from_this(), id, attempt](ReadResult result) {
+    asio::post(self->strand_, [self, id, attempt, result = std::move(result)]() mutable {
+      self->OnAppRead(id, attempt, std::move(result));
     });
   });
 }
 
-void Replica::OnAppRead(uint64_t id, ReadResult result) {
+void Replica::OnAppRead(uint64_t id, uint32_t attempt, ReadResult result) {
   --reads_at_app_;
   auto it = reads_.find(id);
   if (it == reads_.end()) return;  // answered at its deadline, or at Stop
+  PendingRead& read = it->second;
+  if (attempt != read.attempt) return;  // superseded by a later read of the app
+  read.in_flight = false;
+  switch (read.stage) {
+    case PendingRead::Stage::kApp:
+      return AnswerFromApp(it, std::move(result));
+    case PendingRead::Stage::kBarrier:
+      // Optimistic, before the barrier: kept if it is an answer (and fits the reads' byte
+      // budget; else the app is asked again), and judged by the barrier.
+      if (auto* answer = std::get_if<AppReadAnswer>(&result)) {
+        const std::size_t size = answer->response.body.size();
+        if (read_bytes_ + size <= options_.max_pending_bytes) {
+          read.early_answer = std::move(*answer);
+          read.early_bytes = size;
+          read_bytes_ += size;
+        }
+      }
+      return;
+    case PendingRead::Stage::kApply:
+      return;  // too old for the barrier: read again once the replica applied it
+  }
+}
+
+void Replica::AnswerFromApp(std::map<uint64_t, PendingRead>::iterator it, ReadResult result) {
   PendingRead& read = it->second;
   std::visit(
       Overloaded{
@@ -197,12 +246,12 @@ void Replica::OnAppRead(uint64_t id, ReadResult result) {
           },
           [&](AppIndexMismatch& behind) {
             RecordError("a read found the app at index " + std::to_string(behind.app_index) +
-                        ", below the " + std::to_string(read.barrier) +
+                        ", below the " + std::to_string(read.processed_at_send) +
                         " this replica applied: the app restarted or lost its state");
             AnswerRead(it,
                        ErrorReply(503, Outcome::kNotCommitted, 0,
                                   "the app reports index " + std::to_string(behind.app_index) +
-                                      ", below the " + std::to_string(read.barrier) +
+                                      ", below the " + std::to_string(read.processed_at_send) +
                                       " the read must reflect (the app restarted?)",
                                   1),
                        ReadOutcome::kAppBehind);
@@ -222,7 +271,7 @@ void Replica::AnswerRead(std::map<uint64_t, PendingRead>::iterator it, ClientRep
                          ReadOutcome outcome) {
   PendingRead read = std::move(it->second);
   reads_.erase(it);
-  read_bytes_ -= read.bytes;
+  read_bytes_ -= read.bytes + read.early_bytes;
   if (read.awaiting) reads_awaiting_apply_.erase(*read.awaiting);
   auto& counters = status_.reads[static_cast<int>(read.consistency)];
   counters.Count(outcome);
