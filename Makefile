@@ -112,15 +112,18 @@ demo: build
 
 ## bench: build k8shmir-bench, then run it (about 5 minutes): direct / raw log / replicated on
 ## loopback, a Markdown table and PASS/FAIL per target on stdout, bench/results/latest.{json,png};
-## then the retention soak (about 4 minutes, 600,000 requests; bench/results/soak.json).
+## then the retention soak (about 4 minutes, 600,000 requests; bench/results/soak.json), then
+## the reads that skip the log (about 2 minutes; bench/results/reads.{json,png}).
 ## BENCH_ARGS passes more flags (k8shmir-bench --help), e.g. BENCH_ARGS="--rounds 1";
-## SOAK_ARGS to the soak, e.g. SOAK_ARGS="--soak-requests 100000".
+## SOAK_ARGS to the soak, e.g. SOAK_ARGS="--soak-requests 100000"; READS_ARGS to the reads.
 BENCH_ARGS ?=
 SOAK_ARGS ?=
+READS_ARGS ?=
 bench: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target k8shmir-bench
 	rc=0; $(BUILD_DIR)/bench/k8shmir-bench --results-dir bench/results $(BENCH_ARGS) || rc=$$?; \
 	  $(BUILD_DIR)/bench/k8shmir-bench --only-soak --results-dir bench/results $(SOAK_ARGS) || rc=$$?; \
+	  $(BUILD_DIR)/bench/k8shmir-bench --only-reads --results-dir bench/results $(READS_ARGS) || rc=$$?; \
 	  exit $$rc
 
 ## fuzz: build the libFuzzer targets (fuzz/) with clang into build-fuzz/ and run each for

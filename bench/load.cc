@@ -103,6 +103,7 @@ Entry EntryFor(int origin, uint16_t port, const MixRequest& m) {
 Mode ParseMode(const std::string& m) {
   if (m == "direct") return Mode::kDirect;
   if (m == "raw-log") return Mode::kRaw;
+  if (m == "barrier") return Mode::kBarrier;
   return Mode::kReplicated;
 }
 const char* ModeName(Mode m) {
@@ -113,6 +114,8 @@ const char* ModeName(Mode m) {
       return "raw-log";
     case Mode::kReplicated:
       return "replicated";
+    case Mode::kBarrier:
+      return "barrier";
   }
   return "?";
 }
@@ -145,6 +148,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
   http::request<http::string_body> req_;
   http::response<http::string_body> res_;
   Clock::time_point start_;
+  std::string kind_;
 };
 
 // Deadline of one raw-log append (normally answered within milliseconds). It also bounds how
@@ -214,7 +218,7 @@ class LoadRun {
 
     active_ = spec_.concurrency;
     for (int i = 0; i < spec_.concurrency; ++i) {
-      if (spec_.mode == Mode::kRaw) {
+      if (spec_.mode == Mode::kRaw || spec_.mode == Mode::kBarrier) {
         raw_.push_back(std::make_unique<RawClient>(*this, i, cluster_.ProxyPort(i % kReplicas)));
       } else {
         uint16_t port = spec_.mode == Mode::kDirect ? cluster_.DirectPort()
@@ -289,7 +293,7 @@ class LoadRun {
   }
 
   void Record(Clock::time_point start, Clock::time_point end, bool ok, const std::string& error,
-              int64_t index) {
+              int64_t index, const std::string& kind = "write") {
     ++completed_;
     if (index > result_.max_index) result_.max_index = index;
     if (start < t0_ || end > t1_) return;
@@ -298,7 +302,13 @@ class LoadRun {
       if (result_.first_error.empty()) result_.first_error = error;
       return;
     }
-    result_.latency_us.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    const double us = std::chrono::duration<double, std::micro>(end - start).count();
+    result_.latency_us.push_back(us);
+    result_.latency_us_by_kind[kind].push_back(us);
+  }
+
+  MixRequest NextRequest(int client, uint64_t k) const {
+    return spec_.mix ? spec_.mix(client, k) : MixAt(client, k);
   }
 
   void AddError(const std::string& e) {
@@ -371,13 +381,17 @@ void HttpConn::Next() {
     run_.ClientDone();
     return;
   }
-  MixRequest m = MixAt(client_, k_);
+  MixRequest m = run_.NextRequest(client_, k_);
   k_ += 1;
+  kind_ = m.kind;
   req_ = {};
-  req_.method(http::verb::post);
+  req_.method(http::string_to_verb(m.method));
   req_.target(m.target);
   req_.version(11);
-  for (const auto& h : MixHeaders(port_, m)) req_.insert(h.name, h.value);
+  for (const auto& h : MixHeaders(port_, m)) {
+    if (m.method == "GET" && h.name == "Content-Type") continue;
+    req_.insert(h.name, h.value);
+  }
   req_.body() = std::move(m.body);
   req_.prepare_payload();
   res_ = {};
@@ -401,7 +415,7 @@ void HttpConn::OnResponse(beast::error_code ec) {
   if (!ok) {
     error = "HTTP " + std::to_string(res_.result_int()) + ": " + res_.body().substr(0, 200);
   }
-  run_.Record(start_, end, ok, error, index);
+  run_.Record(start_, end, ok, error, index, kind_);
   if (!res_.keep_alive()) {
     // The server closes: a new connection (the mix continues where it was).
     Close();
@@ -420,6 +434,17 @@ void HttpConn::Fail(const std::string& what, beast::error_code ec) {
 void RawClient::Next() {
   if (!run_.MayIssue()) {
     run_.ClientDone();
+    return;
+  }
+  if (run_.mode() == Mode::kBarrier) {
+    auto start = Clock::now();
+    run_.log()->ReadCommittedIndex(start + kAppendDeadline, [this, start](Result<int64_t> r) {
+      auto end = Clock::now();
+      asio::post(run_.ioc(), [this, start, end, r = std::move(r)] {
+        run_.Record(start, end, r.ok(), r.ok() ? "" : r.error().message, 0, "barrier");
+        Next();
+      });
+    });
     return;
   }
   const int origin = client_ % kReplicas;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,7 +21,11 @@ struct MixRequest {
   std::string target;
   std::string content_type;
   std::string body;
+  std::string method = "POST";
+  // What the request is for the report ("write", "read"): RunResult keeps latencies per kind.
+  std::string kind = "write";
 };
+using Mix = std::function<MixRequest(int client, uint64_t k)>;
 
 MixRequest MixAt(int client, uint64_t k);
 // The headers the bench's HTTP client sends, in order (Content-Length comes from Beast).
@@ -27,7 +33,9 @@ std::vector<HttpHeader> MixHeaders(uint16_t port, const MixRequest& m);
 // The log entry the proxy (replica `origin`, listening on `port`) appends for `m`.
 Entry EntryFor(int origin, uint16_t port, const MixRequest& m);
 
-enum class Mode { kDirect, kRaw, kReplicated };
+// kBarrier: the raw cost of a read barrier, EtcdLog::ReadCommittedIndex of the group's log (one
+// linearizable etcd read), closed-loop like the raw-log appends.
+enum class Mode { kDirect, kRaw, kReplicated, kBarrier };
 Mode ParseMode(const std::string& m);
 const char* ModeName(Mode m);
 
@@ -44,10 +52,12 @@ struct RunSpec {
   // Called at the start and at the end of the measured window (e.g. to scrape metrics).
   std::function<void()> on_sample;
   std::function<void()> tick;  // count mode: called about every second
+  Mix mix;                     // HTTP modes: the requests (MixAt when empty)
 };
 
 struct RunResult {
-  std::vector<double> latency_us;  // of measured requests
+  std::vector<double> latency_us;                                 // of measured requests
+  std::map<std::string, std::vector<double>> latency_us_by_kind;  // the same, by MixRequest::kind
   uint64_t errors = 0;
   std::string first_error;
   double seconds = 0;  // measured window

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "bench.h"
+#include "reads.h"
 #include "soak.h"
 
 int main(int argc, char** argv) {
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   try {
     if (o.only_soak) {
       rc = RunSoak(o);
+    } else if (o.only_reads) {
+      rc = RunReads(std::move(o));
     } else {
       Bench bench(std::move(o));
       rc = bench.Run();

@@ -37,6 +37,8 @@ namespace k8shmir::bench {
          "  --failover-rounds N      etcd leader SIGKILLs in the failover section (3; 0 skips)\n"
          "  --only-failover          run only the failover section (and the final check)\n"
          "  --only-soak              run only the retention soak (bench/README.md, \"soak\")\n"
+         "  --only-reads             run only the reads that skip the log (bench/README.md, "
+         "\"reads\")\n"
          "  --soak-requests N        requests to the retention-on group in the soak (500000)\n"
          "  --soak-clients N         closed-loop clients of the soak (32)\n"
          "  --no-plot                do not run gnuplot\n"
@@ -125,6 +127,8 @@ Options ParseOptions(int argc, char** argv) {
         o.only_failover = true;
       } else if (arg == "--only-soak") {
         o.only_soak = true;
+      } else if (arg == "--only-reads") {
+        o.only_reads = true;
       } else if (arg == "--soak-requests") {
         o.soak_requests = std::max<int64_t>(10, std::stoll(value()));
       } else if (arg == "--soak-clients") {

@@ -39,6 +39,8 @@ struct Options {
   bool only_failover = false;
   // The retention soak (bench/soak.h): its own run, `--only-soak`.
   bool only_soak = false;
+  // Reads that skip the log (bench/reads.h): their own run, `--only-reads`.
+  bool only_reads = false;
   int64_t soak_requests = 500000;
   int soak_clients = 32;
   bool plot = true;
