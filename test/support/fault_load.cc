@@ -251,28 +251,38 @@ int64_t Load::TotalDone() const {
   return n;
 }
 
-bool Load::WaitProgress(int n, std::chrono::milliseconds timeout, std::vector<int> targets) {
-  std::vector<std::pair<Client*, int64_t>> watched;
-  for (auto& c : clients_) {
-    if (targets.empty() || std::find(targets.begin(), targets.end(), c->target) != targets.end()) {
-      watched.emplace_back(c.get(), c->ok.load());
-    }
-  }
+bool WaitClientsProgress(const std::vector<ClientProgress>& clients, int n,
+                         std::chrono::milliseconds timeout, const std::string& who) {
+  std::vector<int64_t> start;
+  for (const auto& c : clients) start.push_back(c.ok->load());
   const bool ok = WaitFor(
       [&] {
-        for (auto& [c, start] : watched) {
-          if (c->ok.load() < start + n) return false;
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+          if (clients[i].ok->load() < start[i] + n) return false;
         }
         return true;
       },
       timeout, 20ms);
   if (!ok) {
-    std::cerr << "Load::WaitProgress(" << n << "): not every client progressed within "
-              << timeout.count() << " ms\n";
-    for (auto& [c, start] : watched) {
-      std::cerr << "  client " << c->id << " -> proxy " << c->target << ": " << c->ok.load() - start
-                << " more 2xx, " << c->done.load() << " requests in total\n";
+    std::cerr << who << "(" << n << "): not every client progressed within " << timeout.count()
+              << " ms\n";
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      std::cerr << "  client " << clients[i].id << " -> proxy " << clients[i].target << ": "
+                << clients[i].ok->load() - start[i] << " more 2xx\n";
     }
+  }
+  return ok;
+}
+
+bool Load::WaitProgress(int n, std::chrono::milliseconds timeout, std::vector<int> targets) {
+  std::vector<ClientProgress> watched;
+  for (auto& c : clients_) {
+    if (targets.empty() || std::find(targets.begin(), targets.end(), c->target) != targets.end()) {
+      watched.push_back({c->id, c->target, &c->ok});
+    }
+  }
+  const bool ok = WaitClientsProgress(watched, n, timeout, "Load::WaitProgress");
+  if (!ok) {
     for (int i = 0; i < cluster_.size(); ++i) {
       std::cerr << "  proxy " << i << " status: " << cluster_.Status(i).dump() << "\n";
     }

@@ -64,6 +64,17 @@ class History {
   std::atomic<int> next_client_{0};
 };
 
+// One load client's count of 2xx answers, for WaitClientsProgress.
+struct ClientProgress {
+  int id = 0;
+  int target = 0;
+  const std::atomic<int64_t>* ok = nullptr;
+};
+// Waits until every client got at least `n` more 2xx answers than when called, at most
+// `timeout`. False on timeout, after printing each client's progress under `who`.
+bool WaitClientsProgress(const std::vector<ClientProgress>& clients, int n,
+                         std::chrono::milliseconds timeout, const std::string& who);
+
 // Client threads, each sending its own sequence of unique operations to one proxy over a
 // keep-alive connection, one request at a time, until Stop() or `max_ops_per_client`.
 class Load {

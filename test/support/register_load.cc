@@ -1,8 +1,7 @@
 #include "support/register_load.h"
 
+#include <algorithm>
 #include <iostream>
-
-#include "support/util.h"
 
 namespace k8shmir::testing {
 
@@ -92,6 +91,9 @@ void RegisterLoad::Run(Client& c) {
         }
       } else if (res.status >= 500 && res.Header("K8shmir-Outcome") == "not-committed") {
         ++c.refused_reads;
+        const int64_t ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(answered - sent).count();
+        if (ms > c.slowest_refusal_ms.load()) c.slowest_refusal_ms = ms;
       }
     }
     if (ok) ++c.ok;
@@ -115,25 +117,18 @@ int64_t RegisterLoad::RefusedReads(int target) const {
   return n;
 }
 
-bool RegisterLoad::WaitProgress(int n, std::chrono::milliseconds timeout) {
-  std::vector<std::pair<Client*, int64_t>> watched;
-  for (auto& c : clients_) watched.emplace_back(c.get(), c->ok.load());
-  const bool ok = WaitFor(
-      [&] {
-        for (auto& [c, start] : watched) {
-          if (c->ok.load() < start + n) return false;
-        }
-        return true;
-      },
-      timeout, 20ms);
-  if (!ok) {
-    std::cerr << "RegisterLoad::WaitProgress(" << n << "): not every client progressed\n";
-    for (auto& [c, start] : watched) {
-      std::cerr << "  client " << c->id << " -> proxy " << c->target << ": " << c->ok.load() - start
-                << " more 2xx\n";
-    }
+int64_t RegisterLoad::SlowestRefusalMs(int target) const {
+  int64_t slowest = 0;
+  for (const auto& c : clients_) {
+    if (c->target == target) slowest = std::max(slowest, c->slowest_refusal_ms.load());
   }
-  return ok;
+  return slowest;
+}
+
+bool RegisterLoad::WaitProgress(int n, std::chrono::milliseconds timeout) {
+  std::vector<ClientProgress> watched;
+  for (auto& c : clients_) watched.push_back({c->id, c->target, &c->ok});
+  return WaitClientsProgress(watched, n, timeout, "RegisterLoad::WaitProgress");
 }
 
 }  // namespace k8shmir::testing

@@ -50,6 +50,8 @@ class RegisterLoad {
   int64_t ServedReads(int target = -1) const;
   // Reads refused by the proxy (5xx with K8shmir-Outcome: not-committed), through `target`.
   int64_t RefusedReads(int target = -1) const;
+  // The longest a read refused through `target` took to be answered, in ms.
+  int64_t SlowestRefusalMs(int target) const;
   // Reads answered 200 but without K8shmir-Read: linearizable (a logged read): must be none.
   int64_t UnroutedReads() const { return unrouted_reads_.load(); }
   // Waits until every client got `n` more 2xx answers (reads or writes), at most `timeout`.
@@ -62,6 +64,7 @@ class RegisterLoad {
     std::atomic<int64_t> ok{0};
     std::atomic<int64_t> served_reads{0};
     std::atomic<int64_t> refused_reads{0};
+    std::atomic<int64_t> slowest_refusal_ms{0};
     std::thread thread;
   };
   void Run(Client& c);
