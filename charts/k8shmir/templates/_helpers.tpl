@@ -233,7 +233,15 @@ app.kubernetes.io/component: etcd
 A Kubernetes memory quantity in bytes (plain, Ki, Mi, Gi, Ti, k, M, G); fails on anything else.
 */}}
 {{- define "k8shmir.memoryBytes" -}}
-{{- $q := toString . -}}
+{{- include "k8shmir.quantityBytes" (list "proxy.resources.limits.memory" .) -}}
+{{- end -}}
+
+{{/*
+(list NAME QUANTITY): the quantity in bytes; fails naming the value NAME on anything else.
+*/}}
+{{- define "k8shmir.quantityBytes" -}}
+{{- $name := index . 0 -}}
+{{- $q := toString (index . 1) -}}
 {{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 -}}
 {{- $bytes := "" -}}
 {{- if regexMatch "^[0-9]+$" $q -}}
@@ -246,7 +254,7 @@ A Kubernetes memory quantity in bytes (plain, Ki, Mi, Gi, Ti, k, M, G); fails on
 {{- end -}}
 {{- end -}}
 {{- if eq $bytes "" -}}
-{{- fail (printf "proxy.resources.limits.memory %q: the chart derives the proxy's memory bounds from it and understands whole numbers of bytes, Ki, Mi, Gi, Ti, k, M or G" $q) -}}
+{{- fail (printf "%s %q: the chart reads it as a size and understands whole numbers of bytes, Ki, Mi, Gi, Ti, k, M or G" $name $q) -}}
 {{- end -}}
 {{- $bytes -}}
 {{- end -}}
