@@ -263,6 +263,17 @@ expect_rejected "an etcd volume no larger than its quota" "must be larger than e
 expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size" \
   --set etcd.internal.persistence.size=lots
 if "$HELM" template "$RELEASE" "$CHART" >"$OUT/pod.txt" 2>&1; then
+  # Every object carries the recommended name and instance labels (in its own metadata: the
+  # first labels block of the document).
+  unlabelled=$(awk '
+    /^---/ { if (kind != "" && !(name && inst)) print kind; kind = ""; name = inst = 0; seen = 0; next }
+    /^kind: / { kind = $2 }
+    /^  labels:/ { if (!seen) { inlabels = 1; seen = 1 }; next }
+    inlabels && /^    app.kubernetes.io\/name: / { name = 1 }
+    inlabels && /^    app.kubernetes.io\/instance: / { inst = 1 }
+    inlabels && !/^    / { inlabels = 0 }
+    END { if (kind != "" && !(name && inst)) print kind }' "$OUT/pod.txt" | sort -u | tr '\n' ' ')
+  if [[ -z "$unlabelled" ]]; then ok; else fail "objects without name/instance labels: $unlabelled"; fi
   pod=$(doc "$OUT/pod.txt" Deployment "$NAME" | nocomments)
   has "$pod" "$(printf -- '      securityContext:\n        fsGroup: 1000')" "the pod's fsGroup"
   has "$pod" "$(printf -- 'seccompProfile:\n          type: RuntimeDefault')" "seccomp RuntimeDefault"

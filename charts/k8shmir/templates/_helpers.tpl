@@ -20,10 +20,13 @@
 {{- printf "%s-etcd" (include "k8shmir.fullname" .) | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* On every object: the chart, the release and the recommended name/instance labels. */}}
 {{- define "k8shmir.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: k8shmir
+app.kubernetes.io/name: {{ include "k8shmir.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Chart.AppVersion }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end }}
