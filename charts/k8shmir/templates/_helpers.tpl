@@ -215,13 +215,11 @@ app.kubernetes.io/component: etcd
     failureThreshold: {{ .Values.proxy.livenessProbe.failureThreshold }}
     timeoutSeconds: {{ .Values.proxy.livenessProbe.timeoutSeconds }}
   securityContext:
-    runAsUser: {{ .Values.proxy.uid }}
-    runAsGroup: {{ .Values.proxy.uid }}
-    runAsNonRoot: true
-    allowPrivilegeEscalation: false
-    readOnlyRootFilesystem: true
-    capabilities:
-      drop: [ALL]
+    {{- $proxySecurity := dict "runAsUser" (int .Values.proxy.uid) "runAsGroup" (int .Values.proxy.uid) "runAsNonRoot" true "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "capabilities" (dict "drop" (list "ALL")) }}
+    {{- /* proxy.securityContext adds to these; runAsUser stays proxy.uid: the redirect exempts that uid. */}}
+    {{- $merged := mergeOverwrite $proxySecurity (.Values.proxy.securityContext | default dict) }}
+    {{- $_ := set $merged "runAsUser" (int .Values.proxy.uid) }}
+    {{- toYaml $merged | nindent 4 }}
   resources:
     {{- toYaml .Values.proxy.resources | nindent 4 }}
   {{- if and (eq .Values.etcd.mode "external") .Values.etcd.external.tls.enabled }}
