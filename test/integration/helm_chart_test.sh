@@ -320,6 +320,34 @@ else
   fail "helm template with app.affinity"
 fi
 
+# etcd's metrics are scrapable: the headless Service's metrics port, the pods' annotations, the
+# NetworkPolicy's rule for 2381 (restricted to etcdMetricsFrom when given), and a ServiceMonitor.
+CURRENT=etcd-metrics
+if "$HELM" template "$RELEASE" "$CHART" --set metrics.serviceMonitor.enabled=true >"$OUT/em.txt" 2>&1; then
+  all=$(nocomments <"$OUT/em.txt")
+  count_is "$all" "kind: ServiceMonitor" 2 "ServiceMonitors for the proxies and etcd"
+  has "$(doc "$OUT/em.txt" Service "$NAME-etcd-headless")" "port: 2381" "the metrics port on the headless Service"
+  has "$(doc "$OUT/em.txt" StatefulSet "$NAME-etcd")" 'prometheus.io/port: "2381"' "etcd's scrape annotation"
+  has "$(doc "$OUT/em.txt" NetworkPolicy "$NAME-etcd")" "port: 2381" "the NetworkPolicy lets etcd's metrics be scraped"
+else
+  cat "$OUT/em.txt" >&2
+  fail "helm template with the ServiceMonitors"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --set 'networkPolicy.etcdMetricsFrom[0].namespaceSelector.matchLabels.name=monitoring' \
+  >"$OUT/em2.txt" 2>&1; then
+  has "$(doc "$OUT/em2.txt" NetworkPolicy "$NAME-etcd")" "name: monitoring" "etcdMetricsFrom"
+else
+  fail "helm template with etcdMetricsFrom"
+fi
+
+# tests.enabled: false renders no test pod.
+CURRENT=tests-enabled
+if "$HELM" template "$RELEASE" "$CHART" --set tests.enabled=false >"$OUT/notest.txt" 2>&1; then
+  hasnt "$(cat "$OUT/notest.txt")" "helm.sh/hook: test" "no test pod"
+else
+  fail "helm template with tests.enabled=false"
+fi
+
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.
 CURRENT=deploy/counter
