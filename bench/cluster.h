@@ -119,7 +119,9 @@ class Cluster {
         // Like the raw-log client: member 0 first, so that both
         // modes reach the leader the same way.
         "--etcd-endpoint-order", "as-listed", "--group", kGroup, "--replica-id",
-        "replica-" + std::to_string(i)};
+        "replica-" + std::to_string(i),
+        // The bench stops proxies (between phases, at the end) without a Service to drain.
+        "--drain-delay-ms", "0"};
     args.insert(args.end(), flags.begin(), flags.end());
     args.insert(args.end(), o_.proxy_args.begin(), o_.proxy_args.end());
     proxies_[i]->Start(args, dir_ / ("proxy-" + std::to_string(i) + ".log"));

@@ -48,6 +48,9 @@ struct Config {
   std::chrono::milliseconds read_timeout{10000};
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds shutdown_timeout{10000};
+  // On SIGTERM: not ready, still serving, for this long before the proxy stops accepting (so
+  // that Service endpoints and load balancers stop sending it traffic first).
+  std::chrono::milliseconds drain_delay{5000};
   std::size_t body_limit = 1024 * 1024;
   std::size_t header_limit = 64 * 1024;
   std::size_t response_limit = 16 * 1024 * 1024;

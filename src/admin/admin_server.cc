@@ -1,5 +1,7 @@
 #include "admin/admin_server.h"
 
+#include <atomic>
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -33,6 +35,7 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
   std::chrono::milliseconds liveness_timeout;
   tcp::acceptor acceptor;
   SessionRegistry sessions;
+  std::atomic<bool> draining{false};
 
   State(asio::io_context& io, std::string a, uint16_t p, std::shared_ptr<ReplicaService> r,
         std::chrono::milliseconds liveness)
@@ -85,7 +88,13 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
     };
     ReplicaStatus status =
         co_await AsyncFromCallback<ReplicaStatus>(get_status, asio::use_awaitable);
-    if (path == "/readyz") {
+    if (path == "/readyz" && draining.load()) {
+      res.result(http::status::service_unavailable);
+      res.body() =
+          "draining: the proxy is shutting down (it still serves, and stops accepting "
+          "after its drain delay); replica " +
+          std::string(ReplicaStateName(status.state)) + "\n";
+    } else if (path == "/readyz") {
       if (!status.Ready()) res.result(http::status::service_unavailable);
       res.body() = std::string(ReplicaStateName(status.state)) + ": " + status.state_reason + "\n";
     } else if (path == "/status") {
@@ -149,6 +158,8 @@ void AdminServer::Start() {
       state_->acceptor.get_executor(),
       [s = state_]() -> asio::awaitable<void> { co_await s->Accept(); }, asio::detached);
 }
+
+void AdminServer::SetDraining() { state_->draining = true; }
 
 void AdminServer::Stop() {
   // In this order for the reason FrontServer::Stop gives.

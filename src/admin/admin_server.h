@@ -3,6 +3,7 @@
 // (Prometheus text format). Never replicated.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
@@ -28,6 +29,9 @@ class AdminServer {
   // Stops accepting and closes the connections waiting for a request; a request being answered
   // gets its answer with Connection: close. Any thread.
   void Stop();
+  // From now on /readyz answers 503 ("draining"), whatever the replica's state: the proxy is
+  // shutting down and wants no new traffic, though it still serves what comes. Any thread.
+  void SetDraining();
   // The bound port (after Listen), 0 before.
   uint16_t port() const;
 

@@ -56,11 +56,12 @@ Option PortOption(std::string flag, std::string help, uint16_t Config::*field, u
           }};
 }
 
+// A duration in ms, from 1 (or 0 with `allow_zero`) to a day.
 Option MillisOption(std::string flag, std::string help, std::chrono::milliseconds Config::*field,
-                    std::chrono::milliseconds def) {
+                    std::chrono::milliseconds def, bool allow_zero = false) {
   return {flag, std::move(help), std::to_string(def.count()),
-          [flag, field](Config& c, const std::string& v) -> Status {
-            auto r = ParseInt<int64_t>(flag, v, 1, 24LL * 3600 * 1000);
+          [flag, field, allow_zero](Config& c, const std::string& v) -> Status {
+            auto r = ParseInt<int64_t>(flag, v, allow_zero ? 0 : 1, 24LL * 3600 * 1000);
             if (!r) return r.error();
             c.*field = std::chrono::milliseconds(*r);
             return OkStatus();
@@ -231,6 +232,10 @@ const std::vector<Option>& Options() {
     o.push_back(MillisOption("heartbeat-interval-ms",
                              "how often the app's last index is checked while idle",
                              &Config::heartbeat_interval, d.heartbeat_interval));
+    o.push_back(MillisOption("drain-delay-ms",
+                             "on SIGTERM, how long the proxy keeps serving while /readyz fails, "
+                             "before it stops accepting (SIGINT or a second signal skips it)",
+                             &Config::drain_delay, d.drain_delay, /*allow_zero=*/true));
     o.push_back(MillisOption("shutdown-timeout-ms",
                              "on SIGTERM, how long in-flight requests may take to finish",
                              &Config::shutdown_timeout, d.shutdown_timeout));

@@ -159,11 +159,16 @@ int main(int argc, char** argv) {
   front->Start();
   admin->Start();
 
-  // SIGTERM/SIGINT: stop accepting, close idle connections, let in-flight requests finish
-  // (bounded), then exit 0. The handlers capture main's locals by reference: they run only
+  // SIGTERM: not ready (/readyz 503) but still serving for --drain-delay-ms, so that the
+  // Service's endpoints and any load balancer stop sending traffic first; then (or at once on
+  // SIGINT, or on a second signal) stop accepting, close idle connections, let in-flight requests
+  // finish (bounded), and exit 0. The handlers capture main's locals by reference: they run only
   // inside ioc.run(), and are destroyed unrun by the teardown below.
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(ioc);
+  boost::asio::steady_timer delay(ioc);
+  bool stopping = false;
+  bool admin_draining = false;
   const auto drain_deadline_after = config.shutdown_timeout;
   std::chrono::steady_clock::time_point drain_deadline;
   std::function<void()> poll_drain = [&] {
@@ -183,13 +188,36 @@ int main(int argc, char** argv) {
       });
     });
   };
-  signals.async_wait([&](auto ec, int sig) {
-    if (ec) return;
-    spdlog::info("signal {}: draining (at most {} ms)", sig, drain_deadline_after.count());
+  std::function<void()> stop_accepting = [&] {
+    if (stopping) return;
+    stopping = true;
+    delay.cancel();
+    spdlog::info("shutdown: no more connections accepted; draining (at most {} ms)",
+                 drain_deadline_after.count());
     drain_deadline = std::chrono::steady_clock::now() + drain_deadline_after;
     front->Stop();
     poll_drain();
-  });
+  };
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        const bool draining_already = admin_draining;
+        admin_draining = true;
+        admin->SetDraining();
+        if (sig == SIGTERM && !draining_already && config.drain_delay.count() > 0) {
+          spdlog::info("signal {}: not ready; still serving for {} ms before draining", sig,
+                       config.drain_delay.count());
+          delay.expires_after(config.drain_delay);
+          delay.async_wait([&](const boost::system::error_code& wait_ec) {
+            if (!wait_ec) stop_accepting();
+          });
+        } else {
+          spdlog::info("signal {}: draining now", sig);
+          stop_accepting();
+        }
+        signals.async_wait(on_signal);  // a second signal cuts the delay short
+      };
+  signals.async_wait(on_signal);
 
   std::vector<std::thread> threads;
   for (int i = 1; i < config.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });

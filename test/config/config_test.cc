@@ -83,6 +83,17 @@ TEST(ConfigTest, ReadRoutesFromTheFlagOrTheVariableAndMalformedOnesRefused) {
   EXPECT_FALSE(Parse({"--max-read-connections", "0"}));
 }
 
+TEST(ConfigTest, DrainDelayDefaultsToFiveSecondsAndMayBeZero) {
+  auto d = Parse({});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->config.drain_delay, std::chrono::milliseconds(5000));
+  auto zero = Parse({"--drain-delay-ms", "0"});
+  ASSERT_TRUE(zero) << zero.error().message;
+  EXPECT_EQ(zero->config.drain_delay, std::chrono::milliseconds(0));
+  EXPECT_FALSE(Parse({"--drain-delay-ms", "-1"}));
+  EXPECT_FALSE(Parse({"--request-timeout-ms", "0"}));  // other durations stay at least 1 ms
+}
+
 TEST(ConfigTest, BodyLimitMustFitInOneEtcdRequest) {
   EXPECT_FALSE(Parse({"--body-limit", std::to_string(2 * 1024 * 1024).c_str()}));
   auto r = Parse({"--body-limit", "1400000", "--header-limit", "200000"});

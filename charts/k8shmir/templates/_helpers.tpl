@@ -148,6 +148,10 @@ app.kubernetes.io/component: etcd
     - name: K8SHMIR_READ_ROUTES
       value: {{ $routes | quote }}
     {{- end }}
+    - name: K8SHMIR_DRAIN_DELAY_MS
+      value: {{ int64 .Values.proxy.drainDelayMs | quote }}
+    - name: K8SHMIR_SHUTDOWN_TIMEOUT_MS
+      value: {{ int64 .Values.proxy.shutdownTimeoutMs | quote }}
     - name: K8SHMIR_SNAPSHOT_EVERY_ENTRIES
       value: {{ int64 .Values.proxy.snapshots.everyEntries | quote }}
     - name: K8SHMIR_SNAPSHOT_MIN_INTERVAL_MS
