@@ -1,15 +1,20 @@
 #include "support/ports.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <string>
 
 namespace k8shmir::testing {
 namespace {
@@ -41,6 +46,28 @@ int EphemeralLow() {
   return 32768;
 }
 
+// Reserves `port` among every process on this machine that uses FreePort: an flock on
+// <tmp>/k8shmir-ports/<port>, held until this process exits (the kernel releases it then, so a
+// killed test leaves nothing reserved). Tests run in parallel (ctest -j2): a port that merely
+// binds now may be taken by the other test's processes before ours bind it.
+bool ReserveAcrossProcesses(uint16_t port) {
+  static const std::string dir = [] {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string d = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/k8shmir-ports";
+    ::mkdir(d.c_str(), 0777);
+    ::chmod(d.c_str(), 01777);
+    return d;
+  }();
+  const std::string path = dir + "/" + std::to_string(port);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return true;  // cannot coordinate: fall back to the bind check alone
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;  // another process holds it
+  }
+  return true;  // fd stays open (and locked) for the life of the process
+}
+
 }  // namespace
 
 uint16_t FreePort() {
@@ -56,7 +83,7 @@ uint16_t FreePort() {
     for (int attempt = 0; attempt < 1000; ++attempt) {
       uint16_t port = static_cast<uint16_t>(dist(rng));
       if (handed_out.count(port) != 0) continue;
-      if (TryBind(&port)) {
+      if (TryBind(&port) && ReserveAcrossProcesses(port)) {
         handed_out.insert(port);
         return port;
       }
@@ -64,7 +91,9 @@ uint16_t FreePort() {
   }
   for (int attempt = 0; attempt < 1000; ++attempt) {
     uint16_t port = 0;
-    if (TryBind(&port) && handed_out.insert(port).second) return port;
+    if (TryBind(&port) && ReserveAcrossProcesses(port) && handed_out.insert(port).second) {
+      return port;
+    }
   }
   throw std::runtime_error("FreePort: no free port found");
 }
