@@ -381,7 +381,6 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   std::map<uint64_t, PendingRead> reads_;
   uint64_t last_read_id_ = 0;
   std::size_t read_bytes_ = 0;
-  std::size_t reads_at_app_ = 0;
   // The barrier in flight answers barrier_riders_; reads that arrived after it was sent wait in
   // barrier_next_ for the next one.
   bool barrier_in_flight_ = false;

@@ -189,7 +189,6 @@ void Replica::SendRead(uint64_t id) {
   read.in_flight = true;
   read.serving_at_send = status_.state == ReplicaState::kServing;
   read.processed_at_send = processed_;
-  ++reads_at_app_;
   // A new read connection must find the app at least where this replica believes it is (and so
   // at the barrier, once the replica applied it); a kept-alive one leads to the app process this
   // replica forwards to (App::Read). A local read takes the app as it is.
@@ -203,7 +202,6 @@ void Replica::SendRead(uint64_t id) {
 }
 
 void Replica::OnAppRead(uint64_t id, uint32_t attempt, ReadResult result) {
-  --reads_at_app_;
   auto it = reads_.find(id);
   if (it == reads_.end()) return;  // answered at its deadline, or at Stop
   PendingRead& read = it->second;
