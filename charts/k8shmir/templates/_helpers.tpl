@@ -308,3 +308,33 @@ app.probesAsLocalReads), then proxy.readRoutes. The first matching route wins.
 {{- $routes = concat $routes .Values.proxy.readRoutes -}}
 {{- join ", " (uniq $routes) -}}
 {{- end -}}
+
+{{/*
+PromQL label matchers for the proxies' series of this release: the namespace (added by the
+ServiceMonitor's scrape) and the replication group (the proxy's own label).
+*/}}
+{{- define "k8shmir.promSelector" -}}
+{{- printf "namespace=%q,group=%q" .Release.Namespace (include "k8shmir.group" .) -}}
+{{- end -}}
+
+{{/* The same for the chart's etcd members: their job is the headless Service's name. */}}
+{{- define "k8shmir.etcdPromSelector" -}}
+{{- printf "namespace=%q,job=%q" .Release.Namespace (include "k8shmir.etcdHeadless" .) -}}
+{{- end -}}
+
+{{/* (list CONTEXT ALERTNAME): the alert's runbook, an anchor of docs/kubernetes.md. */}}
+{{- define "k8shmir.runbookUrl" -}}
+{{- $ := index . 0 -}}
+{{- printf "%s#%s" (trimSuffix "/" $.Values.metrics.prometheusRule.runbookBaseUrl) (lower (index . 1)) -}}
+{{- end -}}
+
+{{/* The etcd backup CronJob and its volume (a CronJob's name may have 52 characters). */}}
+{{- define "k8shmir.etcdBackupName" -}}
+{{- printf "%s-etcd-backup" (include "k8shmir.fullname" . | trunc 40 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "k8shmir.etcdBackupSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "k8shmir.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: etcd-backup
+{{- end -}}
