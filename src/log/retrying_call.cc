@@ -94,8 +94,8 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
     // etcd's leader changed under this attempt: it may have been lost on its way to the old
     // leader, which answers nothing. Not the member's fault; re-sent at once (a write with the
     // same batch id, as for any ambiguous attempt).
-    if (failure.kind == FailureKind::kAmbiguous) ambiguous_ = true;
     last_error_ = core_->endpoints_[endpoint_] + ": cancelled: etcd's leader changed";
+    if (failure.kind == FailureKind::kAmbiguous) NoteAmbiguous();
     spdlog::debug("etcd {} attempt {} re-sent: {}", what_, attempts_, last_error_);
     if (now + kMinAttemptTime >= deadline_) return Finish(FinalError("deadline reached"), false);
     core_->timer_.Post([self = this->shared_from_this()] { self->Attempt(false); });
@@ -109,7 +109,7 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
   if (failure.kind != FailureKind::kRejected && !no_leader) {
     core_->SuspectLeaderLoss("etcd " + what_ + " failed on " + last_error_);
   }
-  if (failure.kind == FailureKind::kAmbiguous) ambiguous_ = true;
+  if (failure.kind == FailureKind::kAmbiguous) NoteAmbiguous();
   if (failure.kind == FailureKind::kRejected) {
     // This attempt was refused for good; an earlier ambiguous attempt may still have committed.
     if (ambiguous_) return Finish(FinalError("refused"), false);
@@ -130,11 +130,19 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
 }
 
 template <class Response>
+void EtcdLog::Core::RetryingCall<Response>::NoteAmbiguous() {
+  if (ambiguous_) return;
+  ambiguous_ = true;
+  ambiguous_error_ = "attempt " + std::to_string(attempts_) + " (" + last_error_ + ")";
+}
+
+template <class Response>
 Error EtcdLog::Core::RetryingCall<Response>::FinalError(const std::string& why) const {
   std::string message = what_ + ": " + why;
   if (attempts_ > 0) {
     message += " after " + std::to_string(attempts_) + " attempt(s), last: " + last_error_;
   }
+  if (ambiguous_) message += "; may have been applied since " + ambiguous_error_;
   return Error{ambiguous_ ? ErrorCode::kUnknown : ErrorCode::kUnavailable, std::move(message)};
 }
 

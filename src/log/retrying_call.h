@@ -48,6 +48,8 @@ class EtcdLog::Core::RetryingCall final
   // The outcome when no attempt gave a definitive answer: kUnavailable only if every attempt was
   // certainly not applied; one ambiguous attempt makes the whole operation ambiguous.
   Error FinalError(const std::string& why) const;
+  // Records that the attempt just failed (last_error_) may have been applied.
+  void NoteAmbiguous();
 
   void Finish(Result<Response> result, bool on_caller_thread);
 
@@ -66,6 +68,9 @@ class EtcdLog::Core::RetryingCall final
   int attempts_ = 0;
   bool ambiguous_ = false;
   std::string last_error_;
+  // The first attempt that may have been applied, and how it ended: told in the final error,
+  // since the last attempt's error alone would not say why the outcome is unknown.
+  std::string ambiguous_error_;
   size_t endpoint_ = 0;
   uint64_t attempt_id_ = 0;
   std::atomic<uint64_t> interrupted_attempt_{0};
