@@ -89,6 +89,7 @@ inline constexpr std::size_t kMaxEntryBytes = 1536 * 1024 - 8 * 1024;
 struct ParsedConfig {
   Config config;
   bool show_help = false;
+  bool show_version = false;
 };
 
 // Parses argv and the environment (`env` as from `environ`). Errors name the flag and the reason.

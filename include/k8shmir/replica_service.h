@@ -38,6 +38,10 @@ class ReplicaService {
   // Replicates `request`. `done` runs exactly once, never inside this call, on any thread.
   virtual void Submit(HttpRequest request, ReplyCallback done) = 0;
 
+  // The front server answered a request itself with `status` (it never reached Submit): counted
+  // with the replica's answers and rejections. Any thread; returns at once.
+  virtual void NoteRejected(Rejection reason, unsigned status) = 0;
+
   // A consistent snapshot. `done` runs exactly once, never inside this call, on any thread.
   virtual void GetStatus(std::function<void(ReplicaStatus)> done) = 0;
 

@@ -25,6 +25,12 @@ nlohmann::json ReadsJson(const ReplicaStatus& s) {
   return j;
 }
 
+nlohmann::json RejectionsJson(const ReplicaStatus& s) {
+  nlohmann::json j = nlohmann::json::object();
+  for (auto r : kAllRejections) j[RejectionName(r)] = s.Of(r);
+  return j;
+}
+
 }  // namespace
 
 std::string RenderStatusJson(const ReplicaStatus& s) {
@@ -38,6 +44,8 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"log_head", s.log_head},
       {"log_last_index", s.log_last_index},
       {"lag", s.Lag()},
+      {"lag_entries", s.lag_entries},
+      {"oldest_unapplied_age_seconds", s.oldest_unapplied_age_seconds},
       {"last_error", s.last_error},
       {"last_error_unix_ms", s.last_error_unix_ms},
       {"pending_requests", s.pending_requests},
@@ -84,6 +92,9 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
        {{"committed", s.requests_committed},
         {"not_committed", s.requests_not_committed},
         {"unknown", s.requests_unknown}}},
+      {"rejections", RejectionsJson(s)},
+      {"app_call_errors", s.app_call_errors},
+      {"app_call_timeouts", s.app_call_timeouts},
   };
   return j.dump() + "\n";
 }
@@ -179,6 +190,38 @@ void WriteReads(std::ostringstream& out, const std::string& labels, const Replic
                  s.read_barrier_latency);
 }
 
+// Every client answer: latency by outcome, status classes, rejections by reason, app errors.
+void WriteAnswers(std::ostringstream& out, const std::string& labels, const ReplicaStatus& s) {
+  out << "# HELP k8shmir_request_latency_seconds Client requests from arrival to answer, by "
+         "outcome (\"read\": a request on a read route).\n"
+      << "# TYPE k8shmir_request_latency_seconds histogram\n";
+  for (std::size_t i = 0; i < std::size(kRequestOutcomeLabels); ++i) {
+    WriteHistogramSeries(out, "k8shmir_request_latency_seconds",
+                         labels + ",outcome=\"" + kRequestOutcomeLabels[i] + "\"",
+                         s.request_latency[i]);
+  }
+  out << "# HELP k8shmir_responses_total Answers to clients by status class.\n"
+      << "# TYPE k8shmir_responses_total counter\n";
+  for (std::size_t i = 0; i < s.responses_by_class.size(); ++i) {
+    out << "k8shmir_responses_total{" << labels << ",class=\"" << i + 1 << "xx\"} "
+        << s.responses_by_class[i] << "\n";
+  }
+  out << "# HELP k8shmir_rejections_total Client requests refused without being committed, by "
+         "reason.\n"
+      << "# TYPE k8shmir_rejections_total counter\n";
+  for (auto r : kAllRejections) {
+    out << "k8shmir_rejections_total{" << labels << ",reason=\"" << RejectionName(r) << "\"} "
+        << s.Of(r) << "\n";
+  }
+  out << "# HELP k8shmir_app_call_errors_total Calls to the app that failed (broken connection, "
+         "malformed answer) or got no answer in time.\n"
+      << "# TYPE k8shmir_app_call_errors_total counter\n"
+      << "k8shmir_app_call_errors_total{" << labels << ",kind=\"failed\"} " << s.app_call_errors
+      << "\n"
+      << "k8shmir_app_call_errors_total{" << labels << ",kind=\"timeout\"} "
+      << s.app_call_timeouts + s.app_stalls << "\n";
+}
+
 }  // namespace
 
 std::string RenderPrometheus(const ReplicaStatus& s) {
@@ -205,6 +248,11 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   gauge("k8shmir_log_head", "Newest log service revision seen.", s.log_head);
   gauge("k8shmir_log_last_index", "Newest entry index of the group seen.", s.log_last_index);
   gauge("k8shmir_lag", "Index distance between the newest entry and the app.", s.Lag());
+  gauge("k8shmir_lag_entries",
+        "Committed entries received from the log and not yet applied by the app.", s.lag_entries);
+  gauge("k8shmir_oldest_unapplied_age_seconds",
+        "Seconds since the oldest entry not yet applied arrived from the log (0: none waits).",
+        PrometheusFloat(s.oldest_unapplied_age_seconds));
   gauge("k8shmir_pending_requests", "Client requests waiting for their entry.", s.pending_requests);
   gauge("k8shmir_pending_bytes", "Encoded entries of the client requests waiting, in bytes.",
         s.pending_bytes);
@@ -283,6 +331,7 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
                  "pipelining, includes the entries ahead of it).",
                  labels, s.apply_latency);
   WriteReads(out, labels, s);
+  WriteAnswers(out, labels, s);
   return out.str();
 }
 

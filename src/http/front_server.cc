@@ -108,6 +108,8 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
 
   // Rejects with the check's status and reason, then closes (lingering).
   asio::awaitable<void> Reject(beast::tcp_stream& stream, const HeadCheck& check) {
+    replica->NoteRejected(check.status() == 413 ? Rejection::kTooLarge : Rejection::kBadRequest,
+                          check.status());
     auto error_response = ProxyError(check.status(), check.version(), check.reason());
     co_await WriteAndClose(stream, error_response);
   }
@@ -121,6 +123,7 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     // So that Stop() can close it while it waits for a request.
     SessionRegistry::Registration registration(sessions, stream);
     if (++connections > options.max_connections) {
+      replica->NoteRejected(Rejection::kTooManyConnections, 503);
       auto error_response = ProxyError(503, 11, "too many connections");
       co_await WriteAndClose(stream, error_response);
       co_return;

@@ -90,6 +90,9 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
     s.pending_reads = self->reads_.size();
     s.pending_bytes = self->pending_.bytes();
     s.queued_entries = self->queue_.size();
+    s.lag_entries = self->queue_.size();
+    s.oldest_unapplied_age_seconds =
+        self->received_at_.empty() ? 0.0 : SecondsSince(self->received_at_.front());
     s.queued_bytes = self->queued_bytes_;
     // Readiness text describes now, not the moment the state was entered.
     if (s.state == ReplicaState::kServing) {
@@ -168,6 +171,7 @@ void Replica::Recover(ReplicaState state, const std::string& why) {
   range_ = RangeRead{};
   taking_.hold = false;
   queue_.clear();
+  received_at_.clear();
   queued_bytes_ = 0;
   forward_failures_ = 0;
   forward_retry_pending_ = false;
@@ -196,17 +200,20 @@ void Replica::QueryAppIndex(std::function<void(Result<AppIndex>)> done) {
   const auto limit = 2 * options_.app_timeout + std::chrono::milliseconds(500);
   auto answered = std::make_shared<bool>(false);
   auto timer = std::make_shared<asio::steady_timer>(strand_, limit);
-  timer->async_wait([answered, done, limit](boost::system::error_code ec) {
-    if (ec || *answered) return;
-    *answered = true;
-    done(Error{ErrorCode::kUnavailable, "the app's last-index answer did not come within " +
-                                            std::to_string(limit.count()) + " ms"});
-  });
+  timer->async_wait(
+      [self = shared_from_this(), answered, done, limit](boost::system::error_code ec) {
+        if (ec || *answered) return;
+        *answered = true;
+        ++self->status_.app_call_timeouts;
+        done(Error{ErrorCode::kUnavailable, "the app's last-index answer did not come within " +
+                                                std::to_string(limit.count()) + " ms"});
+      });
   app_.LastIndex([self = shared_from_this(), answered, timer, done](Result<AppIndex> r) {
-    asio::post(self->strand_, [answered, timer, done, r = std::move(r)]() mutable {
+    asio::post(self->strand_, [self, answered, timer, done, r = std::move(r)]() mutable {
       if (*answered) return;
       *answered = true;
       timer->cancel();
+      if (!r) ++self->status_.app_call_errors;
       done(std::move(r));
     });
   });

@@ -115,6 +115,8 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // exactly once, on the replica's strand, never inside this call.
   void Submit(HttpRequest request, ReplyCallback done) override;
 
+  void NoteRejected(Rejection reason, unsigned status) override;
+
   // A consistent snapshot, delivered on the replica's strand.
   void GetStatus(std::function<void(ReplicaStatus)> done) override;
 
@@ -183,6 +185,10 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // Answers the pending request `id` (if it still waits) / one already taken out of pending_.
   void Reply(const std::string& id, ClientReply reply);
   void Complete(PendingRequests<ReplyCallback>::Request& request, ClientReply reply);
+  // Every client answer passes here (on the strand) on its way out: latency, status class.
+  void NoteAnswer(const ClientReply& reply, Clock::time_point arrived);
+  // `reply`, counted as a rejection for `reason`.
+  ClientReply Rejected(Rejection reason, ClientReply reply);
 
   void ScheduleHeartbeat();
   void Heartbeat();
@@ -292,6 +298,9 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
 
   // Entries received from the log and not yet applied, in index order.
   std::deque<LogRecord> queue_;
+  // When each entry of queue_ arrived from the log (same length as queue_): the age of the
+  // oldest unapplied one is the metric an operator alerts on.
+  std::deque<Clock::time_point> received_at_;
   std::size_t queued_bytes_ = 0;  // sum of queue_[i].value.size()
   // Highest queued_bytes_ + pending_.bytes() since memory was last given back.
   std::size_t backlog_peak_bytes_ = 0;

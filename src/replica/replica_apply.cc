@@ -110,6 +110,7 @@ void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardRes
                  [&](Error& e) {
                    BreakPipeline();
                    ++forward_failures_;
+                   ++status_.app_call_errors;
                    RecordError(e.message);
                    if (e.code == ErrorCode::kProtocol) {
                      // The validation answer broke the contract: retrying cannot help.

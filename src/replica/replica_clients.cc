@@ -15,7 +15,13 @@ using namespace replica_internal;
 
 // ---- Client requests ---------------------------------------------------------------------------
 
-void Replica::Submit(HttpRequest request, ReplyCallback done) {
+void Replica::Submit(HttpRequest request, ReplyCallback client_done) {
+  // Counted on the way out, whatever answers it (every answer runs on the strand).
+  ReplyCallback done = [self = shared_from_this(), arrived = Clock::now(),
+                        client_done = std::move(client_done)](ClientReply reply) {
+    self->NoteAnswer(reply, arrived);
+    client_done(std::move(reply));
+  };
   // The routes are fixed at construction: matched here, off the strand.
   if (std::optional<ReadConsistency> read =
           options_.read_routes.Match(request.method, request.target)) {
@@ -29,16 +35,20 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
                        done = std::move(done)]() mutable {
     if (self->stopped_ || self->status_.state != ReplicaState::kServing) {
       ++self->status_.requests_not_committed;
-      done(ErrorReply(503, Outcome::kNotCommitted, 0,
-                      std::string("replica is ") + ReplicaStateName(self->status_.state) + ": " +
-                          self->status_.state_reason,
-                      1));
+      done(self->Rejected(
+          Rejection::kNotServing,
+          ErrorReply(503, Outcome::kNotCommitted, 0,
+                     std::string("replica is ") + ReplicaStateName(self->status_.state) + ": " +
+                         self->status_.state_reason,
+                     1)));
       return;
     }
     if (self->pending_.size() >= self->options_.max_pending_requests) {
       ++self->status_.requests_not_committed;
-      done(ErrorReply(503, Outcome::kNotCommitted, 0,
-                      "too many requests are waiting for the log on this replica", 1));
+      done(self->Rejected(
+          Rejection::kTooManyPending,
+          ErrorReply(503, Outcome::kNotCommitted, 0,
+                     "too many requests are waiting for the log on this replica", 1)));
       return;
     }
     Entry entry;
@@ -49,20 +59,24 @@ void Replica::Submit(HttpRequest request, ReplyCallback done) {
     std::string value = EncodeEntry(entry);
     if (value.size() > kMaxEntryBytes) {
       ++self->status_.requests_not_committed;
-      done(ErrorReply(413, Outcome::kNotCommitted, 0,
-                      "request is too large for one log entry (" + std::to_string(value.size()) +
-                          " bytes encoded, limit " + std::to_string(kMaxEntryBytes) + ")"));
+      done(self->Rejected(
+          Rejection::kTooLarge,
+          ErrorReply(413, Outcome::kNotCommitted, 0,
+                     "request is too large for one log entry (" + std::to_string(value.size()) +
+                         " bytes encoded, limit " + std::to_string(kMaxEntryBytes) + ")")));
       return;
     }
     if (!self->pending_.empty() &&
         self->pending_.bytes() + value.size() > self->options_.max_pending_bytes) {
       ++self->status_.requests_not_committed;
       ++self->status_.requests_over_byte_budget;
-      done(ErrorReply(503, Outcome::kNotCommitted, 0,
-                      "too many bytes of requests are waiting for the log on this replica (" +
-                          std::to_string(self->pending_.bytes()) + " pending, limit " +
-                          std::to_string(self->options_.max_pending_bytes) + ")",
-                      1));
+      done(self->Rejected(
+          Rejection::kTooManyPending,
+          ErrorReply(503, Outcome::kNotCommitted, 0,
+                     "too many bytes of requests are waiting for the log on this replica (" +
+                         std::to_string(self->pending_.bytes()) + " pending, limit " +
+                         std::to_string(self->options_.max_pending_bytes) + ")",
+                     1)));
       return;
     }
     std::string id = entry.request_id;
@@ -139,17 +153,21 @@ void Replica::OnEntryAppended(const std::string& id, const Result<int64_t>& resu
   if (!result) {
     const Error& e = result.error();
     if (e.code == ErrorCode::kUnavailable) {
-      Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0, "log unavailable: " + e.message, 1));
+      Reply(id,
+            Rejected(Rejection::kLogUnavailable, ErrorReply(503, Outcome::kNotCommitted, 0,
+                                                            "log unavailable: " + e.message, 1)));
     } else if (e.code == ErrorCode::kLogFull) {
       ++status_.log_full_refusals;
       EnterLogFull(e.message);
-      Reply(id, ErrorReply(503, Outcome::kNotCommitted, 0,
-                           "the log is full: it refuses writes for lack of space (" + e.message +
-                               "); not committed",
-                           5));
+      Reply(id, Rejected(Rejection::kLogFull,
+                         ErrorReply(503, Outcome::kNotCommitted, 0,
+                                    "the log is full: it refuses writes for lack of space (" +
+                                        e.message + "); not committed",
+                                    5)));
     } else if (e.code == ErrorCode::kInvalid) {
       Reply(id,
-            ErrorReply(413, Outcome::kNotCommitted, 0, "the log refused the entry: " + e.message));
+            Rejected(Rejection::kTooLarge, ErrorReply(413, Outcome::kNotCommitted, 0,
+                                                      "the log refused the entry: " + e.message)));
     } else {
       Reply(id, ErrorReply(504, Outcome::kUnknown, 0,
                            "the log did not confirm the append (" + e.message +
@@ -182,10 +200,11 @@ void Replica::ArmDeadlineTimer() {
 void Replica::OnDeadlines() {
   for (auto& [id, p] : pending_.TakeExpired(Clock::now())) {
     if (p.in_outbox) {
-      Complete(p, ErrorReply(503, Outcome::kNotCommitted, 0,
-                             "the log was too slow: the request waited for it past the request "
-                             "timeout and was not sent",
-                             1));
+      Complete(p, Rejected(Rejection::kLogUnavailable,
+                           ErrorReply(503, Outcome::kNotCommitted, 0,
+                                      "the log was too slow: the request waited for it past the "
+                                      "request timeout and was not sent",
+                                      1)));
     } else if (p.index != 0) {
       Complete(p, ErrorReply(504, Outcome::kCommitted, p.index,
                              "the request was committed at index " + std::to_string(p.index) +
@@ -217,6 +236,42 @@ void Replica::Complete(PendingRequests<ReplyCallback>::Request& request, ClientR
       break;
   }
   request.done(std::move(reply));
+}
+
+ClientReply Replica::Rejected(Rejection reason, ClientReply reply) {
+  status_.Count(reason);
+  return reply;
+}
+
+void Replica::NoteAnswer(const ClientReply& reply, Clock::time_point arrived) {
+  std::size_t outcome = 3;  // "read"
+  if (!reply.read) {
+    switch (reply.outcome) {
+      case Outcome::kCommitted:
+        outcome = 0;
+        break;
+      case Outcome::kNotCommitted:
+        outcome = 1;
+        break;
+      case Outcome::kUnknown:
+        outcome = 2;
+        break;
+      case Outcome::kNone:
+        break;
+    }
+  }
+  status_.request_latency[outcome].Observe(SecondsSince(arrived));
+  const unsigned status_class = reply.response.status / 100;
+  if (status_class >= 1 && status_class <= 5) ++status_.responses_by_class[status_class - 1];
+}
+
+void Replica::NoteRejected(Rejection reason, unsigned status) {
+  asio::post(strand_, [self = shared_from_this(), reason, status] {
+    self->status_.Count(reason);
+    const unsigned status_class = status / 100;
+    if (status_class >= 1 && status_class <= 5)
+      ++self->status_.responses_by_class[status_class - 1];
+  });
 }
 
 }  // namespace k8shmir

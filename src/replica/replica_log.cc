@@ -49,6 +49,7 @@ void Replica::OnBatch(LogBatch& batch) {
     status_.log_last_index = std::max(status_.log_last_index, record.index);
     queued_bytes_ += record.value.size();
     queue_.push_back(std::move(record));
+    received_at_.push_back(Clock::now());
   }
   NoteBacklog();
   if (QueueFull() && subscription_) {
@@ -80,6 +81,7 @@ void Replica::MaybeResumeWatch() {
 void Replica::PopQueueFront() {
   queued_bytes_ -= queue_.front().value.size();
   queue_.pop_front();
+  received_at_.pop_front();
 }
 
 void Replica::NoteBacklog() {

@@ -26,6 +26,29 @@ namespace k8shmir {
 namespace asio = boost::asio;
 using namespace replica_internal;
 
+namespace {
+
+// A refused read is a rejection too (k8shmir_rejections_total); an app failure or a timeout is
+// not: the replica took it.
+std::optional<Rejection> RejectionOfRead(ReadOutcome outcome) {
+  switch (outcome) {
+    case ReadOutcome::kNotServing:
+    case ReadOutcome::kAppBehind:
+      return Rejection::kNotServing;
+    case ReadOutcome::kLogUnavailable:
+      return Rejection::kLogUnavailable;
+    case ReadOutcome::kOverloaded:
+      return Rejection::kTooManyPending;
+    case ReadOutcome::kServed:
+    case ReadOutcome::kAppFailed:
+    case ReadOutcome::kTimedOut:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 const char* ReadOutcomeName(ReadOutcome outcome) {
   switch (outcome) {
     case ReadOutcome::kServed:
@@ -52,6 +75,7 @@ void Replica::StartRead(HttpRequest request, ReadConsistency consistency, ReplyC
     ClientReply reply = ErrorReply(status, Outcome::kNotCommitted, 0, why, 1);
     reply.read = consistency;
     status_.reads[static_cast<int>(consistency)].Count(outcome);
+    if (auto rejection = RejectionOfRead(outcome)) status_.Count(*rejection);
     done(std::move(reply));
   };
   if (stopped_) {
@@ -274,6 +298,8 @@ void Replica::AnswerRead(std::map<uint64_t, PendingRead>::iterator it, ClientRep
   auto& counters = status_.reads[static_cast<int>(read.consistency)];
   counters.Count(outcome);
   if (outcome == ReadOutcome::kServed) counters.latency.Observe(SecondsSince(read.arrived));
+  if (auto rejection = RejectionOfRead(outcome)) status_.Count(*rejection);
+  if (outcome == ReadOutcome::kAppFailed) ++status_.app_call_errors;
   reply.read = read.consistency;
   read.done(std::move(reply));
 }

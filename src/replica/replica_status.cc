@@ -28,6 +28,26 @@ const char* ReplicaStateName(ReplicaState state) {
   return "?";
 }
 
+const char* RejectionName(Rejection rejection) {
+  switch (rejection) {
+    case Rejection::kTooLarge:
+      return "too-large";
+    case Rejection::kBadRequest:
+      return "bad-request";
+    case Rejection::kTooManyConnections:
+      return "too-many-connections";
+    case Rejection::kTooManyPending:
+      return "too-many-pending";
+    case Rejection::kNotServing:
+      return "not-serving";
+    case Rejection::kLogFull:
+      return "log-full";
+    case Rejection::kLogUnavailable:
+      return "log-unavailable";
+  }
+  return "?";
+}
+
 void Histogram::Observe(double seconds) {
   std::size_t i = 0;
   while (i < kBounds.size() && seconds > kBounds[i]) ++i;

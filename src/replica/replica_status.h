@@ -69,6 +69,27 @@ inline constexpr ReadOutcome kAllReadOutcomes[] = {
     ReadOutcome::kOverloaded};
 const char* ReadOutcomeName(ReadOutcome outcome);
 
+// Why a client request was refused without being committed (k8shmir_rejections_total).
+enum class Rejection {
+  kTooLarge,            // 413: over the body limit or one log entry
+  kBadRequest,          // 400 / 431 / 501 and friends: the front server could not take it
+  kTooManyConnections,  // 503: over the front server's connection limit
+  kTooManyPending,      // 503: too many requests (or their bytes, or reads) waiting here
+  kNotServing,          // 503: the replica is not serving (starting, catching up, ...)
+  kLogFull,             // 503: etcd refuses writes for lack of space
+  kLogUnavailable,      // 503: the log (or a read barrier) could not be reached in time
+};
+inline constexpr Rejection kAllRejections[] = {
+    Rejection::kTooLarge,       Rejection::kBadRequest, Rejection::kTooManyConnections,
+    Rejection::kTooManyPending, Rejection::kNotServing, Rejection::kLogFull,
+    Rejection::kLogUnavailable};
+const char* RejectionName(Rejection rejection);
+
+// The outcome label of k8shmir_request_latency_seconds: the K8shmir-Outcome of a logged
+// request, or "read" for a request on a read route.
+inline constexpr const char* kRequestOutcomeLabels[] = {"committed", "not-committed", "unknown",
+                                                        "read"};
+
 // Reads of one consistency (linearizable or local).
 struct ReadCounters {
   std::array<uint64_t, std::size(kAllReadOutcomes)> by_outcome{};
@@ -92,6 +113,18 @@ struct ReplicaStatus {
   uint64_t requests_committed = 0;
   uint64_t requests_not_committed = 0;
   uint64_t requests_unknown = 0;
+  // Every client answer, from arrival to answer, by kRequestOutcomeLabels.
+  std::array<Histogram, std::size(kRequestOutcomeLabels)> request_latency;
+  // Every client answer by status class: [0] 1xx ... [4] 5xx.
+  std::array<uint64_t, 5> responses_by_class{};
+  std::array<uint64_t, std::size(kAllRejections)> rejections{};
+  void Count(Rejection r) { ++rejections[static_cast<std::size_t>(r)]; }
+  uint64_t Of(Rejection r) const { return rejections[static_cast<std::size_t>(r)]; }
+  // App calls (forwards, heartbeats, validations, reads) that failed: connection refused or
+  // broken, a malformed answer. Timeouts are app_stalls (forwards) and read timeouts.
+  uint64_t app_call_errors = 0;
+  // Last-index queries that got no answer at all within their bound (forwards: app_stalls).
+  uint64_t app_call_timeouts = 0;
   uint64_t entries_applied = 0;
   uint64_t entries_replayed = 0;  // applied while catching up or recovering
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log
@@ -135,6 +168,12 @@ struct ReplicaStatus {
   uint64_t pending_requests = 0;
   uint64_t pending_bytes = 0;  // encoded entries of the requests waiting for their answer
   uint64_t queued_entries = 0;
+  // Committed entries this replica received from the log and has not applied yet (queued or in
+  // flight to the app). While the watch is paused for a full queue, or a catch-up is still
+  // reading, more are behind them; the index distance (Lag()) bounds those.
+  uint64_t lag_entries = 0;
+  // Since the oldest of them arrived from the log; 0 when none waits.
+  double oldest_unapplied_age_seconds = 0;
   uint64_t queued_bytes = 0;  // encoded entries received from the log and not yet applied
   Histogram append_latency;
   // From handing an entry to the App until its response: with pipelining this includes the

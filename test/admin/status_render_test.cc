@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -86,6 +87,45 @@ TEST(StatusRenderTest, MetricsFollowTheTextFormat) {
     ASSERT_NE(close, std::string::npos) << line;
     EXPECT_NE(line.substr(open, close - open).find("replica=\"pod-0\""), std::string::npos) << line;
   }
+}
+
+TEST(StatusRenderTest, AnswersRejectionsLagAndAppErrorsAreExported) {
+  ReplicaStatus s;
+  s.replica_id = "r";
+  s.group = "g";
+  s.lag_entries = 12;
+  s.oldest_unapplied_age_seconds = 1.5;
+  s.request_latency[0].Observe(0.002);   // committed
+  s.request_latency[3].Observe(0.0004);  // read
+  s.responses_by_class = {0, 3, 0, 1, 2};
+  s.Count(Rejection::kNotServing);
+  s.Count(Rejection::kNotServing);
+  s.Count(Rejection::kTooLarge);
+  s.app_call_errors = 4;
+  s.app_call_timeouts = 1;
+  s.app_stalls = 2;
+  const std::string text = RenderPrometheus(s);
+  const std::string l = "group=\"g\",replica=\"r\"";
+  EXPECT_TRUE(HasLine(text, "k8shmir_lag_entries{" + l + "} 12")) << text;
+  EXPECT_TRUE(HasLine(text, "k8shmir_oldest_unapplied_age_seconds{" + l + "} 1.5"));
+  EXPECT_TRUE(HasLine(text, "# TYPE k8shmir_request_latency_seconds histogram"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_request_latency_seconds_bucket{" + l +
+                                ",outcome=\"committed\",le=\"0.0025\"} 1"));
+  EXPECT_TRUE(HasLine(
+      text, "k8shmir_request_latency_seconds_count{" + l + ",outcome=\"not-committed\"} 0"));
+  EXPECT_TRUE(HasLine(
+      text, "k8shmir_request_latency_seconds_bucket{" + l + ",outcome=\"read\",le=\"0.0005\"} 1"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_responses_total{" + l + ",class=\"2xx\"} 3"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_responses_total{" + l + ",class=\"5xx\"} 2"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_rejections_total{" + l + ",reason=\"not-serving\"} 2"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_rejections_total{" + l + ",reason=\"too-large\"} 1"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_rejections_total{" + l + ",reason=\"log-full\"} 0"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_app_call_errors_total{" + l + ",kind=\"failed\"} 4"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_app_call_errors_total{" + l + ",kind=\"timeout\"} 3"));
+  const auto status = nlohmann::json::parse(RenderStatusJson(s));
+  EXPECT_EQ(status["lag_entries"], 12);
+  EXPECT_EQ(status["rejections"]["not-serving"], 2);
+  EXPECT_EQ(status["app_call_errors"], 4);
 }
 
 TEST(StatusRenderTest, LabelValuesWithQuotesBackslashesAndNewlinesStayOneLabel) {

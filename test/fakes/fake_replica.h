@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "k8shmir/replica_service.h"
@@ -56,6 +57,15 @@ class FakeReplica : public ReplicaService {
     for (auto& fn : ready) boost::asio::post(ex_, std::move(fn));
   }
 
+  void NoteRejected(Rejection reason, unsigned status) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    rejected_.emplace_back(reason, status);
+  }
+  std::vector<std::pair<Rejection, unsigned>> Rejected() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rejected_;
+  }
+
   void Submit(HttpRequest request, ReplyCallback done) override {
     std::function<void()> fn = [this, request, done = std::move(done)] { done(answer(request)); };
     std::lock_guard<std::mutex> lock(mu_);
@@ -92,6 +102,7 @@ class FakeReplica : public ReplicaService {
   bool held_ = false;
   std::vector<HttpRequest> submitted_;
   std::deque<std::function<void()>> waiting_;
+  std::vector<std::pair<Rejection, unsigned>> rejected_;
 };
 
 }  // namespace k8shmir::testing

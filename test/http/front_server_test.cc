@@ -159,6 +159,13 @@ TEST_F(FrontServerTest, RefusedRequestsGetTheProxysAnswerAndReachNothing) {
     EXPECT_EQ(RawHeader(raw, "Connection"), "close") << raw;
   }
   EXPECT_TRUE(replica_->Submitted().empty());
+  // Each is counted with the replica's rejections, by its reason and status.
+  std::vector<std::pair<Rejection, unsigned>> expected;
+  for (const auto& c : cases) {
+    expected.emplace_back(c.status == 413 ? Rejection::kTooLarge : Rejection::kBadRequest,
+                          c.status);
+  }
+  EXPECT_EQ(replica_->Rejected(), expected);
 }
 
 TEST_F(FrontServerTest, KeepAliveAndPipelinedRequestsShareAConnection) {
@@ -194,6 +201,8 @@ TEST_F(FrontServerTest, BeyondTheConnectionLimitIs503) {
   ASSERT_NE(first.Read("ok GET", 5s).find("200 OK"), std::string::npos);
   const std::string raw = RawExchange(port_, kGet, 5s);
   EXPECT_EQ(RawStatus(raw), 503u) << raw;
+  EXPECT_EQ(replica_->Rejected(),
+            (std::vector<std::pair<Rejection, unsigned>>{{Rejection::kTooManyConnections, 503}}));
 }
 
 // Before Stop closed idle sessions, an idle keep-alive connection stayed open (its session

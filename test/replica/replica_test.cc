@@ -155,6 +155,8 @@ TEST_F(ReplicaTest, AppDownMeansNotReadyAndClientsGet503) {
   EXPECT_EQ(reply->outcome, Outcome::kNotCommitted);
   EXPECT_EQ(reply->retry_after, 1);
   EXPECT_TRUE(log_.records().empty());
+  EXPECT_EQ(Status().Of(Rejection::kNotServing), 1u);
+  EXPECT_GT(Status().app_call_errors, 0u);  // the last-index queries of the app that is down
   app_.down = false;
   ASSERT_TRUE(WaitState(ReplicaState::kServing));
 }
@@ -172,6 +174,19 @@ TEST_F(ReplicaTest, AppendRefusedIs503NotCommittedAndAmbiguousIs504Unknown) {
   EXPECT_EQ(unknown->response.status, 504u);
   EXPECT_EQ(unknown->outcome, Outcome::kUnknown);
   EXPECT_TRUE(app_.journal.empty());
+  log_.append_error.reset();
+  auto committed = Send("c");
+  EXPECT_EQ(committed->response.status, 200u);
+  // Every answer is counted by outcome and status class; only the refusal is a rejection.
+  auto s = Status();
+  EXPECT_EQ(s.request_latency[0].count, 1u);  // committed
+  EXPECT_EQ(s.request_latency[1].count, 1u);  // not-committed
+  EXPECT_EQ(s.request_latency[2].count, 1u);  // unknown
+  EXPECT_EQ(s.responses_by_class, (std::array<uint64_t, 5>{0, 1, 0, 0, 2}));
+  EXPECT_EQ(s.Of(Rejection::kLogUnavailable), 1u);
+  uint64_t rejections = 0;
+  for (auto r : s.rejections) rejections += r;
+  EXPECT_EQ(rejections, 1u);
 }
 
 TEST_F(ReplicaTest, AppendThatCommittedDespiteAnErrorIsStillAppliedEverywhere) {
@@ -254,10 +269,18 @@ TEST_F(RangeCatchUpTest, RangeCatchUpWaitsForAFullQueueAndLosesNothing) {
   // Two pages (20 entries) fill the queue: no third read while it stays full.
   ioc_.run_for(std::chrono::milliseconds(200));
   EXPECT_EQ(log_.range_reads(), 2);
-  EXPECT_EQ(Status().queued_entries, 20u);
+  auto stuck = Status();
+  EXPECT_EQ(stuck.queued_entries, 20u);
+  // The entries in flight to the hung app count as unapplied; the oldest arrived before the
+  // 200 ms wait above.
+  EXPECT_EQ(stuck.lag_entries, 20u);
+  EXPECT_GE(stuck.oldest_unapplied_age_seconds, 0.2);
   app_.ReleaseHungForwards();
   ASSERT_TRUE(WaitState(ReplicaState::kServing));
   EXPECT_EQ(Bodies(), Numbers(1, 100));
+  auto drained = Status();
+  EXPECT_EQ(drained.lag_entries, 0u);
+  EXPECT_EQ(drained.oldest_unapplied_age_seconds, 0.0);
   EXPECT_EQ(log_.range_reads(), 10);
   EXPECT_EQ(log_.last_subscribe_from(), 101);
   EXPECT_EQ(app_.contract_violations, 0);
@@ -329,6 +352,7 @@ TEST_F(ReplicaTest, TooManyPendingRequestsAre503) {
   EXPECT_EQ(second->response.status, 503u);
   EXPECT_EQ(second->outcome, Outcome::kNotCommitted);
   EXPECT_FALSE(first.has_value());
+  EXPECT_EQ(Status().Of(Rejection::kTooManyPending), 1u);
   // Stopping answers the first request while `first` is still in scope.
   replica_->Stop();
   ASSERT_TRUE(RunUntil([&] { return first.has_value(); }));
