@@ -12,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "admin/process_metrics.h"
 #include "admin/status_render.h"
 #include "common/accept_loop.h"
 #include "common/async_callback.h"
@@ -102,7 +103,7 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
       res.body() = RenderStatusJson(status);
     } else {
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      res.body() = RenderPrometheus(status);
+      res.body() = RenderPrometheus(status) + RenderProcessMetrics(SampleThisProcess());
     }
     co_return res;
   }

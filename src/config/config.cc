@@ -408,6 +408,10 @@ Result<ParsedConfig> ParseConfig(int argc, const char* const* argv, const char* 
       parsed.show_help = true;
       continue;
     }
+    if (arg == "--version") {
+      parsed.show_version = true;
+      continue;
+    }
     if (arg.rfind("--", 0) != 0) {
       return Error{ErrorCode::kInvalid, "unexpected argument '" + arg + "' (see --help)"};
     }

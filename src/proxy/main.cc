@@ -18,6 +18,7 @@
 #include "admin/admin_server.h"
 #include "app/http_app.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "http/front_server.h"
 #include "k8shmir/config.h"
 #include "log/etcd_credentials.h"
@@ -51,6 +52,10 @@ int main(int argc, char** argv) {
   }
   if (parsed->show_help) {
     std::cout << ConfigUsage();
+    return 0;
+  }
+  if (parsed->show_version) {
+    std::cout << "k8shmir-proxy " << kVersion << " (" << kRevision << ")\n";
     return 0;
   }
   const Config& config = parsed->config;
