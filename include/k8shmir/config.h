@@ -43,6 +43,10 @@ struct Config {
   std::string replica_id;  // default: hostname
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds app_timeout{5000};
+  // The app has answered nothing the proxy asked (entries, last-index queries) for this long:
+  // the admin GET /app-healthz fails, which the chart makes the app container's liveness probe.
+  // 0: never.
+  std::chrono::milliseconds app_hang_timeout{30000};
   std::chrono::milliseconds etcd_timeout{3000};
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds read_timeout{10000};

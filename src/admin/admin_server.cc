@@ -79,9 +79,9 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
       }
       co_return res;
     }
-    if (path != "/readyz" && path != "/status" && path != "/metrics") {
+    if (path != "/readyz" && path != "/status" && path != "/metrics" && path != "/app-healthz") {
       res.result(http::status::not_found);
-      res.body() = "unknown path; try /healthz /readyz /status /metrics\n";
+      res.body() = "unknown path; try /healthz /readyz /app-healthz /status /metrics\n";
       co_return res;
     }
     auto get_status = [&](std::function<void(ReplicaStatus)> done) {
@@ -95,6 +95,19 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
           "draining: the proxy is shutting down (it still serves, and stops accepting "
           "after its drain delay); replica " +
           std::string(ReplicaStateName(status.state)) + "\n";
+    } else if (path == "/app-healthz") {
+      // The app container's liveness: a hung app is restarted by the kubelet (the proxy cannot).
+      if (status.AppHung()) {
+        res.result(http::status::service_unavailable);
+        res.body() = "the app has answered nothing for " +
+                     std::to_string(static_cast<int64_t>(status.app_unanswered_seconds * 1000)) +
+                     " ms (app hang timeout " + std::to_string(status.app_hang_timeout_ms) +
+                     " ms); replica " + ReplicaStateName(status.state) + ": " +
+                     status.state_reason + "\n";
+        spdlog::error("/app-healthz: {}", res.body());
+      } else {
+        res.body() = "ok\n";
+      }
     } else if (path == "/readyz") {
       if (!status.Ready()) res.result(http::status::service_unavailable);
       res.body() = std::string(ReplicaStateName(status.state)) + ": " + status.state_reason + "\n";

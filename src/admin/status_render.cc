@@ -46,6 +46,8 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"lag", s.Lag()},
       {"lag_entries", s.lag_entries},
       {"oldest_unapplied_age_seconds", s.oldest_unapplied_age_seconds},
+      {"app_unanswered_seconds", s.app_unanswered_seconds},
+      {"app_hung", s.AppHung()},
       {"last_error", s.last_error},
       {"last_error_unix_ms", s.last_error_unix_ms},
       {"pending_requests", s.pending_requests},
@@ -250,6 +252,9 @@ std::string RenderPrometheus(const ReplicaStatus& s) {
   gauge("k8shmir_lag", "Index distance between the newest entry and the app.", s.Lag());
   gauge("k8shmir_lag_entries",
         "Committed entries received from the log and not yet applied by the app.", s.lag_entries);
+  gauge("k8shmir_app_unanswered_seconds",
+        "Seconds the app has answered nothing the proxy asked of it (0: it answers).",
+        PrometheusFloat(s.app_unanswered_seconds));
   gauge("k8shmir_oldest_unapplied_age_seconds",
         "Seconds since the oldest entry not yet applied arrived from the log (0: none waits).",
         PrometheusFloat(s.oldest_unapplied_age_seconds));

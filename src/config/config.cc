@@ -222,6 +222,11 @@ const std::vector<Option>& Options() {
                              "timeout of one call to the app; an entry unanswered past it makes "
                              "the replica not ready until the app answers",
                              &Config::app_timeout, d.app_timeout));
+    o.push_back(MillisOption("app-hang-timeout-ms",
+                             "the app answered nothing asked of it for this long: GET "
+                             "/app-healthz on the admin port fails (a liveness probe for the "
+                             "app container); 0: never",
+                             &Config::app_hang_timeout, d.app_hang_timeout, /*allow_zero=*/true));
     o.push_back(MillisOption("etcd-timeout-ms", "timeout of one call to etcd",
                              &Config::etcd_timeout, d.etcd_timeout));
     o.push_back(MillisOption("idle-timeout-ms", "close idle client connections after this",

@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   replica_options.max_queued_bytes = config.max_queued_bytes;
   replica_options.max_pending_bytes = config.max_pending_bytes;
   replica_options.app_timeout = config.app_timeout;
+  replica_options.app_hang_timeout = config.app_hang_timeout;
   replica_options.max_appends_in_flight = config.max_appends_in_flight;
   replica_options.max_batch_bytes = config.max_batch_bytes;
   replica_options.app_pipeline_depth = config.app_pipeline_depth;

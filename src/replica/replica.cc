@@ -91,6 +91,9 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
     s.pending_bytes = self->pending_.bytes();
     s.queued_entries = self->queue_.size();
     s.lag_entries = self->queue_.size();
+    s.app_unanswered_seconds =
+        self->app_unanswered_since_ ? SecondsSince(*self->app_unanswered_since_) : 0.0;
+    s.app_hang_timeout_ms = self->options_.app_hang_timeout.count();
     s.oldest_unapplied_age_seconds =
         self->received_at_.empty() ? 0.0 : SecondsSince(self->received_at_.front());
     s.queued_bytes = self->queued_bytes_;
@@ -199,6 +202,7 @@ void Replica::QueryAppIndex(std::function<void(Result<AppIndex>)> done) {
   // the answer and this deadline wins, the other is ignored.
   const auto limit = 2 * options_.app_timeout + std::chrono::milliseconds(500);
   auto answered = std::make_shared<bool>(false);
+  NoteAppCalled();
   auto timer = std::make_shared<asio::steady_timer>(strand_, limit);
   timer->async_wait(
       [self = shared_from_this(), answered, done, limit](boost::system::error_code ec) {
@@ -213,7 +217,11 @@ void Replica::QueryAppIndex(std::function<void(Result<AppIndex>)> done) {
       if (*answered) return;
       *answered = true;
       timer->cancel();
-      if (!r) ++self->status_.app_call_errors;
+      if (r) {
+        self->NoteAppAnswered();
+      } else {
+        ++self->status_.app_call_errors;
+      }
       done(std::move(r));
     });
   });

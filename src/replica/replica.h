@@ -51,6 +51,8 @@ struct ReplicaOptions {
   // waiting on the same connection: a forward abandoned while the app may still read it could be
   // applied later, and then again when resent.
   std::chrono::milliseconds app_timeout{5000};
+  // See Config::app_hang_timeout (ReplicaStatus::AppHung); 0: never.
+  std::chrono::milliseconds app_hang_timeout{30000};
   std::chrono::milliseconds min_backoff{100};
   std::chrono::milliseconds max_backoff{2000};
   // Forward retries on a fresh, re-validated connection before a full recovery.
@@ -185,6 +187,10 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // Answers the pending request `id` (if it still waits) / one already taken out of pending_.
   void Reply(const std::string& id, ClientReply reply);
   void Complete(PendingRequests<ReplyCallback>::Request& request, ClientReply reply);
+  void NoteAppCalled() {
+    if (!app_unanswered_since_) app_unanswered_since_ = Clock::now();
+  }
+  void NoteAppAnswered() { app_unanswered_since_.reset(); }
   // Every client answer passes here (on the strand) on its way out: latency, status class.
   void NoteAnswer(const ClientReply& reply, Clock::time_point arrived);
   // `reply`, counted as a rejection for `reason`.
@@ -301,6 +307,10 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // When each entry of queue_ arrived from the log (same length as queue_): the age of the
   // oldest unapplied one is the metric an operator alerts on.
   std::deque<Clock::time_point> received_at_;
+  // Since when the app has been asked something (an entry, its last index) without answering
+  // anything: set by the first call after an answer, cleared by any answer. An app that is down
+  // (refusing connections) counts as not answering too.
+  std::optional<Clock::time_point> app_unanswered_since_;
   std::size_t queued_bytes_ = 0;  // sum of queue_[i].value.size()
   // Highest queued_bytes_ + pending_.bytes() since memory was last given back.
   std::size_t backlog_peak_bytes_ = 0;

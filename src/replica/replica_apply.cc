@@ -56,6 +56,7 @@ void Replica::TryForward() {
     ++forwards_started_;
     highest_forwarded_ = std::max(highest_forwarded_, index);
     sent_at_.push_back(Clock::now());
+    NoteAppCalled();
     app_.Forward(
         entry->request, index, expected,
         [self = shared_from_this(), gen = app_gen_, pipe = pipe_gen_, index](ForwardResult r) {
@@ -72,6 +73,8 @@ void Replica::TryForward() {
 void Replica::OnForwarded(uint64_t gen, uint64_t pipe, int64_t index, ForwardResult result) {
   --in_flight_;
   if (stopped_) return;
+  // Any answer, of any generation, shows the app is alive.
+  if (!std::holds_alternative<Error>(result)) NoteAppAnswered();
   if (recover_pending_) {
     if (in_flight_ == 0) {
       recover_pending_ = false;

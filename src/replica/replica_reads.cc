@@ -229,6 +229,7 @@ void Replica::OnAppRead(uint64_t id, uint32_t attempt, ReadResult result) {
   auto it = reads_.find(id);
   if (it == reads_.end()) return;  // answered at its deadline, or at Stop
   PendingRead& read = it->second;
+  if (!std::holds_alternative<Error>(result)) NoteAppAnswered();
   if (attempt != read.attempt) return;  // superseded by a later read of the app
   read.in_flight = false;
   switch (read.stage) {

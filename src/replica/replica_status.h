@@ -174,6 +174,14 @@ struct ReplicaStatus {
   uint64_t lag_entries = 0;
   // Since the oldest of them arrived from the log; 0 when none waits.
   double oldest_unapplied_age_seconds = 0;
+  // How long the app has answered nothing the replica asked of it (0: it answered the last
+  // call, or nothing is asked), and the bound past which it counts as hung (0: never).
+  double app_unanswered_seconds = 0;
+  int64_t app_hang_timeout_ms = 0;
+  bool AppHung() const {
+    return app_hang_timeout_ms > 0 &&
+           app_unanswered_seconds * 1000 >= static_cast<double>(app_hang_timeout_ms);
+  }
   uint64_t queued_bytes = 0;  // encoded entries received from the log and not yet applied
   Histogram append_latency;
   // From handing an entry to the App until its response: with pipelining this includes the

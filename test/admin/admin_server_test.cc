@@ -138,6 +138,30 @@ TEST_F(AdminServerFakeReplicaTest, StatusIsJsonAndMetricsArePrometheusText) {
   EXPECT_EQ(metrics.Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_NE(metrics.body.find("k8shmir_applied_index{group=\"g\",replica=\"r1\"} 512\n"),
             std::string::npos);
+  // The process's own series follow the replica's.
+  EXPECT_NE(metrics.body.find("\nprocess_resident_memory_bytes "), std::string::npos);
+  EXPECT_NE(metrics.body.find("\nk8shmir_build_info{version=\""), std::string::npos);
+}
+
+// The app container's liveness probe: fails only once the app answered nothing for the hang
+// timeout, whatever the replica's readiness.
+TEST_F(AdminServerFakeReplicaTest, AppHealthzFailsOnlyForAHungApp) {
+  replica_->status.state = ReplicaState::kAppNotAnswering;
+  replica_->status.state_reason = "waiting for index 7";
+  replica_->status.app_hang_timeout_ms = 30000;
+  replica_->status.app_unanswered_seconds = 29.5;
+  Start();
+  auto alive = Http(admin_->port(), "GET", "/app-healthz");
+  EXPECT_EQ(alive.status, 200u) << alive.Describe();
+  EXPECT_EQ(alive.body, "ok\n");
+  replica_->UpdateStatus([](ReplicaStatus& s) { s.app_unanswered_seconds = 31.25; });
+  auto hung = Http(admin_->port(), "GET", "/app-healthz");
+  EXPECT_EQ(hung.status, 503u) << hung.Describe();
+  EXPECT_EQ(hung.body,
+            "the app has answered nothing for 31250 ms (app hang timeout 30000 ms); replica "
+            "app-not-answering: waiting for index 7\n");
+  replica_->UpdateStatus([](ReplicaStatus& s) { s.app_hang_timeout_ms = 0; });  // 0: never
+  EXPECT_EQ(Http(admin_->port(), "GET", "/app-healthz").status, 200u);
 }
 
 // A probe's keep-alive connection, idle after its answer: Stop closes it, and then nothing but
@@ -168,7 +192,7 @@ TEST_F(AdminServerFakeReplicaTest, OnlyGetAndHeadOnKnownPaths) {
   EXPECT_EQ(Http(admin_->port(), "PUT", "/healthz", "x").status, 405u);
   auto unknown = Http(admin_->port(), "GET", "/nope");
   EXPECT_EQ(unknown.status, 404u);
-  EXPECT_NE(unknown.body.find("/healthz /readyz /status /metrics"), std::string::npos);
+  EXPECT_NE(unknown.body.find("/healthz /readyz /app-healthz /status /metrics"), std::string::npos);
   auto head = Http(admin_->port(), "HEAD", "/status");
   EXPECT_EQ(head.status, 200u) << head.Describe();
   EXPECT_TRUE(head.body.empty());

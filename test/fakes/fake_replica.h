@@ -77,6 +77,12 @@ class FakeReplica : public ReplicaService {
     boost::asio::post(ex_, std::move(fn));
   }
 
+  // Changes `status` while the servers run (GetStatus reads it on their thread).
+  void UpdateStatus(const std::function<void(ReplicaStatus&)>& change) {
+    std::lock_guard<std::mutex> lock(mu_);
+    change(status);
+  }
+
   void GetStatus(std::function<void(ReplicaStatus)> done) override {
     boost::asio::post(ex_, [this, done = std::move(done)] {
       std::lock_guard<std::mutex> lock(mu_);

@@ -99,7 +99,9 @@ TEST_F(ReplicaHealthTest, AHeartbeatThatNeverAnswersDoesNotStopLaterHeartbeats) 
 // the app may still apply. When the app answers, it serves again with nothing applied twice.
 TEST_F(ReplicaHealthTest, AnAppThatStopsAnsweringMakesTheReplicaNotReadyUntilItAnswers) {
   options_.app_timeout = 60ms;
+  options_.app_hang_timeout = 300ms;
   Serve();
+  EXPECT_FALSE(Status().AppHung());
   app_.hang_forwards = true;
   SendAsync("slow");
   ASSERT_TRUE(WaitState(ReplicaState::kAppNotAnswering));
@@ -111,9 +113,15 @@ TEST_F(ReplicaHealthTest, AnAppThatStopsAnsweringMakesTheReplicaNotReadyUntilItA
   auto refused = Send("meanwhile");
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->response.status, 503u);
+  // Not ready at once; hung (restart-worthy: /app-healthz fails) only past the hang timeout.
+  EXPECT_FALSE(Status().AppHung());
+  ASSERT_TRUE(RunUntil([&] { return Status().AppHung(); }));
+  EXPECT_GE(Status().app_unanswered_seconds, 0.3);
 
   app_.ReleaseHungForwards();
   ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  EXPECT_FALSE(Status().AppHung());
+  EXPECT_EQ(Status().app_unanswered_seconds, 0.0);
   ASSERT_TRUE(RunUntil([&] { return replies_.count("slow") == 1; }));
   EXPECT_EQ(replies_["slow"].outcome, Outcome::kCommitted);
   EXPECT_EQ(replies_["slow"].response.body, "applied slow at 1");
