@@ -88,6 +88,12 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   count_is "$all" 'NET_ADMIN' 1 "NET_ADMIN anywhere but the init container"
   count_is "$all" 'NET_RAW' 1 "NET_RAW anywhere but the init container"
 
+  # A hung app is restarted: its default liveness probe is the proxy's verdict on it.
+  has "$app" "$(printf 'livenessProbe:\n            httpGet:\n              path: /app-healthz\n              port: 9901')" \
+    "app livenessProbe on the proxy's /app-healthz"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_APP_HANG_TIMEOUT_MS\n              value: "30000"')" \
+    "app hang timeout"
+
   # Proxy: uid 1337, non-root, probes on the admin port.
   has "$proxy" 'runAsUser: 1337' "proxy user"
   has "$proxy" 'runAsNonRoot: true' "proxy non-root"
@@ -425,6 +431,9 @@ if "$HELM" template "$RELEASE" "$CHART" --set 'proxy.readRoutes={GET /items*,HEA
   has "$routes" "$(printf -- '- name: K8SHMIR_READ_ROUTES\n              value: "GET /healthz local, GET /items*, HEAD *"')" \
     "probe route first, then proxy.readRoutes"
   has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /healthz" "the app's readinessProbe"
+  # The app's own livenessProbe replaces the /app-healthz one.
+  has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /live" "the app's livenessProbe"
+  hasnt "$(container "$(nocomments <"$OUT/routes.txt")" app)" "/app-healthz" "no /app-healthz beside the app's own probe"
 else
   cat "$OUT/routes.txt" >&2
   fail "helm template with read routes"
@@ -435,6 +444,16 @@ else
   fail "helm template with default values"
 fi
 expect_rejected "a malformed read route" "proxy.readRoutes.0" --set 'proxy.readRoutes={GET items}'
+for off in "--set app.restartWhenHung=false" "--set proxy.appHangTimeoutMs=0"; do
+  # shellcheck disable=SC2086
+  if "$HELM" template "$RELEASE" "$CHART" $off >"$OUT/hang.txt" 2>&1; then
+    hasnt "$(container "$(nocomments <"$OUT/hang.txt")" app)" "livenessProbe" "no app livenessProbe with $off"
+  else
+    cat "$OUT/hang.txt" >&2
+    fail "helm template $off"
+  fi
+done
+expect_rejected "a negative app hang timeout" "appHangTimeoutMs" --set proxy.appHangTimeoutMs=-1
 
 # Kubernetes lifecycle: the native sidecar needs 1.29 (the pod would hang in Init before), the
 # etcd volume must be larger than etcd's quota, and the pod runs seccomp RuntimeDefault with an

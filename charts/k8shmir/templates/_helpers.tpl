@@ -137,6 +137,8 @@ app.kubernetes.io/component: etcd
       value: {{ int64 .Values.proxy.requestTimeoutMs | quote }}
     - name: K8SHMIR_APP_TIMEOUT_MS
       value: {{ int64 .Values.proxy.appTimeoutMs | quote }}
+    - name: K8SHMIR_APP_HANG_TIMEOUT_MS
+      value: {{ int64 .Values.proxy.appHangTimeoutMs | quote }}
     - name: K8SHMIR_ETCD_TIMEOUT_MS
       value: {{ int64 .Values.proxy.etcdTimeoutMs | quote }}
     - name: K8SHMIR_BODY_LIMIT
