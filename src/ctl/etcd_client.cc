@@ -27,8 +27,6 @@ Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::vector<std::st
   grpc::ChannelArguments args;
   // Snapshot key listings and --log-bytes pages can exceed gRPC's 4 MiB default.
   args.SetMaxReceiveMessageSize(256 << 20);
-  // One try per endpoint and call: the deadline, not gRPC's backoff, bounds the wait.
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(timeout.count()));
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
   std::unique_ptr<EtcdClient> client(new EtcdClient(endpoints, EtcdTlsEnabled(tls), timeout));

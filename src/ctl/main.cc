@@ -20,7 +20,11 @@ namespace {
 
 std::atomic<bool> g_interrupted{false};
 
-void OnInterrupt(int) { g_interrupted = true; }
+// The first Ctrl-C ends --watch after the refresh under way (its calls end by their deadline);
+// a second one at once.
+void OnInterrupt(int) {
+  if (g_interrupted.exchange(true)) _exit(130);
+}
 
 }  // namespace
 
@@ -64,16 +68,17 @@ int main(int argc, char** argv) {
       verdict = Assess(report, ThresholdsOf(options));
       text = json ? RenderStatusJson(report, verdict) : RenderStatusText(report, verdict);
     }
+    if (clear) std::cout << "\x1b[H\x1b[2J";
     // An unreachable etcd or an unknown group has nothing else to show: one line each on stderr
-    // (for JSON too, beside the object on stdout).
+    // (for JSON too, beside the object on stdout), or on the refreshed screen.
     const bool terse =
         verdict.exit_code == kExitUnreachable || verdict.exit_code == kExitUnknownGroup;
     if (terse) {
-      for (const auto& p : verdict.problems) std::cerr << "k8shmirctl: " << p << "\n";
+      std::ostream& out = clear ? std::cout : std::cerr;
+      for (const auto& p : verdict.problems) out << "k8shmirctl: " << p << "\n";
     }
-    if (terse && !json) return verdict.exit_code;
-    if (clear) std::cout << "\x1b[H\x1b[2J";
-    std::cout << text << std::flush;
+    if (!terse || json) std::cout << text;
+    std::cout << std::flush;
     return verdict.exit_code;
   };
 

@@ -4,11 +4,8 @@
 #include <map>
 #include <sstream>
 
+#include "common/version.h"
 #include "log/etcd_errors.h"
-
-#ifndef K8SHMIR_VERSION
-#define K8SHMIR_VERSION "unknown"
-#endif
 
 namespace k8shmir::ctl {
 namespace {
@@ -199,8 +196,10 @@ Result<CtlOptions> ParseCtlArgs(const std::vector<std::string>& args, const char
   return o;
 }
 
-const char* CtlVersionNumber() { return K8SHMIR_VERSION; }
-std::string CtlVersion() { return std::string("k8shmirctl ") + K8SHMIR_VERSION + "\n"; }
+const char* CtlVersionNumber() { return kVersion; }
+std::string CtlVersion() {
+  return std::string("k8shmirctl ") + kVersion + " (" + kRevision + ")\n";
+}
 
 std::string CtlUsage() {
   return R"(Usage:

@@ -51,7 +51,7 @@ struct CtlOptions {
 Result<CtlOptions> ParseCtlArgs(const std::vector<std::string>& args, const char* const* env);
 
 std::string CtlUsage();
-std::string CtlVersion();  // "k8shmirctl 0.1.0\n"
+std::string CtlVersion();  // "k8shmirctl 0.1.0 (<git revision>)\n"
 const char* CtlVersionNumber();
 
 // "2s", "500ms", "1m" or a plain number of milliseconds.

@@ -99,7 +99,12 @@ TEST(CtlOptions, HelpAndVersionNeedNothingElse) {
   EXPECT_EQ(Parse({"--help"})->command, Command::kHelp);
   EXPECT_EQ(Parse({"status", "-h"})->command, Command::kHelp);
   EXPECT_EQ(Parse({"--version"})->command, Command::kVersion);
-  EXPECT_EQ(CtlVersion(), std::string("k8shmirctl ") + CtlVersionNumber() + "\n");
+  // The revision is the build's (git rev-parse at configure time).
+  const std::string version = CtlVersion();
+  const std::string head = std::string("k8shmirctl ") + CtlVersionNumber() + " (";
+  EXPECT_EQ(version.rfind(head, 0), 0u) << version;
+  EXPECT_EQ(version.substr(version.size() - 2), ")\n") << version;
+  EXPECT_GT(version.size(), head.size() + 2) << version;
 }
 
 TEST(CtlOptions, UsageErrorsSayWhatIsWrong) {
