@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,6 +116,8 @@ TEST(K8shmirctl, StatusGroupsUnknownGroupAndADegradedReplica) {
   ReplicatedClusterOptions options;
   options.etcd_members = 1;
   options.group = "ctl";
+  // A snapshot within the test's 20 writes (none trimmed: --retain-entries keeps 300,000).
+  options.extra_proxy_args = {"--snapshot-every-entries", "10", "--snapshot-min-interval-ms", "1"};
   ReplicatedCluster cluster(options);
   cluster.StartAll();
   ASSERT_TRUE(cluster.WaitAllServing());
@@ -140,11 +143,17 @@ TEST(K8shmirctl, StatusGroupsUnknownGroupAndADegradedReplica) {
       [&] {
         run = RunCtl({"status", "ctl", "--etcd-endpoints", endpoints, "--output", "json"});
         status = run.Json();
-        if (status.is_discarded() || status["replicas"].size() != 3) return false;
+        if (status.is_discarded() || status["replicas"].size() != 3 || run.exit_code != 0) {
+          return false;
+        }
         for (const auto& r : status["replicas"]) {
           if (r["applied_index"] != last || r["state"] != "serving") return false;
         }
-        return true;
+        // ... and the taker's record the newest snapshot it stored.
+        if (status["snapshots"].empty() || !status["snapshot_taker"].is_string()) return false;
+        const json* taker = ReplicaById(status, status["snapshot_taker"]);
+        return taker != nullptr &&
+               (*taker)["last_snapshot_index"] == status["snapshots"][0]["index"];
       },
       20s, 200ms))
       << run.Describe();
@@ -176,7 +185,18 @@ TEST(K8shmirctl, StatusGroupsUnknownGroupAndADegradedReplica) {
   EXPECT_EQ(status["log"]["trimmed_index"], 0);
   EXPECT_EQ(status["log"]["keys"], kWrites);  // one batch per request, sent one at a time
   EXPECT_EQ(status["log"]["bytes"], nullptr);
-  EXPECT_EQ(status["snapshots"], json::array());
+  // The newest stored snapshot, as its manifest says; every one taken by the taker.
+  ASSERT_GE(status["snapshots"].size(), 1u);
+  ASSERT_LE(status["snapshots"].size(), 2u);  // the newest two are kept
+  for (const auto& snapshot : status["snapshots"]) {
+    EXPECT_EQ(snapshot["error"], nullptr) << snapshot.dump();
+    EXPECT_EQ(snapshot["taker"], status["snapshot_taker"]) << snapshot.dump();
+    EXPECT_EQ(snapshot["chunks"], 1) << snapshot.dump();
+    EXPECT_LE(snapshot["index"].get<int64_t>(), last) << snapshot.dump();
+  }
+  if (status["snapshots"].size() == 2) {
+    EXPECT_GT(status["snapshots"][0]["index"], status["snapshots"][1]["index"]);
+  }
   const json& etcd = status["etcd"];
   ASSERT_EQ(etcd["endpoints"].size(), 1u);
   EXPECT_EQ(etcd["endpoints"][0]["endpoint"], endpoints);
@@ -207,6 +227,39 @@ TEST(K8shmirctl, StatusGroupsUnknownGroupAndADegradedReplica) {
             "GROUP                         FORMAT  REPLICAS  LOG KEYS  LAST INDEX\n"
             "ctl                           1       3         20        " +
                 std::to_string(last) + "\n");
+
+  // --watch: one JSON object per refresh, until SIGINT (Ctrl-C), then the last one's code.
+  {
+    const fs::path out = cluster.log_dir() / "watch.out";
+    ChildProcess watch;
+    watch.Start({"/bin/sh", "-c",
+                 std::string("exec ") + K8SHMIR_CTL_BIN +
+                     " status ctl --watch --interval 300ms --output json --etcd-endpoints " +
+                     endpoints + " >" + out.string()},
+                {}, cluster.log_dir() / "watch.log");
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const std::string text = ReadFile(out);
+          return std::count(text.begin(), text.end(), '\n') >= 3;
+        },
+        15s));
+    ASSERT_EQ(::kill(watch.pid(), SIGINT), 0);
+    ASSERT_TRUE(WaitFor([&] { return !watch.Running(); }, 10s));
+    ASSERT_TRUE(watch.last_wait_status() && WIFEXITED(*watch.last_wait_status()))
+        << watch.DescribeExit();
+    EXPECT_EQ(WEXITSTATUS(*watch.last_wait_status()), 0) << watch.DescribeExit();
+    std::istringstream lines(ReadFile(out));
+    std::string line;
+    int objects = 0;
+    while (std::getline(lines, line)) {
+      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      ASSERT_FALSE(j.is_discarded()) << line;
+      EXPECT_EQ(j["exit_code"], 0) << line;
+      EXPECT_EQ(j["replicas"].size(), 3u) << line;
+      ++objects;
+    }
+    EXPECT_GE(objects, 3);
+  }
 
   CtlRun unknown = RunCtl({"status", "nosuch", "--etcd-endpoints", endpoints});
   EXPECT_EQ(unknown.exit_code, 3) << unknown.Describe();
