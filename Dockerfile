@@ -1,5 +1,6 @@
-# k8shmir proxy image: k8shmir-proxy (the sidecar, the entrypoint) and k8shmir-init (the init
-# container's iptables tool), on Debian bookworm, running as uid 1337.
+# k8shmir proxy image: k8shmir-proxy (the sidecar, the entrypoint), k8shmir-init (the init
+# container's iptables tool) and k8shmirctl (the operator's status tool, for `kubectl exec`), on
+# Debian bookworm, running as uid 1337.
 #
 #   DOCKER_BUILDKIT=1 docker build -t k8shmir/proxy .
 #   DOCKER_BUILDKIT=1 docker build --build-arg BASE=k8shmir/base:bookworm -t k8shmir/proxy .
@@ -12,7 +13,7 @@
 #   securityContext: {runAsUser: 0, runAsNonRoot: false, capabilities: {add: [NET_ADMIN, NET_RAW]}}
 ARG BASE=debian:bookworm
 
-# ---- builder: compilers and -dev packages; builds the two programs ---------------------------
+# ---- builder: compilers and -dev packages; builds the three programs -------------------------
 FROM ${BASE} AS builder
 ARG DEBIAN_FRONTEND=noninteractive
 RUN --mount=type=cache,id=k8shmir-apt-lists,target=/var/lib/apt/lists,sharing=locked \
@@ -33,10 +34,10 @@ COPY src src
 ARG JOBS=2
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DK8SHMIR_BUILD_TESTS=OFF \
       -DK8SHMIR_BUILD_EXAMPLES=OFF -DK8SHMIR_WERROR=OFF \
- && cmake --build /build -j "${JOBS}" --target k8shmir-proxy k8shmir-init \
- && strip /build/k8shmir-proxy /build/k8shmir-init
+ && cmake --build /build -j "${JOBS}" --target k8shmir-proxy k8shmir-init k8shmirctl \
+ && strip /build/k8shmir-proxy /build/k8shmir-init /build/k8shmirctl
 
-# ---- runtime: shared libraries, iptables, the two binaries; no compilers ---------------------
+# ---- runtime: shared libraries, iptables, the three binaries; no compilers -------------------
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
 RUN --mount=type=cache,id=k8shmir-apt-lists,target=/var/lib/apt/lists,sharing=locked \
@@ -49,11 +50,12 @@ RUN --mount=type=cache,id=k8shmir-apt-lists,target=/var/lib/apt/lists,sharing=lo
  && groupadd --system --gid 1337 k8shmir \
  && useradd --system --uid 1337 --gid 1337 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin k8shmir
-COPY --from=builder /build/k8shmir-proxy /build/k8shmir-init /usr/local/bin/
+COPY --from=builder /build/k8shmir-proxy /build/k8shmir-init /build/k8shmirctl /usr/local/bin/
 # Fails the build when a runtime library is missing.
-RUN k8shmir-proxy --help >/dev/null && k8shmir-init --help >/dev/null
+RUN k8shmir-proxy --help >/dev/null && k8shmir-init --help >/dev/null \
+ && k8shmirctl --version >/dev/null
 LABEL org.opencontainers.image.title="k8shmir-proxy" \
-      org.opencontainers.image.description="State Machine Replication sidecar for HTTP apps (k8shmir-proxy, k8shmir-init)"
+      org.opencontainers.image.description="State Machine Replication sidecar for HTTP apps (k8shmir-proxy, k8shmir-init, k8shmirctl)"
 USER 1337:1337
 # client traffic (the iptables redirect target), admin (/healthz /readyz /status /metrics)
 EXPOSE 8080 9901

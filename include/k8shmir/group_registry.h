@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,12 @@ struct ReplicaRecord {
   int64_t last_snapshot_index = 0;  // newest snapshot it took or restored (0: none)
   bool app_snapshots = false;       // its app declares snapshots
   int64_t updated_unix_ms = 0;
+  // For k8shmirctl. Records of proxies older than these fields lack them: they parse, and the
+  // optional ones stay empty, so that "unknown" is not shown as 0 or false.
+  std::optional<uint64_t> lag_entries;  // committed entries received and not yet applied
+  std::string last_error;               // "" when none
+  int64_t last_error_unix_ms = 0;
+  std::optional<bool> app_pipelining;  // its app declares pipelining
 };
 
 // The group as one Refresh saw it.

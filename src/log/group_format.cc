@@ -39,11 +39,14 @@ Result<int> ParseGroupFormat(std::string_view value) {
 }
 
 std::string EncodeReplicaRecord(const ReplicaRecord& record) {
-  return nlohmann::json{
+  nlohmann::json json{
       {"replica_id", record.replica_id},       {"state", record.state},
       {"applied_index", record.applied_index}, {"last_snapshot_index", record.last_snapshot_index},
-      {"app_snapshots", record.app_snapshots}, {"updated_unix_ms", record.updated_unix_ms}}
-      .dump();
+      {"app_snapshots", record.app_snapshots}, {"updated_unix_ms", record.updated_unix_ms},
+      {"last_error", record.last_error},       {"last_error_unix_ms", record.last_error_unix_ms}};
+  if (record.lag_entries) json["lag_entries"] = *record.lag_entries;
+  if (record.app_pipelining) json["app_pipelining"] = *record.app_pipelining;
+  return json.dump();
 }
 
 Result<ReplicaRecord> ParseReplicaRecord(std::string_view value) {
@@ -73,6 +76,24 @@ Result<ReplicaRecord> ParseReplicaRecord(std::string_view value) {
   record.replica_id = id->get<std::string>();
   record.state = state->get<std::string>();
   record.app_snapshots = snapshots->get<bool>();
+  // Fields added later are optional (older proxies do not write them), but a present one of the
+  // wrong type makes the record malformed like any other field.
+  if (auto it = json.find("lag_entries"); it != json.end()) {
+    if (!it->is_number_unsigned()) return bad();
+    record.lag_entries = it->get<uint64_t>();
+  }
+  if (auto it = json.find("last_error"); it != json.end()) {
+    if (!it->is_string()) return bad();
+    record.last_error = it->get<std::string>();
+  }
+  if (json.contains("last_error_unix_ms") &&
+      !get_int("last_error_unix_ms", record.last_error_unix_ms)) {
+    return bad();
+  }
+  if (auto it = json.find("app_pipelining"); it != json.end()) {
+    if (!it->is_boolean()) return bad();
+    record.app_pipelining = it->get<bool>();
+  }
   return record;
 }
 

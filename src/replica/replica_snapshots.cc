@@ -90,6 +90,11 @@ void Replica::MaybeRefreshRegistry() {
   record.applied_index = status_.applied_index;
   record.last_snapshot_index = status_.last_snapshot_index;
   record.app_snapshots = status_.app_snapshots;
+  record.last_error = status_.last_error;
+  record.last_error_unix_ms = status_.last_error_unix_ms;
+  record.app_pipelining = status_.app_pipelining;
+  // What GetStatus reports as lag_entries: status_ itself does not track it.
+  record.lag_entries = queue_.size();
   registry_->Refresh(record, options_.registry_ttl, now + options_.etcd_timeout,
                      [self = shared_from_this()](Result<GroupView> view) {
                        asio::post(self->strand_, [self, view = std::move(view)]() mutable {
