@@ -47,6 +47,8 @@ struct Config {
   // the admin GET /app-healthz fails, which the chart makes the app container's liveness probe.
   // 0: never.
   std::chrono::milliseconds app_hang_timeout{30000};
+  // One log line per client request, after its answer (off: a busy proxy would log thousands).
+  bool access_log = false;
   std::chrono::milliseconds etcd_timeout{3000};
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds read_timeout{10000};

@@ -2,6 +2,7 @@
 // group. Implemented on etcd (src/log/etcd_log.*) and in memory for unit tests.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -16,6 +17,15 @@ namespace k8shmir {
 
 // One committed entry. `index` is its log position. Indices increase strictly along the log but
 // may have gaps (etcd: revision x 256 + position in the batch, see src/log/batch_format.h).
+// Kinds of failed log calls (k8shmir_etcd_errors_total{kind}): certainly not applied, maybe
+// applied, refused for good (too large, out of space), the member had no leader.
+inline constexpr const char* kLogErrorKinds[] = {"unavailable", "unknown", "rejected", "no-leader"};
+struct LogClientStats {
+  std::string endpoint;    // the member calls go to first now ("" when not known)
+  uint64_t failovers = 0;  // times calls moved to another member after a failure
+  std::array<uint64_t, std::size(kLogErrorKinds)> errors{};  // failed attempts by kind
+};
+
 struct LogRecord {
   int64_t index = 0;
   std::string id;     // the entry's unique id
@@ -129,6 +139,9 @@ class Log {
   using CommittedCallback = std::function<void(Result<int64_t>)>;
 
   virtual ~Log() = default;
+
+  // How this client fares with the log service, for metrics: any thread, never blocks.
+  virtual LogClientStats ClientStats() const { return {}; }
 
   // Appends `entries` (1 to kMaxBatchEntries, in this order, at consecutive indices) atomically as
   // batch `batch_id`, unless a batch with that id and entry count exists (then returns the

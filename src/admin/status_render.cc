@@ -1,6 +1,7 @@
 #include "admin/status_render.h"
 
 #include "config/read_routes.h"
+#include "k8shmir/log.h"
 
 #include <charconv>
 #include <cmath>
@@ -97,6 +98,7 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"rejections", RejectionsJson(s)},
       {"app_call_errors", s.app_call_errors},
       {"app_call_timeouts", s.app_call_timeouts},
+      {"etcd", {{"endpoint", s.etcd_endpoint}, {"failovers", s.etcd_failovers}}},
   };
   return j.dump() + "\n";
 }
@@ -222,6 +224,21 @@ void WriteAnswers(std::ostringstream& out, const std::string& labels, const Repl
       << "\n"
       << "k8shmir_app_call_errors_total{" << labels << ",kind=\"timeout\"} "
       << s.app_call_timeouts + s.app_stalls << "\n";
+  out << "# HELP k8shmir_etcd_endpoint The etcd member calls go to first (value 1).\n"
+      << "# TYPE k8shmir_etcd_endpoint gauge\n"
+      << "k8shmir_etcd_endpoint{" << labels << ",endpoint=\""
+      << PrometheusLabelValue(s.etcd_endpoint) << "\"} 1\n"
+      << "# HELP k8shmir_etcd_failovers_total Times calls moved to another etcd member after a "
+         "failure.\n"
+      << "# TYPE k8shmir_etcd_failovers_total counter\n"
+      << "k8shmir_etcd_failovers_total{" << labels << "} " << s.etcd_failovers << "\n"
+      << "# HELP k8shmir_etcd_errors_total Failed etcd call attempts by kind (unavailable: "
+         "certainly not applied; unknown: maybe applied; rejected: refused for good; no-leader).\n"
+      << "# TYPE k8shmir_etcd_errors_total counter\n";
+  for (std::size_t i = 0; i < s.etcd_errors.size(); ++i) {
+    out << "k8shmir_etcd_errors_total{" << labels << ",kind=\"" << kLogErrorKinds[i] << "\"} "
+        << s.etcd_errors[i] << "\n";
+  }
 }
 
 }  // namespace

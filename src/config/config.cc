@@ -92,6 +92,20 @@ Option StringOption(std::string flag, std::string help, std::string Config::*fie
           }};
 }
 
+Option BoolOption(std::string flag, std::string help, bool Config::*field, bool def) {
+  return {flag, std::move(help), def ? "true" : "false",
+          [flag, field](Config& c, const std::string& v) -> Status {
+            if (v == "true" || v == "1") {
+              c.*field = true;
+            } else if (v == "false" || v == "0") {
+              c.*field = false;
+            } else {
+              return Invalid(flag, v, "must be true or false");
+            }
+            return OkStatus();
+          }};
+}
+
 bool IsToken(const std::string& s) {
   // RFC 9110 token characters: what a header name may contain.
   static const char* kExtra = "!#$%&'*+-.^_`|~";
@@ -312,6 +326,10 @@ const std::vector<Option>& Options() {
                                }
                                return Invalid("log-level", v, "unknown level");
                              }));
+    o.push_back(BoolOption("access-log",
+                           "log one line per client request (method, target, status, outcome, "
+                           "index, duration) at info level",
+                           &Config::access_log, d.access_log));
     o.push_back(StringOption("log-format", "text|json", &Config::log_format, d.log_format,
                              [](const std::string& v) -> Status {
                                if (v != "text" && v != "json") {

@@ -1,5 +1,7 @@
 #include "http/front_server.h"
 
+#include "common/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -106,6 +108,20 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
     return res;
   }
 
+  static void LogAccess(const std::string& method, const std::string& target,
+                        const ClientReply& reply, std::chrono::steady_clock::time_point arrived) {
+    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - arrived)
+                            .count();
+    LogLine(spdlog::level::info, "access",
+            {{"method", method},
+             {"target", target},
+             {"status", static_cast<int64_t>(reply.response.status)},
+             {"outcome", reply.read ? "read" : OutcomeName(reply.outcome)},
+             {"index", reply.index},
+             {"duration_us", static_cast<int64_t>(micros)}});
+  }
+
   // Rejects with the check's status and reason, then closes (lingering).
   asio::awaitable<void> Reject(beast::tcp_stream& stream, const HeadCheck& check) {
     replica->NoteRejected(check.status() == 413 ? Rejection::kTooLarge : Rejection::kBadRequest,
@@ -176,11 +192,18 @@ struct FrontServer::State : std::enable_shared_from_this<FrontServer::State> {
       const bool client_keeps_alive = message.keep_alive();
       const bool is_head = message.method() == http::verb::head;
       HttpRequest request = ToReplicatedRequest(std::move(message), options.index_header);
+      std::string access_method, access_target;
+      const auto arrived = std::chrono::steady_clock::now();
+      if (options.access_log) {
+        access_method = request.method;
+        access_target = request.target;
+      }
 
       auto submit = [&](std::function<void(ClientReply)> done) {
         replica->Submit(std::move(request), std::move(done));
       };
       ClientReply reply = co_await AsyncFromCallback<ClientReply>(submit, asio::use_awaitable);
+      if (options.access_log) LogAccess(access_method, access_target, reply, arrived);
       // Read after the answer: a Stop() meanwhile closes the connection, and says so.
       const bool keep_alive = client_keeps_alive && !sessions.stopping();
 

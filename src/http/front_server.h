@@ -26,6 +26,8 @@ struct FrontServerOptions {
   std::chrono::milliseconds idle_timeout{60000};
   // A request's head, once its first byte arrived, and its body must arrive within this.
   std::chrono::milliseconds read_timeout{10000};
+  // One info line per answered request: method, target, status, outcome, index, duration.
+  bool access_log = false;
 };
 
 class FrontServer {

@@ -129,4 +129,6 @@ void EtcdLog::Compact(int64_t revision, Deadline deadline, std::function<void(St
 
 const EtcdLogOptions& EtcdLog::options() const { return core_->options; }
 
+LogClientStats EtcdLog::ClientStats() const { return core_->ClientStats(); }
+
 }  // namespace k8shmir

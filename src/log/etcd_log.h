@@ -151,6 +151,8 @@ class EtcdLog : public Log, public SnapshotStore, public GroupRegistry {
 
   const EtcdLogOptions& options() const;
 
+  LogClientStats ClientStats() const override;
+
  private:
   class Core;
   std::unique_ptr<Core> core_;

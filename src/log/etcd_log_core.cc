@@ -1,5 +1,7 @@
 #include "log/etcd_log_core.h"
 
+#include "common/logging.h"
+
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
@@ -358,18 +360,32 @@ void EtcdLog::Core::EndpointFailed(size_t index, const std::string& why) {
   if (count < 2) return;
   size_t expected = index;
   if (!preferred_.compare_exchange_strong(expected, (index + 1) % count)) return;
+  failovers_.fetch_add(1, std::memory_order_relaxed);
   // Rate-limited: during an outage every operation moves the preference along.
   int64_t now_ms =
       std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch()).count();
   int64_t last = last_endpoint_warning_ms_.load();
   if (now_ms - last >= std::chrono::duration_cast<milliseconds>(kEndpointWarningInterval).count() &&
       last_endpoint_warning_ms_.compare_exchange_strong(last, now_ms)) {
-    spdlog::warn("etcd endpoint {} failed ({}); switching to {}", endpoints_[index], why,
-                 endpoints_[(index + 1) % count]);
+    LogLine(spdlog::level::warn, "etcd endpoint failed; switching",
+            {{"endpoint", endpoints_[index]},
+             {"next_endpoint", endpoints_[(index + 1) % count]},
+             {"error", why}});
   }
 }
 
 void EtcdLog::Core::EndpointWorked(size_t index) { preferred_.store(index); }
+
+LogClientStats EtcdLog::Core::ClientStats() const {
+  LogClientStats stats;
+  const size_t preferred = preferred_.load();
+  if (preferred < endpoints_.size()) stats.endpoint = endpoints_[preferred];
+  stats.failovers = failovers_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < stats.errors.size(); ++i) {
+    stats.errors[i] = errors_[i].load(std::memory_order_relaxed);
+  }
+  return stats;
+}
 
 Clock::duration EtcdLog::Core::Backoff(int failures) {
   int count = static_cast<int>(channels_.size());

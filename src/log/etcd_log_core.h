@@ -176,6 +176,9 @@ class EtcdLog::Core {
   std::unique_ptr<Subscription> Subscribe(int64_t from_index, EventCallback on_event);
   void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
 
+  // The member in use, failovers, failed attempts (EtcdLog::ClientStats). Any thread.
+  LogClientStats ClientStats() const;
+
   const EtcdLogOptions options;
   const std::string range_end;
 
@@ -194,6 +197,8 @@ class EtcdLog::Core {
   size_t PickEndpoint();
   void EndpointFailed(size_t index, const std::string& why);
   void EndpointWorked(size_t index);
+  // A failed attempt of kind `kind` (an index into kLogErrorKinds).
+  void CountError(std::size_t kind) { errors_[kind].fetch_add(1, std::memory_order_relaxed); }
 
   // Backoff before the retry that follows `failures` failed attempts: the other members are
   // tried at once, then exponentially (with jitter) up to kMaxBackoff.
@@ -233,6 +238,8 @@ class EtcdLog::Core {
   std::atomic<size_t> preferred_{0};
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> last_endpoint_warning_ms_{0};
+  std::atomic<uint64_t> failovers_{0};
+  std::array<std::atomic<uint64_t>, std::size(kLogErrorKinds)> errors_{};
   // The lease of the registry's record and taker key (Refresh replaces it every time); 0: none.
   std::atomic<int64_t> registry_lease_{0};
 

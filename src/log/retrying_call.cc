@@ -105,6 +105,10 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
   spdlog::debug("etcd {} attempt {} failed: {}", what_, attempts_, last_error_);
   core_->EndpointFailed(endpoint_, failure.message);
   const bool no_leader = NoLeader(status.error_code(), status.error_message());
+  core_->CountError(no_leader                                 ? 3
+                    : failure.kind == FailureKind::kRejected  ? 2
+                    : failure.kind == FailureKind::kAmbiguous ? 1
+                                                              : 0);
   // etcd saying "no leader" tells what is going on; anything else may be a dead member.
   if (failure.kind != FailureKind::kRejected && !no_leader) {
     core_->SuspectLeaderLoss("etcd " + what_ + " failed on " + last_error_);

@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   const Config& config = parsed->config;
-  SetUpLogging(config.log_level, config.log_format);
+  SetUpLogging(config.log_level, config.log_format,
+               {{"replica", config.replica_id}, {"group", config.group}});
   std::signal(SIGPIPE, SIG_IGN);
   // Every client connection is a descriptor; the default soft limit (1024) is too low for a proxy.
   if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   front_options.max_connections = config.max_connections;
   front_options.idle_timeout = config.idle_timeout;
   front_options.read_timeout = config.read_timeout;
+  front_options.access_log = config.access_log;
   auto front = std::make_unique<FrontServer>(ioc, front_options, replica);
   auto admin = std::make_unique<AdminServer>(ioc, config.admin_address, config.admin_port, replica,
                                              config.liveness_timeout);

@@ -3,6 +3,8 @@
 // replica_apply.cc, the client side in replica_clients.cc.
 #include "replica/replica.h"
 
+#include "common/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -91,6 +93,10 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
     s.pending_bytes = self->pending_.bytes();
     s.queued_entries = self->queue_.size();
     s.lag_entries = self->queue_.size();
+    const LogClientStats log_stats = self->log_.ClientStats();
+    s.etcd_endpoint = log_stats.endpoint;
+    s.etcd_failovers = log_stats.failovers;
+    s.etcd_errors = log_stats.errors;
     s.app_unanswered_seconds =
         self->app_unanswered_since_ ? SecondsSince(*self->app_unanswered_since_) : 0.0;
     s.app_hang_timeout_ms = self->options_.app_hang_timeout.count();
@@ -116,8 +122,11 @@ std::chrono::steady_clock::duration Replica::SinceLastTick() const {
 
 void Replica::SetState(ReplicaState state, const std::string& why) {
   if (status_.state != state) {
-    spdlog::info("replica {} state {} -> {}: {}", options_.replica_id,
-                 ReplicaStateName(status_.state), ReplicaStateName(state), why);
+    LogLine(spdlog::level::info, "replica state changed: " + why,
+            {{"replica", options_.replica_id},
+             {"from", ReplicaStateName(status_.state)},
+             {"state", ReplicaStateName(state)},
+             {"index", status_.applied_index}});
   }
   const bool was_serving = status_.state == ReplicaState::kServing;
   status_.state = state;
@@ -138,7 +147,11 @@ void Replica::NoteAppDeclares(const AppIndex& app) {
 
 void Replica::RecordError(const std::string& message, spdlog::level::level_enum level) {
   if (message != status_.last_error) {
-    spdlog::log(level, "replica {}: {}", options_.replica_id, message);
+    LogLine(level, "replica error",
+            {{"replica", options_.replica_id},
+             {"state", ReplicaStateName(status_.state)},
+             {"index", status_.applied_index},
+             {"error", message}});
   }
   status_.last_error = message;
   status_.last_error_unix_ms = UnixMillis();

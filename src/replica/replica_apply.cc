@@ -2,6 +2,8 @@
 // what their answers mean (replica.h).
 #include "replica/replica.h"
 
+#include "common/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -33,8 +35,11 @@ void Replica::TryForward() {
       // Skipped only at the front, once everything before it was applied.
       if (sent > 0) break;
       // Every replica decodes the same bytes, so every replica skips this entry alike.
-      spdlog::error("replica {}: entry {} at index {} skipped: {}", options_.replica_id, record.id,
-                    record.index, entry.error().message);
+      LogLine(spdlog::level::err, "undecodable entry skipped (alike on every replica)",
+              {{"replica", options_.replica_id},
+               {"index", record.index},
+               {"entry", record.id},
+               {"error", entry.error().message}});
       processed_ = record.index;
       ++status_.entries_dropped;
       std::string id = record.id;

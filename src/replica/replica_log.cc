@@ -2,6 +2,8 @@
 // compaction, the bounds on what is queued (replica.h).
 #include "replica/replica.h"
 
+#include "common/logging.h"
+
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
@@ -37,11 +39,13 @@ void Replica::OnBatch(LogBatch& batch) {
       // etcd 3.4.23 can repeat or rewind watch events; applying them again would corrupt the app.
       ++status_.entries_dropped;
       if (record.index == position_) {
-        spdlog::warn("replica {}: log delivered index {} twice; dropped", options_.replica_id,
-                     record.index);
+        LogLine(spdlog::level::warn, "log delivered an entry twice; dropped",
+                {{"replica", options_.replica_id}, {"index", record.index}});
       } else {
-        spdlog::error("replica {}: log went back in time: index {} after {}; dropped",
-                      options_.replica_id, record.index, position_);
+        LogLine(spdlog::level::err, "log went back in time; entry dropped",
+                {{"replica", options_.replica_id},
+                 {"index", record.index},
+                 {"after_index", position_}});
       }
       continue;
     }

@@ -125,6 +125,11 @@ struct ReplicaStatus {
   uint64_t app_call_errors = 0;
   // Last-index queries that got no answer at all within their bound (forwards: app_stalls).
   uint64_t app_call_timeouts = 0;
+  // The log client (etcd): the member in use, failovers, failed attempts by kind
+  // (kLogErrorKinds), as Log::ClientStats reported them.
+  std::string etcd_endpoint;
+  uint64_t etcd_failovers = 0;
+  std::array<uint64_t, 4> etcd_errors{};
   uint64_t entries_applied = 0;
   uint64_t entries_replayed = 0;  // applied while catching up or recovering
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log

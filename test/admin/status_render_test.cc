@@ -104,6 +104,9 @@ TEST(StatusRenderTest, AnswersRejectionsLagAndAppErrorsAreExported) {
   s.app_call_errors = 4;
   s.app_call_timeouts = 1;
   s.app_stalls = 2;
+  s.etcd_endpoint = "127.0.0.1:2379";
+  s.etcd_failovers = 3;
+  s.etcd_errors = {5, 1, 0, 2};
   const std::string text = RenderPrometheus(s);
   const std::string l = "group=\"g\",replica=\"r\"";
   EXPECT_TRUE(HasLine(text, "k8shmir_lag_entries{" + l + "} 12")) << text;
@@ -122,6 +125,10 @@ TEST(StatusRenderTest, AnswersRejectionsLagAndAppErrorsAreExported) {
   EXPECT_TRUE(HasLine(text, "k8shmir_rejections_total{" + l + ",reason=\"log-full\"} 0"));
   EXPECT_TRUE(HasLine(text, "k8shmir_app_call_errors_total{" + l + ",kind=\"failed\"} 4"));
   EXPECT_TRUE(HasLine(text, "k8shmir_app_call_errors_total{" + l + ",kind=\"timeout\"} 3"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_etcd_endpoint{" + l + ",endpoint=\"127.0.0.1:2379\"} 1"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_etcd_failovers_total{" + l + "} 3"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_etcd_errors_total{" + l + ",kind=\"unavailable\"} 5"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_etcd_errors_total{" + l + ",kind=\"no-leader\"} 2"));
   const auto status = nlohmann::json::parse(RenderStatusJson(s));
   EXPECT_EQ(status["lag_entries"], 12);
   EXPECT_EQ(status["rejections"]["not-serving"], 2);

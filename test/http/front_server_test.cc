@@ -5,15 +5,19 @@
 #include "http/front_server.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 
+#include "common/logging.h"
 #include "fakes/fake_replica.h"
 #include "support/http_client.h"
 #include "support/util.h"
@@ -166,6 +170,32 @@ TEST_F(FrontServerTest, RefusedRequestsGetTheProxysAnswerAndReachNothing) {
                           c.status);
   }
   EXPECT_EQ(replica_->Rejected(), expected);
+}
+
+// The access log: one line per answered request, its fields as keys of the JSON line.
+TEST_F(FrontServerTest, TheAccessLogHasOneLinePerRequestWithItsFields) {
+  std::stringstream lines;
+  SetUpLogging("info", "json", {}, std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));
+  options_.access_log = true;
+  Start();
+  ASSERT_EQ(Http(port_, "POST", "/journal?x=1", "hi").status, 200u);
+  spdlog::default_logger()->flush();
+  SetUpLogging("info", "text");
+  std::string line;
+  bool found = false;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || j["msg"] != "access") continue;
+    EXPECT_FALSE(found) << "two access lines for one request";
+    found = true;
+    EXPECT_EQ(j["method"], "POST");
+    EXPECT_EQ(j["target"], "/journal?x=1");
+    EXPECT_EQ(j["status"], 200);
+    EXPECT_EQ(j["outcome"], "committed");
+    EXPECT_EQ(j["index"], 256);
+    EXPECT_TRUE(j["duration_us"].is_number_integer());
+  }
+  EXPECT_TRUE(found) << lines.str();
 }
 
 TEST_F(FrontServerTest, KeepAliveAndPipelinedRequestsShareAConnection) {

@@ -153,6 +153,11 @@ TEST_F(EtcdLogTest, KilledEtcdClosesSubscriptionsRefusesAppendsAndRecovers) {
   ASSERT_FALSE(down.ok());
   EXPECT_EQ(down.error().code, ErrorCode::kUnavailable) << down.error().message;
   EXPECT_LT(took, 2s);
+  // The failed attempts are counted as certainly not applied; one member: nowhere to fail over.
+  const LogClientStats stats = log->ClientStats();
+  EXPECT_GT(stats.errors[0], 0u);
+  EXPECT_EQ(stats.failovers, 0u);
+  EXPECT_EQ(stats.endpoint, etcd_->Endpoint(0));
 
   etcd_->StartMember(0);
   // The same log object recovers (reconnect backoff is capped at 1 s).
