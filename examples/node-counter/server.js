@@ -14,6 +14,9 @@
 // it are still being handled (their bodies arrive as events), and that the handlers then run in
 // arrival order rests on Node's event scheduling, not on anything Node documents. So the proxy
 // sends one entry at a time.
+// Node's parser refuses an HTTP method it does not know (400, "Invalid method") before the app
+// sees the request: clients of a group of these must not send one (the app cannot record its
+// Log-Index, and its proxy sends that entry again at every heartbeat).
 'use strict';
 const http = require('http');
 
@@ -174,7 +177,9 @@ function restore(header, body) {
   return reply(200, JSON.stringify({ index }));
 }
 
-const server = http.createServer((req, res) => {
+// Node answers a request whose head is over 16 KiB with 431 itself, before the handler could
+// record its Log-Index; the proxy passes heads up to its --header-limit (64 KiB, at most 1 MiB).
+const server = http.createServer({ maxHeaderSize: 1 << 21 }, (req, res) => {
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {
