@@ -14,9 +14,6 @@
 // it are still being handled (their bodies arrive as events), and that the handlers then run in
 // arrival order rests on Node's event scheduling, not on anything Node documents. So the proxy
 // sends one entry at a time.
-// Node's parser refuses an HTTP method it does not know (400, "Invalid method") before the app
-// sees the request: clients of a group of these must not send one (the app cannot record its
-// Log-Index, and its proxy sends that entry again at every heartbeat).
 'use strict';
 const http = require('http');
 
@@ -192,6 +189,23 @@ const server = http.createServer({ maxHeaderSize: 1 << 21 }, (req, res) => {
     });
     res.end(r.body);
   });
+});
+// Node's parser refuses a request it cannot parse, above all a method it does not know (400,
+// "Invalid method"), and closes the connection before any handler runs. The proxy forwards any
+// method: such an entry was applied all the same and its index must count, else the proxy,
+// reconnecting, finds /last-index behind and sends it again, and again, and the replica never
+// gets past it. So the index is read from the raw head, when the packet holds it whole (the
+// proxy writes its Log-Index last in the head).
+server.on('clientError', (err, socket) => {
+  const raw = err.rawPacket ? err.rawPacket.toString('latin1') : '';
+  const start = raw.lastIndexOf('\n', (err.bytesParsed || 1) - 1) + 1; // the line it failed on
+  const end = raw.indexOf('\r\n\r\n', start);
+  const head = end < 0 ? '' : raw.slice(start, end + 2);
+  const m = /(?:^|\r\n)log-index:[ \t]*([0-9]+)[ \t]*\r\n/i.exec(head);
+  const index = m ? Number(m[1]) : NaN;
+  if (Number.isSafeInteger(index) && index > lastIndex) lastIndex = index;
+  else if (m) violations++;
+  if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
 });
 // The proxy keeps its connection open between entries; closing it when idle (Node's default, after
 // 5 s) races with the proxy's next entry and costs a reconnection and a /last-index check.

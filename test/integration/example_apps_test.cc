@@ -38,10 +38,14 @@ struct ExampleApp {
   const char* interpreter;  // what find_program found, or "<VAR>-NOTFOUND"
   const char* script;       // under examples/
   bool pipelining;          // what its /last-index declares
+  // Its answer to a method no HTTP library knows: Node's parser refuses it itself (the app reads
+  // its Log-Index from the raw head); http.server hands any method to the app, which has no such
+  // endpoint.
+  unsigned unknown_method_status;
 };
 
-const ExampleApp kNode{"node", K8SHMIR_NODE_BIN, "node-counter/server.js", false};
-const ExampleApp kPython{"python", K8SHMIR_PYTHON3_BIN, "python-counter/server.py", true};
+const ExampleApp kNode{"node", K8SHMIR_NODE_BIN, "node-counter/server.js", false, 400};
+const ExampleApp kPython{"python", K8SHMIR_PYTHON3_BIN, "python-counter/server.py", true, 404};
 
 std::vector<std::string> Command(const ExampleApp& app) {
   return {app.interpreter, std::string(K8SHMIR_EXAMPLES_DIR) + "/" + app.script,
@@ -217,6 +221,13 @@ TEST_P(ExampleApps, ReplicatesThroughEveryProxyAndAKilledAppCatchesUpByReplay) {
   CounterModel model;
   int k = 0;
   for (; k < 45; ++k) ASSERT_TRUE(SendAndCheck(cluster.ProxyPort(k % 3), MixedOp(k), model)) << k;
+  // A method the app's HTTP library may not know is an entry like any other: every app records
+  // its index (else its proxy would send it again, and again) and the group goes on.
+  const HttpResult unknown = Http(cluster.ProxyPort(0), "FOO", "/integer", "", {}, 15s);
+  ASSERT_GT(LogIndexOf(unknown), model.last_index()) << unknown.Describe();
+  EXPECT_EQ(unknown.status, GetParam().unknown_method_status) << unknown.Describe();
+  EXPECT_EQ(unknown.Header("K8shmir-Outcome"), "committed") << unknown.Describe();
+  model.Apply(CounterOp::Read(), LogIndexOf(unknown));  // for the model: the index moves, no more
 
   cluster.KillApp(1);
   for (; k < 75; ++k) {
@@ -282,8 +293,8 @@ TEST_P(ExampleApps, AnAppRestartedEmptyAfterATrimIsRestoredFromASnapshot) {
 // 3. The contract, straight against one app: a Log-Index not above the last applied one is
 // refused with 409 and changes nothing; a malformed one is refused with 400; requests without
 // Log-Index read and leave the last index alone, and a write without it is refused (403); a
-// logged read, a logged 404, a logged refused op and a logged request with a large head advance
-// the index like any entry.
+// logged read, a logged 404, a logged refused op, a logged unknown method and a logged request
+// with a large head advance the index like any entry.
 TEST_P(ExampleApps, RefusesAStaleLogIndexAndReadsLeaveTheLastIndexAlone) {
   App app(Command(GetParam()), "app");
   ASSERT_TRUE(app.up()) << "examples/" << GetParam().script << " did not come up";
@@ -333,6 +344,10 @@ TEST_P(ExampleApps, RefusesAStaleLogIndexAndReadsLeaveTheLastIndexAlone) {
   apply(CounterOp::Invalid(), 1024);
   const HttpResult missing = Http(port, "DELETE", "/nothing", "", {{"Log-Index", "1280"}}, 5s);
   EXPECT_EQ(missing.status, 404u) << missing.Describe();
+  const HttpResult foo = Http(port, "FOO", "/integer", "", {{"Log-Index", "1408"}}, 5s);
+  EXPECT_EQ(foo.status, GetParam().unknown_method_status) << foo.Describe();
+  last_index["index"] = 1408;
+  EXPECT_EQ(app.Get("/last-index"), last_index);
   apply(CounterOp::Mul(6), 1536);
   // A head the proxy passes (under its 64 KiB --header-limit) but over the framework's own
   // limits (Node: 16 KiB, http.server: 100 lines), which it would refuse before the app records
