@@ -1,7 +1,8 @@
 // node-counter: the counter of examples/counter (counter-app) as a Node.js app on the plain `http`
 // module, no npm dependencies, following README's app contract: the same endpoints, answers,
-// journal and digest hash (FNV-1a over each entry's compact JSON), so its replicas can be compared
-// with counter-app's. Run it behind k8shmir-proxy:
+// journal, digest hash (FNV-1a over each entry's compact JSON) and snapshots, so its replicas can
+// be compared with counter-app's (whose digest also has "duplicates", of a test mode). Run it
+// behind k8shmir-proxy:
 //
 //   node examples/node-counter/server.js --port 3000          # or PORT=3000 HOST=127.0.0.1
 //   k8shmir-proxy --app-port 3000 --listen-port 8080 --etcd-endpoints 127.0.0.1:2379
@@ -206,6 +207,7 @@ server.on('clientError', (err, socket) => {
   if (Number.isSafeInteger(index) && index > lastIndex) lastIndex = index;
   else if (m) violations++;
   if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  else socket.destroy();
 });
 // The proxy keeps its connection open between entries; closing it when idle (Node's default, after
 // 5 s) races with the proxy's next entry and costs a reconnection and a /last-index check.

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """python-counter: the counter of examples/counter (counter-app) as a Python app on the standard
-library's http.server, following README's app contract: the same endpoints, answers, journal and
-digest hash (FNV-1a over each entry's compact JSON), so its replicas can be compared with
-counter-app's. One difference: a request without Log-Index (not replicated) may only read: a
-write is refused with 403 (counter-app applies it, for benchmarks), since it would make this
-replica differ from the others. Run it behind k8shmir-proxy:
+library's http.server, following README's app contract: the same endpoints, answers, journal,
+digest hash (FNV-1a over each entry's compact JSON) and snapshots, so its replicas can be compared
+with counter-app's (whose digest also has "duplicates", of a test mode). One difference: a request
+without Log-Index (not replicated) may only read: a write is refused with 403 (counter-app applies
+it, for benchmarks), since it would make this replica differ from the others. Run it behind
+k8shmir-proxy:
 
     python3 examples/python-counter/server.py --port 3000        # or PORT=3000 HOST=127.0.0.1
     k8shmir-proxy --app-port 3000 --listen-port 8080 --etcd-endpoints 127.0.0.1:2379
@@ -27,7 +28,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # http.server answers a request of more than 100 header lines with 431 itself, before any handler
-# could record its Log-Index; the proxy passes heads up to its --header-limit (64 KiB).
+# could record its Log-Index; the proxy passes heads up to its --header-limit (64 KiB by default;
+# with a larger one, a single line over 64 KiB is still refused here).
 http.client._MAXHEADERS = 1 << 16
 
 INT64 = 1 << 63
