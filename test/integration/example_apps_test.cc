@@ -214,6 +214,7 @@ TEST_P(ExampleApps, ReplicatesThroughEveryProxyAndAKilledAppCatchesUpByReplay) {
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
   for (int i = 0; i < cluster.size(); ++i) {
     const json status = cluster.Status(i);
+    ASSERT_TRUE(status.is_object()) << "proxy " << i;
     EXPECT_EQ(status.value("app_pipelining", !GetParam().pipelining), GetParam().pipelining);
     EXPECT_EQ(status.value("app_snapshots", false), true);
   }
@@ -234,8 +235,9 @@ TEST_P(ExampleApps, ReplicatesThroughEveryProxyAndAKilledAppCatchesUpByReplay) {
     const int proxy = k % 2 == 0 ? 0 : 2;  // replica 1 is not serving without its app
     ASSERT_TRUE(SendAndCheck(cluster.ProxyPort(proxy), MixedOp(k), model)) << k;
   }
+  // A new process, empty (its /last-index is not checked here: its proxy, retrying, may already
+  // have replayed entries into it by then).
   cluster.StartApp(1);
-  EXPECT_EQ(cluster.AppLastIndex(1), 0) << "the restarted app is not empty";
   ASSERT_TRUE(cluster.WaitServing(1, kServingTimeout)) << cluster.Status(1).dump();
   for (; k < 105; ++k) ASSERT_TRUE(SendAndCheck(cluster.ProxyPort(k % 3), MixedOp(k), model)) << k;
 
@@ -287,7 +289,9 @@ TEST_P(ExampleApps, AnAppRestartedEmptyAfterATrimIsRestoredFromASnapshot) {
     ASSERT_TRUE(SendAndCheck(cluster.ProxyPort(k % 3), MixedOp(k), model)) << k;
   }
   ExpectReplicasMatch(cluster, model);
-  EXPECT_EQ(cluster.Status(2).at("retention").value("snapshots_rejected", int64_t{-1}), 0);
+  const json status = cluster.Status(2);
+  ASSERT_TRUE(status.is_object());
+  EXPECT_EQ(status.at("retention").value("snapshots_rejected", int64_t{-1}), 0);
 }
 
 // 3. The contract, straight against one app: a Log-Index not above the last applied one is
