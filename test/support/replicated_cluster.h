@@ -1,5 +1,6 @@
 // A whole replication group for integration tests: an etcd cluster (its own or a shared one),
-// N counter apps and N k8shmir proxies, each on free loopback ports, with per-process logs.
+// N apps (counter-app unless the options name another) and N k8shmir proxies, each on free
+// loopback ports, with per-process logs.
 #pragma once
 
 #include <chrono>
@@ -30,6 +31,9 @@ struct ReplicatedClusterOptions {
   std::chrono::milliseconds request_timeout{10000};
   std::size_t body_limit = 1024 * 1024;
   std::string log_level = "info";
+  // The app's command line, every "{port}" in it replaced by the replica's app port, to replicate
+  // another app than counter-app (which serves on 127.0.0.1); empty: counter-app.
+  std::vector<std::string> app_command;
   std::vector<std::string> extra_app_args;    // appended to every app's command line
   std::vector<std::string> extra_proxy_args;  // appended to every proxy's command line
   EnvVars proxy_env;                          // added to every proxy's environment
@@ -72,7 +76,7 @@ class ReplicatedCluster {
   // GET /last-index (throws after `timeout`).
   void KillApp(int i);
   void StartApp(int i, std::chrono::milliseconds timeout = std::chrono::seconds(10));
-  // StartApp with more counter-app flags (e.g. --garbage-last-index) for this start only.
+  // StartApp with more app flags (e.g. counter-app's --garbage-last-index) for this start only.
   void StartAppWithArgs(int i, const std::vector<std::string>& extra_args,
                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // SIGKILL the proxy / start it again on the same ports. StartProxy does not wait for readiness.
