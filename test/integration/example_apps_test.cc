@@ -116,34 +116,6 @@ CounterOp MixedOp(int k) {
   }
 }
 
-// Every replica's app holds exactly what `model` says, read straight from the apps: the same
-// journal, value, count, hash and last index, no refused index; every proxy applied it all.
-void ExpectReplicasMatch(ReplicatedCluster& cluster, const CounterModel& model) {
-  const int64_t last = model.last_index();
-  ASSERT_TRUE(cluster.WaitAppsApplied(last, kApplyTimeout));
-  for (int i = 0; i < cluster.size(); ++i) {
-    SCOPED_TRACE("replica " + std::to_string(i));
-    const json journal = cluster.Journal(i);
-    ASSERT_FALSE(journal.is_discarded()) << "cannot read the journal of app " << i;
-    EXPECT_TRUE(journal == model.journal()) << JournalDiff(journal, model.journal());
-    const json digest = cluster.Digest(i);
-    ASSERT_TRUE(digest.is_object());
-    EXPECT_EQ(digest.value("last_index", int64_t{-1}), last);
-    EXPECT_EQ(digest.value("value", int64_t{-1}), model.value());
-    EXPECT_EQ(digest.value("count", size_t{0}), model.journal().size());
-    EXPECT_EQ(digest.value("hash", ""), model.hash());
-    EXPECT_EQ(digest.value("violations", int64_t{-1}), 0) << "the app refused an index";
-    json status;
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          status = cluster.Status(i);
-          return status.is_object() && status.value("applied_index", int64_t{-1}) == last;
-        },
-        10s))
-        << "proxy status: " << status.dump();
-  }
-}
-
 void PrintTo(const ExampleApp& app, std::ostream* out) { *out << "examples/" << app.script; }
 
 class ExampleApps : public ::testing::TestWithParam<ExampleApp> {

@@ -65,39 +65,6 @@ HttpResult Send(HttpConnection& conn, const CounterOp& op) {
   return conn.Request(op.Method(), op.Target(), op.Body(), headers);
 }
 
-// Every replica applied exactly what `model` says, and nothing else: same journal, value, hash
-// and last index, no ordering violation; every proxy reports the same applied index.
-void ExpectReplicasMatch(ReplicatedCluster& cluster, const CounterModel& model) {
-  const int64_t last = model.last_index();
-  ASSERT_TRUE(cluster.WaitAppsApplied(last, kApplyTimeout)) << "group " << cluster.group();
-  for (int i = 0; i < cluster.size(); ++i) {
-    SCOPED_TRACE("group " + cluster.group() + " replica " + std::to_string(i));
-    const json journal = cluster.Journal(i);
-    ASSERT_FALSE(journal.is_discarded()) << "cannot read the journal of app " << i;
-    EXPECT_TRUE(journal == model.journal()) << JournalDiff(journal, model.journal());
-    const json digest = cluster.Digest(i);
-    ASSERT_TRUE(digest.is_object());
-    EXPECT_EQ(digest.value("last_index", int64_t{-1}), last);
-    EXPECT_EQ(digest.value("value", int64_t{-1}), model.value());
-    EXPECT_EQ(digest.value("count", size_t{0}), model.journal().size());
-    EXPECT_EQ(digest.value("hash", ""), model.hash());
-    EXPECT_EQ(digest.value("violations", int64_t{-1}), 0) << "the app saw out-of-order indices";
-    json status;
-    EXPECT_TRUE(WaitFor(
-        [&] {
-          status = cluster.Status(i);
-          return status.is_object() && status.value("applied_index", int64_t{-1}) == last;
-        },
-        10s))
-        << "proxy status: " << status.dump();
-    if (status.is_object()) {
-      EXPECT_EQ(status.value("state", ""), "serving");
-      EXPECT_EQ(status.value("group", ""), cluster.group());
-      EXPECT_EQ(status.value("replica_id", ""), "replica-" + std::to_string(i));
-    }
-  }
-}
-
 // Sends `op` to `port` and checks the proxy's answer against the model, which it advances.
 // Returns the entry's log index (-1 after a failed assertion).
 int64_t SendAndCheck(uint16_t port, const CounterOp& op, CounterModel& model) {

@@ -512,4 +512,36 @@ void CheckHistory(ReplicatedCluster& cluster, History& history, const CheckOptio
             << journal.size() << " entries, last index " << model.last_index() << std::endl;
 }
 
+void ExpectReplicasMatch(ReplicatedCluster& cluster, const CounterModel& model,
+                         std::chrono::milliseconds apply_timeout) {
+  const int64_t last = model.last_index();
+  ASSERT_TRUE(cluster.WaitAppsApplied(last, apply_timeout)) << "group " << cluster.group();
+  for (int i = 0; i < cluster.size(); ++i) {
+    SCOPED_TRACE("group " + cluster.group() + " replica " + std::to_string(i));
+    const json journal = cluster.Journal(i);
+    ASSERT_FALSE(journal.is_discarded()) << "cannot read the journal of app " << i;
+    EXPECT_TRUE(journal == model.journal()) << JournalDiff(journal, model.journal());
+    const json digest = cluster.Digest(i);
+    ASSERT_TRUE(digest.is_object());
+    EXPECT_EQ(digest.value("last_index", int64_t{-1}), last);
+    EXPECT_EQ(digest.value("value", int64_t{-1}), model.value());
+    EXPECT_EQ(digest.value("count", size_t{0}), model.journal().size());
+    EXPECT_EQ(digest.value("hash", ""), model.hash());
+    EXPECT_EQ(digest.value("violations", int64_t{-1}), 0) << "the app saw out-of-order indices";
+    json status;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          status = cluster.Status(i);
+          return status.is_object() && status.value("applied_index", int64_t{-1}) == last;
+        },
+        std::chrono::seconds(10)))
+        << "proxy status: " << status.dump();
+    if (status.is_object()) {
+      EXPECT_EQ(status.value("state", ""), "serving");
+      EXPECT_EQ(status.value("group", ""), cluster.group());
+      EXPECT_EQ(status.value("replica_id", ""), "replica-" + std::to_string(i));
+    }
+  }
+}
+
 }  // namespace k8shmir::testing

@@ -203,4 +203,9 @@ std::string Truncated(const std::string& s, size_t n = 200);
 // Where two journals first differ (they are too long to print whole).
 std::string JournalDiff(const json& actual, const json& expected);
 
+// Every app of `cluster` holds exactly the model's journal, value, count, hash and last index,
+// refused no index, and every proxy applied it all and serves (as "replica-<i>" of its group).
+void ExpectReplicasMatch(ReplicatedCluster& cluster, const CounterModel& model,
+                         std::chrono::milliseconds apply_timeout = std::chrono::seconds(30));
+
 }  // namespace k8shmir::testing
