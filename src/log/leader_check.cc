@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/logging.h"
 #include "common/tsan_annotations.h"
 #include "log/etcd_log_core.h"
 
@@ -160,8 +161,10 @@ void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
   known_leader_ = judgement.leader;
   if (judgement.verdict == LeaderVerdict::kChanged) {
     int interrupted = InterruptAttemptsLocked();
-    spdlog::info("etcd has a new leader ({:x}, was {:x}); re-sending {} call(s) in flight",
-                 judgement.leader, check_baseline_.leader, interrupted);
+    LogLine(spdlog::level::info, "etcd has a new leader; re-sending the calls in flight",
+            {{"leader", fmt::format("{:x}", judgement.leader)},
+             {"previous_leader", fmt::format("{:x}", check_baseline_.leader)},
+             {"calls", interrupted}});
   } else {
     spdlog::debug("etcd leader check: the leader {:x} is alive", judgement.leader);
   }

@@ -8,6 +8,7 @@
 #include <utility>
 #include <variant>
 
+#include "common/logging.h"
 #include "log/batch_format.h"
 #include "log/etcd_errors.h"
 
@@ -96,8 +97,10 @@ void EtcdLog::Core::WatchSession::OnReadDone(bool ok) {
           closed_ = true;
           context_.TryCancel();
           const auto& closed = std::get<LogClosed>(events.back());
-          spdlog::warn("etcd watch on {} via {} closed: {}", core_->options.prefix,
-                       core_->endpoints_[endpoint_], closed.error.message);
+          LogLine(spdlog::level::warn, "etcd watch closed",
+                  {{"prefix", core_->options.prefix},
+                   {"endpoint", core_->endpoints_[endpoint_]},
+                   {"error", closed.error.message}});
         } else {
           FilterProgressLocked(events);
           AddSatisfiedProgressLocked(events);
@@ -136,8 +139,10 @@ void EtcdLog::Core::WatchSession::OnDone(const grpc::Status& status) {
         endpoint_failed = true;
         Error error = unresponsive_ ? Error{ErrorCode::kUnavailable, "watch stream unresponsive"}
                                     : WatchStreamError(status.error_code(), status.error_message());
-        spdlog::warn("etcd watch on {} via {} closed: {}", core_->options.prefix,
-                     core_->endpoints_[endpoint_], error.message);
+        LogLine(spdlog::level::warn, "etcd watch closed",
+                {{"prefix", core_->options.prefix},
+                 {"endpoint", core_->endpoints_[endpoint_]},
+                 {"error", error.message}});
         events.emplace_back(LogClosed{std::move(error), 0});
       }
     }
