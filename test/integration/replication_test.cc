@@ -30,16 +30,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kServingTimeout = 60s;
 constexpr auto kApplyTimeout = 30s;
 
-// The K8shmir-Log-Index of a proxy response, -1 when absent or not a positive integer.
-int64_t LogIndexOf(const HttpResult& r) {
-  const std::string v = r.Header("K8shmir-Log-Index");
-  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 18) {
-    return -1;
-  }
-  const int64_t index = std::stoll(v);
-  return index > 0 ? index : -1;
-}
-
 // A raw HTTP/1.1 request head: "<method> <target>" line, Host, `headers`, Connection: close.
 std::string Http11Request(const std::string& method_and_target, const Headers& headers) {
   std::string out = method_and_target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
@@ -48,37 +38,11 @@ std::string Http11Request(const std::string& method_and_target, const Headers& h
 }
 
 HttpResult Send(uint16_t port, const CounterOp& op, std::chrono::milliseconds timeout = 15s) {
-  Headers headers;
-  if (op.Method() == "POST") {
-    headers.emplace_back("Content-Type",
-                         op.kind == CounterOp::Kind::kAppend ? "text/plain" : "application/json");
-  }
-  return Http(port, op.Method(), op.Target(), op.Body(), headers, timeout);
+  return Http(port, op.Method(), op.Target(), op.Body(), OpHeaders(op), timeout);
 }
 
 HttpResult Send(HttpConnection& conn, const CounterOp& op) {
-  Headers headers;
-  if (op.Method() == "POST") {
-    headers.emplace_back("Content-Type",
-                         op.kind == CounterOp::Kind::kAppend ? "text/plain" : "application/json");
-  }
-  return conn.Request(op.Method(), op.Target(), op.Body(), headers);
-}
-
-// Sends `op` to `port` and checks the proxy's answer against the model, which it advances.
-// Returns the entry's log index (-1 after a failed assertion).
-int64_t SendAndCheck(uint16_t port, const CounterOp& op, CounterModel& model) {
-  const HttpResult res = Send(port, op);
-  const int64_t index = LogIndexOf(res);
-  EXPECT_GT(index, model.last_index()) << op.Describe() << ": " << res.Describe();
-  if (index <= model.last_index()) return -1;
-  const ModelResponse expected = model.Apply(op, index);
-  EXPECT_EQ(res.status, expected.status) << op.Describe() << ": " << res.Describe();
-  EXPECT_EQ(res.Header("K8shmir-Outcome"), "committed") << op.Describe() << ": " << res.Describe();
-  if (expected.status == 200) {
-    EXPECT_EQ(res.Json(), expected.body) << op.Describe() << ": " << res.Describe();
-  }
-  return index;
+  return conn.Request(op.Method(), op.Target(), op.Body(), OpHeaders(op));
 }
 
 // 1. Sequential mixed operations sent to one replica reach every replica, exactly.
@@ -155,7 +119,7 @@ TEST(Replication, ConcurrentClientsOnAllReplicasAgreeOnOneOrder) {
         Result r;
         r.op = UniqueOp(c, k);
         r.res = Send(conn, r.op);
-        r.index = LogIndexOf(r.res);
+        r.index = ResponseLogIndex(r.res);
         results[static_cast<size_t>(c)].push_back(std::move(r));
       }
     });
@@ -398,7 +362,7 @@ TEST(Replication, EtcdOutageRefusesRequestsAndServiceResumes) {
     ASSERT_TRUE(answered) << "service did not resume on proxy " << i << ": " << res.Describe();
     ASSERT_EQ(res.status, 200u) << res.Describe();
     EXPECT_EQ(res.Header("K8shmir-Outcome"), "committed");
-    const int64_t index = LogIndexOf(res);
+    const int64_t index = ResponseLogIndex(res);
     ASSERT_GT(index, 0) << res.Describe();
     EXPECT_EQ(res.Json().value("index", int64_t{-1}), index);
     after[OpKey(op)] = index;
@@ -502,7 +466,7 @@ TEST(Replication, ClientSuppliedLogIndexHeaderIsNotTrusted) {
   const HttpResult res = Http(cluster.ProxyPort(0), "POST", "/journal", spoofed.Body(),
                               {{"Log-Index", "999999999999"}, {"log-index", "1"}});
   ASSERT_EQ(res.status, 200u) << res.Describe();
-  const int64_t index = LogIndexOf(res);
+  const int64_t index = ResponseLogIndex(res);
   ASSERT_GT(index, 0) << res.Describe();
   EXPECT_EQ(res.Json(), model.Apply(spoofed, index).body) << res.Describe();
   ASSERT_GT(SendAndCheck(cluster.ProxyPort(1), CounterOp::Mul(5), model), 0);

@@ -84,13 +84,31 @@ int64_t ResponseLogIndex(const HttpResult& r) {
   return index > 0 ? index : -1;
 }
 
-HttpResult SendOp(HttpConnection& conn, const CounterOp& op, std::chrono::milliseconds timeout) {
+Headers OpHeaders(const CounterOp& op) {
   Headers headers;
   if (op.Method() == "POST") {
     headers.emplace_back("Content-Type",
                          op.kind == CounterOp::Kind::kAppend ? "text/plain" : "application/json");
   }
-  return conn.Request(op.Method(), op.Target(), op.Body(), headers, timeout);
+  return headers;
+}
+
+HttpResult SendOp(HttpConnection& conn, const CounterOp& op, std::chrono::milliseconds timeout) {
+  return conn.Request(op.Method(), op.Target(), op.Body(), OpHeaders(op), timeout);
+}
+
+int64_t SendAndCheck(uint16_t port, const CounterOp& op, CounterModel& model) {
+  const HttpResult res = Http(port, op.Method(), op.Target(), op.Body(), OpHeaders(op), 15s);
+  const int64_t index = ResponseLogIndex(res);
+  EXPECT_GT(index, model.last_index()) << op.Describe() << ": " << res.Describe();
+  if (index <= model.last_index()) return -1;
+  const ModelResponse expected = model.Apply(op, index);
+  EXPECT_EQ(res.status, expected.status) << op.Describe() << ": " << res.Describe();
+  EXPECT_EQ(res.Header("K8shmir-Outcome"), "committed") << op.Describe() << ": " << res.Describe();
+  if (expected.status == 200) {
+    EXPECT_EQ(res.Json(), expected.body) << op.Describe() << ": " << res.Describe();
+  }
+  return res.status == expected.status ? index : -1;
 }
 
 ReplicatedClusterOptions FaultOptions(const std::string& group, const std::string& heartbeat_ms,

@@ -34,8 +34,16 @@ namespace k8shmir::testing {
 // The K8shmir-Log-Index of a proxy response, -1 when absent or not a positive integer.
 int64_t ResponseLogIndex(const HttpResult& r);
 
-// Sends `op` on `conn` (Content-Type set for POST bodies).
+// The headers `op` is sent with: Content-Type for POST bodies.
+Headers OpHeaders(const CounterOp& op);
+
+// Sends `op` on `conn` (with OpHeaders).
 HttpResult SendOp(HttpConnection& conn, const CounterOp& op, std::chrono::milliseconds timeout);
+
+// Sends `op` through the proxy on `port` and checks the answer against the model, which it
+// advances: an index above the model's, committed, the model's status and body. Returns the
+// entry's log index, or -1 after a failed assertion.
+int64_t SendAndCheck(uint16_t port, const CounterOp& op, CounterModel& model);
 
 // One request and its answer.
 struct OpRecord {
