@@ -261,16 +261,13 @@ void Replica::NoteAnswer(const ClientReply& reply, Clock::time_point arrived) {
     }
   }
   status_.request_latency[outcome].Observe(SecondsSince(arrived));
-  const unsigned status_class = reply.response.status / 100;
-  if (status_class >= 1 && status_class <= 5) ++status_.responses_by_class[status_class - 1];
+  status_.CountResponse(reply.response.status);
 }
 
 void Replica::NoteRejected(Rejection reason, unsigned status) {
   asio::post(strand_, [self = shared_from_this(), reason, status] {
     self->status_.Count(reason);
-    const unsigned status_class = status / 100;
-    if (status_class >= 1 && status_class <= 5)
-      ++self->status_.responses_by_class[status_class - 1];
+    self->status_.CountResponse(status);
   });
 }
 

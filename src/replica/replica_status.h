@@ -117,6 +117,10 @@ struct ReplicaStatus {
   std::array<Histogram, std::size(kRequestOutcomeLabels)> request_latency;
   // Every client answer by status class: [0] 1xx ... [4] 5xx.
   std::array<uint64_t, 5> responses_by_class{};
+  void CountResponse(unsigned status) {
+    const unsigned status_class = status / 100;
+    if (status_class >= 1 && status_class <= 5) ++responses_by_class[status_class - 1];
+  }
   std::array<uint64_t, std::size(kAllRejections)> rejections{};
   void Count(Rejection r) { ++rejections[static_cast<std::size_t>(r)]; }
   uint64_t Of(Rejection r) const { return rejections[static_cast<std::size_t>(r)]; }
