@@ -40,7 +40,9 @@ bool IEquals(std::string_view a, std::string_view b) {
 
 std::vector<HttpHeader> EndToEndHeaders(const std::vector<HttpHeader>& headers,
                                         std::string_view index_header) {
-  // Headers listed in Connection are hop-by-hop too (RFC 9110 7.6.1).
+  // Headers listed in Connection are hop-by-hop too (RFC 9110 7.6.1), except Host: it is for
+  // every recipient (a sender must not nominate it), and dropping it would replay an HTTP/1.1
+  // request without the Host the front server already checked, so a nomination of it is ignored.
   std::vector<std::string> nominated;
   for (const auto& h : headers) {
     if (!IEquals(h.name, "connection")) continue;
@@ -48,7 +50,7 @@ std::vector<HttpHeader> EndToEndHeaders(const std::vector<HttpHeader>& headers,
     while (!rest.empty()) {
       auto comma = rest.find(',');
       std::string_view token = Trim(rest.substr(0, comma));
-      if (!token.empty()) nominated.emplace_back(token);
+      if (!token.empty() && !IEquals(token, "host")) nominated.emplace_back(token);
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }

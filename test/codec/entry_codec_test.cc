@@ -102,6 +102,17 @@ TEST(HeaderFilterTest, DropsHopByHopAndProxyOwnedHeaders) {
   EXPECT_EQ(out[2].name, "X-Request-Id");
 }
 
+// Found by request_head_fuzz: "Connection: Host" must not strip the Host of an HTTP/1.1 request.
+TEST(HeaderFilterTest, ConnectionNominatingHostKeepsHost) {
+  std::vector<HttpHeader> in = {
+      {"Host", "me"}, {"Connection", "mose, HOST"}, {"Mose", "1"}, {"X-Kept", "2"}};
+  auto out = EndToEndHeaders(in, "Log-Index");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].name, "Host");
+  EXPECT_EQ(out[0].value, "me");
+  EXPECT_EQ(out[1].name, "X-Kept");
+}
+
 TEST(HeaderFilterTest, CaseInsensitiveEquality) {
   EXPECT_TRUE(IEquals("Log-Index", "log-index"));
   EXPECT_FALSE(IEquals("Log-Index", "Log-Indexx"));
