@@ -24,6 +24,10 @@ struct LogClientStats {
   std::string endpoint;    // the member calls go to first now ("" when not known)
   uint64_t failovers = 0;  // times calls moved to another member after a failure
   std::array<uint64_t, std::size(kLogErrorKinds)> errors{};  // failed attempts by kind
+  // etcd's alarms as last polled (every few seconds); all false until a poll was answered.
+  bool alarms_known = false;
+  bool nospace_alarm = false;  // NOSPACE: etcd refuses every write until it is disarmed
+  bool corrupt_alarm = false;  // CORRUPT: members disagree on their data
 };
 
 struct LogRecord {

@@ -100,6 +100,14 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
       {"app_call_timeouts", s.app_call_timeouts},
       {"etcd", {{"endpoint", s.etcd_endpoint}, {"failovers", s.etcd_failovers}}},
   };
+  // null until etcd answered an alarm poll, then the raised alarms (usually none).
+  nlohmann::json alarms = nullptr;
+  if (s.etcd_alarms_known) {
+    alarms = nlohmann::json::array();
+    if (s.etcd_nospace_alarm) alarms.push_back("NOSPACE");
+    if (s.etcd_corrupt_alarm) alarms.push_back("CORRUPT");
+  }
+  j["etcd"]["alarms"] = std::move(alarms);
   return j.dump() + "\n";
 }
 
@@ -238,6 +246,16 @@ void WriteAnswers(std::ostringstream& out, const std::string& labels, const Repl
   for (std::size_t i = 0; i < s.etcd_errors.size(); ++i) {
     out << "k8shmir_etcd_errors_total{" << labels << ",kind=\"" << kLogErrorKinds[i] << "\"} "
         << s.etcd_errors[i] << "\n";
+  }
+  // Absent until etcd answered a poll: 0 would claim to know there is no alarm.
+  if (s.etcd_alarms_known) {
+    out << "# HELP k8shmir_etcd_alarm An etcd alarm raised (1) or not (0), as etcd reported it "
+           "last (NOSPACE: etcd refuses writes until an operator disarms it).\n"
+        << "# TYPE k8shmir_etcd_alarm gauge\n"
+        << "k8shmir_etcd_alarm{" << labels << ",alarm=\"NOSPACE\"} "
+        << (s.etcd_nospace_alarm ? 1 : 0) << "\n"
+        << "k8shmir_etcd_alarm{" << labels << ",alarm=\"CORRUPT\"} "
+        << (s.etcd_corrupt_alarm ? 1 : 0) << "\n";
   }
 }
 

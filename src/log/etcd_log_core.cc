@@ -108,6 +108,7 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
     channels_.push_back(std::move(channel));
   }
   timer_.Post([this] { PollChannels(); });
+  timer_.Post([this] { PollAlarms(); });
 }
 
 EtcdLog::Core::~Core() {
@@ -381,6 +382,10 @@ LogClientStats EtcdLog::Core::ClientStats() const {
   const size_t preferred = preferred_.load();
   if (preferred < endpoints_.size()) stats.endpoint = endpoints_[preferred];
   stats.failovers = failovers_.load(std::memory_order_relaxed);
+  const uint8_t alarms = alarms_.load(std::memory_order_relaxed);
+  stats.alarms_known = (alarms & kAlarmsKnown) != 0;
+  stats.nospace_alarm = (alarms & kNoSpaceAlarm) != 0;
+  stats.corrupt_alarm = (alarms & kCorruptAlarm) != 0;
   for (std::size_t i = 0; i < stats.errors.size(); ++i) {
     stats.errors[i] = errors_[i].load(std::memory_order_relaxed);
   }

@@ -90,6 +90,7 @@ class EtcdLog::Core {
   struct SubShared;
   class WatchSession;
   struct StatusCall;
+  struct AlarmCall;
   // A KV call whose attempt in flight may be cancelled because etcd's leader changed under it.
   class Interruptible {
    public:
@@ -226,6 +227,8 @@ class EtcdLog::Core {
   void PollChannels();
   // Some endpoint other than `index` has a channel that is not in TRANSIENT_FAILURE.
   bool AnotherEndpointUsable(size_t index);
+  // Asks the member in use for etcd's alarms, then again every kAlarmPollInterval (alarm_poll.cc).
+  void PollAlarms();
 
   std::vector<std::string> endpoints_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
@@ -240,6 +243,9 @@ class EtcdLog::Core {
   std::atomic<int64_t> last_endpoint_warning_ms_{0};
   std::atomic<uint64_t> failovers_{0};
   std::array<std::atomic<uint64_t>, std::size(kLogErrorKinds)> errors_{};
+  // etcd's alarms as last polled: kAlarmsKnown once a poll was answered, with the raised ones.
+  static constexpr uint8_t kAlarmsKnown = 1, kNoSpaceAlarm = 2, kCorruptAlarm = 4;
+  std::atomic<uint8_t> alarms_{0};
   // The lease of the registry's record and taker key (Refresh replaces it every time); 0: none.
   std::atomic<int64_t> registry_lease_{0};
 

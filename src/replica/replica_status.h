@@ -134,6 +134,10 @@ struct ReplicaStatus {
   std::string etcd_endpoint;
   uint64_t etcd_failovers = 0;
   std::array<uint64_t, 4> etcd_errors{};
+  // etcd's alarms as last polled (LogClientStats); not exported until a poll was answered.
+  bool etcd_alarms_known = false;
+  bool etcd_nospace_alarm = false;
+  bool etcd_corrupt_alarm = false;
   uint64_t entries_applied = 0;
   uint64_t entries_replayed = 0;  // applied while catching up or recovering
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log

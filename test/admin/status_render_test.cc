@@ -135,6 +135,24 @@ TEST(StatusRenderTest, AnswersRejectionsLagAndAppErrorsAreExported) {
   EXPECT_EQ(status["app_call_errors"], 4);
 }
 
+TEST(StatusRenderTest, EtcdAlarmsAreExportedOnceKnown) {
+  ReplicaStatus s;
+  s.replica_id = "r";
+  s.group = "g";
+  // Before etcd answered a poll: no sample (0 would claim there is no alarm), null in /status.
+  EXPECT_EQ(RenderPrometheus(s).find("k8shmir_etcd_alarm"), std::string::npos);
+  EXPECT_TRUE(nlohmann::json::parse(RenderStatusJson(s))["etcd"]["alarms"].is_null());
+  s.etcd_alarms_known = true;
+  s.etcd_nospace_alarm = true;
+  const std::string text = RenderPrometheus(s);
+  const std::string l = "group=\"g\",replica=\"r\"";
+  EXPECT_TRUE(HasLine(text, "# TYPE k8shmir_etcd_alarm gauge")) << text;
+  EXPECT_TRUE(HasLine(text, "k8shmir_etcd_alarm{" + l + ",alarm=\"NOSPACE\"} 1"));
+  EXPECT_TRUE(HasLine(text, "k8shmir_etcd_alarm{" + l + ",alarm=\"CORRUPT\"} 0"));
+  EXPECT_EQ(nlohmann::json::parse(RenderStatusJson(s))["etcd"]["alarms"],
+            nlohmann::json::array({"NOSPACE"}));
+}
+
 TEST(StatusRenderTest, LabelValuesWithQuotesBackslashesAndNewlinesStayOneLabel) {
   ReplicaStatus s;
   s.replica_id = "a\"b\\c\nd";

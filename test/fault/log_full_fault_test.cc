@@ -28,6 +28,19 @@ constexpr std::size_t kFillerBytes = 512 * 1024;
 
 std::string FillerKey(int i) { return "/other-app/blob-" + std::to_string(i); }
 
+// Proxy i's /metrics has a line ending in `line_end` (e.g. `alarm="NOSPACE"} 1`).
+bool MetricsHave(ReplicatedCluster& cluster, int i, const std::string& line_end) {
+  const HttpResult metrics = Http(cluster.AdminPort(i), "GET", "/metrics", "", {}, 5s);
+  return metrics.body.find(line_end + "\n") != std::string::npos;
+}
+
+bool AllMetricsHave(ReplicatedCluster& cluster, const std::string& line_end) {
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (!MetricsHave(cluster, i, line_end)) return false;
+  }
+  return true;
+}
+
 bool AllInState(ReplicatedCluster& cluster, const std::string& state) {
   for (int i = 0; i < cluster.size(); ++i) {
     if (cluster.Status(i).value("state", "") != state) return false;
@@ -74,6 +87,18 @@ TEST(LogFull, ClientsAreRefusedFastAndTheGroupResumesOnceSpaceIsFreed) {
     EXPECT_NE(metrics.body.find("state=\"log-full\"} 1"), std::string::npos);
   }
   EXPECT_GT(refusals, 0);
+  // The refusals by reason, and etcd's alarm as every proxy polls it (every 10 s): the alert on
+  // NOSPACE needs no write to be refused.
+  double log_full_rejections = 0;
+  for (int i = 0; i < cluster.size(); ++i) {
+    const HttpResult metrics = Http(cluster.AdminPort(i), "GET", "/metrics", "", {}, 5s);
+    const double rejections =
+        MetricSum(metrics.body, "k8shmir_rejections_total", "reason=\"log-full\"");
+    EXPECT_GE(rejections, 0) << "proxy " << i << " exports no log-full rejections";
+    log_full_rejections += rejections;
+  }
+  EXPECT_GT(log_full_rejections, 0);
+  EXPECT_TRUE(WaitFor([&] { return AllMetricsHave(cluster, "alarm=\"NOSPACE\"} 1"); }, 15s));
 
   // The answers while full: refused, certainly not committed, saying why, and at once (not after
   // a retry loop to the request timeout).
@@ -100,6 +125,7 @@ TEST(LogFull, ClientsAreRefusedFastAndTheGroupResumesOnceSpaceIsFreed) {
   etcd.DisarmAlarms();
   EXPECT_TRUE(etcd.Alarms().empty());
   ASSERT_TRUE(cluster.WaitAllServing(30s));
+  EXPECT_TRUE(WaitFor([&] { return AllMetricsHave(cluster, "alarm=\"NOSPACE\"} 0"); }, 15s));
   {
     Load load(cluster, history, {0, 1, 2});
     EXPECT_TRUE(load.WaitProgress(5, 30s));

@@ -271,4 +271,22 @@ std::string RawHeader(std::string_view response, std::string_view name) {
   return "";
 }
 
+double MetricSum(std::string_view metrics, std::string_view metric, std::string_view label) {
+  double sum = -1;
+  size_t pos = 0;
+  while (pos < metrics.size()) {
+    size_t end = metrics.find('\n', pos);
+    if (end == std::string_view::npos) end = metrics.size();
+    const std::string_view line = metrics.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.substr(0, metric.size()) != metric || line.size() == metric.size()) continue;
+    const char next = line[metric.size()];
+    if (next != '{' && next != ' ') continue;  // another metric whose name starts alike
+    const size_t value_at = line.rfind(' ');
+    if (!label.empty() && line.substr(0, value_at).find(label) == std::string_view::npos) continue;
+    sum = (sum < 0 ? 0 : sum) + std::stod(std::string(line.substr(value_at + 1)));
+  }
+  return sum;
+}
+
 }  // namespace k8shmir::testing

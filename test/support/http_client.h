@@ -96,4 +96,8 @@ unsigned RawStatus(std::string_view response);
 // The value of a header in a raw HTTP response's head (case-insensitive), "" when absent.
 std::string RawHeader(std::string_view response, std::string_view name);
 
+// The sum of the values of `metric`'s samples in Prometheus text `metrics` whose labels contain
+// `label` (e.g. `reason="log-full"`; empty: every sample). -1 when no sample matches.
+double MetricSum(std::string_view metrics, std::string_view metric, std::string_view label = {});
+
 }  // namespace k8shmir::testing
