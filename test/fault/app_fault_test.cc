@@ -118,9 +118,13 @@ TEST(AppFault, AppRestartedFasterThanAHeartbeatUnderLoadOneEntryAtATime) {
 // the contract's stale-index check would. Past the app timeout the replica is not ready, so its
 // clients go elsewhere; the proxy does not give up on the entries it wrote (the app would still
 // read and apply them, and then again when resent), so when the app comes back (SIGCONT) it
-// answers them, the replica serves again, and no app applied any index twice.
+// answers them, the replica serves again, and no app applied any index twice. Past the app hang
+// timeout (3 s) its proxy's /app-healthz, the app container's liveness probe in the chart, fails
+// (only that proxy's), and passes again once the app answers.
 TEST(AppFault, StoppedAppMakesItsReplicaNotReadyAndNothingIsAppliedTwice) {
   ReplicatedClusterOptions options = FaultOptions("app-hung", "200", /*app_timeout_ms=*/"1000");
+  options.extra_proxy_args.insert(options.extra_proxy_args.end(),
+                                  {"--app-hang-timeout-ms", "3000"});
   options.extra_app_args.push_back("--no-stale-check");
   ReplicatedCluster cluster(options);
   ASSERT_NO_FATAL_FAILURE(StartAndWait(cluster));
@@ -149,10 +153,27 @@ TEST(AppFault, StoppedAppMakesItsReplicaNotReadyAndNothingIsAppliedTwice) {
   EXPECT_FALSE(Ready(cluster, 1));
   // The other replicas keep serving while one app is stopped.
   EXPECT_TRUE(load.WaitProgress(10, 30s, {0, 2}));
+  auto app_healthz = [&](int i) {
+    return Http(cluster.AdminPort(i), "GET", "/app-healthz", "", {}, 2s);
+  };
+  HttpResult hung_healthz;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        hung_healthz = app_healthz(1);
+        return hung_healthz.status == 503;
+      },
+      30s))
+      << hung_healthz.Describe();
+  EXPECT_GE(std::chrono::steady_clock::now() - stopped_at, 3s);
+  EXPECT_NE(hung_healthz.body.find("app hang timeout 3000 ms"), std::string::npos)
+      << hung_healthz.body;
+  EXPECT_EQ(app_healthz(0).status, 200u);
+  EXPECT_EQ(app_healthz(2).status, 200u);
   std::this_thread::sleep_until(stopped_at + 5s);
   ASSERT_TRUE(hung.Resume());
 
   ASSERT_TRUE(cluster.WaitServing(1, 60s)) << cluster.Status(1).dump();
+  EXPECT_EQ(app_healthz(1).status, 200u) << app_healthz(1).Describe();
   ASSERT_TRUE(load.WaitProgress(20, 60s));
   load.Stop();
 
