@@ -187,6 +187,12 @@ TEST(EtcdFault, MemberHungUnderLoadAndServiceContinues) {
   ASSERT_TRUE(hung.stopped());
   // Longer than the proxies' watch liveness timeout (5 s): their watches must move.
   std::this_thread::sleep_for(10s);
+  // Every proxy's calls moved off the hung member, and say so.
+  for (int i = 0; i < cluster.size(); ++i) {
+    const json etcd = cluster.Status(i).value("etcd", json::object());
+    EXPECT_GE(etcd.value("failovers", int64_t{0}), 1) << "proxy " << i << ": " << etcd.dump();
+    EXPECT_NE(etcd.value("endpoint", ""), cluster.Etcd().Endpoint(0)) << "proxy " << i;
+  }
   ASSERT_TRUE(hung.Resume());
   ASSERT_TRUE(cluster.Etcd().WaitHealthy(60s));
   ASSERT_TRUE(cluster.WaitAllServing(60s));
