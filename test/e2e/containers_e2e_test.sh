@@ -434,5 +434,30 @@ for ((i = 0; i < N; i++)); do
     "{\"value\":12,\"count\":18,\"violations\":0,\"last_index\":$LAST_INDEX}" "pod$i digest"
 done
 
+# --- k8shmirctl from the proxy image, as `kubectl exec` runs it --------------------------------
+# The proxy container's environment names the etcd endpoints and the group: no flags needed.
+stamp "k8shmirctl status inside pod0's proxy container"
+CTL_OUT="" CTL_RC=0
+ctl_status() {
+  CTL_RC=0
+  CTL_OUT=$(timeout 60 "$DOCKER" exec "$(proxy_c 0)" k8shmirctl status --output json 2>&1) || CTL_RC=$?
+}
+# Replica records are refreshed every 2 s: wait until each shows the last index.
+ctl_caught_up() {
+  ctl_status
+  ((CTL_RC == 0)) &&
+    jq -e --argjson i "$LAST_INDEX" '[.replicas[] | select(.serving and .applied_index == $i)] | length == 3' \
+      <<<"$CTL_OUT" >/dev/null
+}
+wait_until 30 "k8shmirctl showing 3 serving replicas at index $LAST_INDEX" ctl_caught_up ||
+  fail "k8shmirctl status (exit $CTL_RC): $CTL_OUT"
+expect_eq "$(jq -c '[.replicas[].id] | sort' <<<"$CTL_OUT")" '["pod0","pod1","pod2"]' "k8shmirctl replicas"
+expect_eq "$(jq -c '{exit_code, verdict, members: (.etcd.members | length), alarms: .etcd.alarms}' <<<"$CTL_OUT")" \
+  '{"exit_code":0,"verdict":"healthy","members":3,"alarms":[]}' "k8shmirctl verdict and etcd health"
+CTL_RC=0
+CTL_OUT=$(timeout 60 "$DOCKER" exec "$(proxy_c 0)" k8shmirctl groups 2>&1) || CTL_RC=$?
+expect_eq "$CTL_RC" 0 "k8shmirctl groups exit code ($CTL_OUT)"
+grep -qE '^e2e +1 +3 ' <<<"$CTL_OUT" || fail "k8shmirctl groups does not list e2e (format 1, 3 replicas): $CTL_OUT"
+
 stamp "PASS: 3 pods, 18 replicated requests (3 over IPv6), identical journals (last index $LAST_INDEX)"
 echo "1 passed, 0 failed"
