@@ -21,8 +21,9 @@ namespace k8shmir {
 // applied, refused for good (too large, out of space), the member had no leader.
 inline constexpr const char* kLogErrorKinds[] = {"unavailable", "unknown", "rejected", "no-leader"};
 struct LogClientStats {
-  std::string endpoint;    // the member calls go to first now ("" when not known)
-  uint64_t failovers = 0;  // times calls moved to another member after a failure
+  std::string endpoint;         // the member calls go to first now ("" when not known)
+  std::string leader_endpoint;  // etcd's leader, where linearizable reads go ("" when not known)
+  uint64_t failovers = 0;       // times calls moved to another member after a failure
   std::array<uint64_t, std::size(kLogErrorKinds)> errors{};  // failed attempts by kind
   // etcd's alarms as last polled (every few seconds); all false until a poll was answered.
   bool alarms_known = false;

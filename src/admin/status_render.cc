@@ -108,6 +108,9 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
     if (s.etcd_corrupt_alarm) alarms.push_back("CORRUPT");
   }
   j["etcd"]["alarms"] = std::move(alarms);
+  j["etcd"]["leader_endpoint"] = s.etcd_leader_endpoint.empty()
+                                     ? nlohmann::json(nullptr)
+                                     : nlohmann::json(s.etcd_leader_endpoint);
   return j.dump() + "\n";
 }
 

@@ -108,7 +108,7 @@ EtcdLog::Core::Core(EtcdLogOptions opts)
     channels_.push_back(std::move(channel));
   }
   timer_.Post([this] { PollChannels(); });
-  timer_.Post([this] { PollAlarms(); });
+  timer_.Post([this] { PollCluster(); });
 }
 
 EtcdLog::Core::~Core() {
@@ -256,14 +256,16 @@ void EtcdLog::Core::ReadCommittedIndex(Deadline deadline, CommittedCallback done
   etcdserverpb::RangeRequest request;
   request.set_key(CommittedHeadKey(options.prefix));
   request.set_serializable(false);  // linearizable: etcd confirms its leadership (ReadIndex)
-  RunRange("committed index", std::move(request), deadline,
-           [done = std::move(done)](Result<etcdserverpb::RangeResponse> result) {
-             if (!result) return done(result.error());
-             // No head yet: nothing was appended by a proxy that writes it.
-             if (result->kvs().empty()) return done(int64_t{0});
-             const auto& kv = result->kvs(0);
-             done(ParseCommittedHead(kv.mod_revision(), kv.value()));
-           });
+  RunRange(
+      "committed index", std::move(request), deadline,
+      [done = std::move(done)](Result<etcdserverpb::RangeResponse> result) {
+        if (!result) return done(result.error());
+        // No head yet: nothing was appended by a proxy that writes it.
+        if (result->kvs().empty()) return done(int64_t{0});
+        const auto& kv = result->kvs(0);
+        done(ParseCommittedHead(kv.mod_revision(), kv.value()));
+      },
+      ClassifyReadFailure, EndpointChoice::kLeaderFirst);
 }
 
 void EtcdLog::Core::ReadRange(int64_t from_index, int64_t revision, Deadline deadline,
@@ -382,6 +384,10 @@ LogClientStats EtcdLog::Core::ClientStats() const {
   const size_t preferred = preferred_.load();
   if (preferred < endpoints_.size()) stats.endpoint = endpoints_[preferred];
   stats.failovers = failovers_.load(std::memory_order_relaxed);
+  const int leader = leader_endpoint_.load();
+  if (leader >= 0 && static_cast<size_t>(leader) < endpoints_.size()) {
+    stats.leader_endpoint = endpoints_[leader];
+  }
   const uint8_t alarms = alarms_.load(std::memory_order_relaxed);
   stats.alarms_known = (alarms & kAlarmsKnown) != 0;
   stats.nospace_alarm = (alarms & kNoSpaceAlarm) != 0;

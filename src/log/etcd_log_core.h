@@ -87,6 +87,10 @@ inline RpcFailure ClassifyReadFailure(grpc::StatusCode code, std::string_view me
 
 class EtcdLog::Core {
  public:
+  // Where a call's first attempt goes: the member this process prefers (the endpoint order and
+  // failovers decide), or etcd's leader when it is known and reachable. Retries always go the
+  // preferred way.
+  enum class EndpointChoice { kPreferred, kLeaderFirst };
   struct SubShared;
   class WatchSession;
   struct StatusCall;
@@ -140,7 +144,8 @@ class EtcdLog::Core {
   using Classify = RpcFailure (*)(grpc::StatusCode, std::string_view);
   void RunRange(std::string what, etcdserverpb::RangeRequest request, Deadline deadline,
                 std::function<void(Result<etcdserverpb::RangeResponse>)> done,
-                Classify classify = ClassifyReadFailure);
+                Classify classify = ClassifyReadFailure,
+                EndpointChoice choice = EndpointChoice::kPreferred);
   void RunTxn(std::string what, etcdserverpb::TxnRequest request, Deadline deadline,
               std::function<void(Result<etcdserverpb::TxnResponse>)> done,
               Classify classify = ClassifyWriteFailure);
@@ -196,6 +201,13 @@ class EtcdLog::Core {
   // Endpoint choice: stay on the endpoint that works; skip endpoints whose channel is known to
   // be unable to connect; move on after a failure.
   size_t PickEndpoint();
+  // The leader's endpoint when known and its channel is not failing, else PickEndpoint().
+  size_t LeaderFirst();
+  // A member's Status answer (member id, and the leader it knows, 0 if none) from `endpoint`:
+  // the endpoint of the leader is learnt from these (leader_endpoint_).
+  void NoteMemberStatus(size_t endpoint, uint64_t member_id, uint64_t leader) K8SHMIR_EXCLUDES(mu_);
+  void NoteMemberStatusLocked(size_t endpoint, uint64_t member_id, uint64_t leader)
+      K8SHMIR_REQUIRES(mu_);
   void EndpointFailed(size_t index, const std::string& why);
   void EndpointWorked(size_t index);
   // A failed attempt of kind `kind` (an index into kLogErrorKinds).
@@ -227,8 +239,9 @@ class EtcdLog::Core {
   void PollChannels();
   // Some endpoint other than `index` has a channel that is not in TRANSIENT_FAILURE.
   bool AnotherEndpointUsable(size_t index);
-  // Asks the member in use for etcd's alarms, then again every kAlarmPollInterval (alarm_poll.cc).
-  void PollAlarms();
+  // Asks the member in use for etcd's alarms, and every member for its status (who leads),
+  // then again every kClusterPollInterval (cluster_poll.cc).
+  void PollCluster();
 
   std::vector<std::string> endpoints_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
@@ -246,6 +259,10 @@ class EtcdLog::Core {
   // etcd's alarms as last polled: kAlarmsKnown once a poll was answered, with the raised ones.
   static constexpr uint8_t kAlarmsKnown = 1, kNoSpaceAlarm = 2, kCorruptAlarm = 4;
   std::atomic<uint8_t> alarms_{0};
+  // The endpoint of etcd's leader as last learnt, -1 when unknown. Linearizable reads go there
+  // first: the leader serves a ReadIndex itself, a follower forwards it (two more messages, and
+  // a hop).
+  std::atomic<int> leader_endpoint_{-1};
   // The lease of the registry's record and taker key (Refresh replaces it every time); 0: none.
   std::atomic<int64_t> registry_lease_{0};
 
@@ -271,6 +288,8 @@ class EtcdLog::Core {
   size_t check_pending_ K8SHMIR_GUARDED_BY(mu_) = 0;
   Clock::time_point check_round_started_ K8SHMIR_GUARDED_BY(mu_);
   std::vector<std::optional<MemberStatus>> check_answers_ K8SHMIR_GUARDED_BY(mu_);
+  // Each endpoint's member id as its Status answers said (0: not known yet).
+  std::vector<uint64_t> member_ids_ K8SHMIR_GUARDED_BY(mu_);
   std::map<SubShared*, std::shared_ptr<SubShared>> sessions_ K8SHMIR_GUARDED_BY(mu_);
   std::minstd_rand rng_ K8SHMIR_GUARDED_BY(mu_);
 

@@ -141,6 +141,7 @@ void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
   MutexLock lock(mu_);
   if (!check_running_ || round != check_round_) return;
   check_answers_[index] = answer;
+  if (answer) NoteMemberStatusLocked(index, answer->member_id, /*leader=*/0);
   --check_pending_;
   LeaderJudgement judgement = JudgeLeader(check_answers_, check_baseline_);
   if (judgement.verdict == LeaderVerdict::kUnknown) {
@@ -159,6 +160,7 @@ void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
   ++check_round_;
   NoteTerm(judgement.term);
   known_leader_ = judgement.leader;
+  NoteMemberStatusLocked(index, /*member_id=*/0, judgement.leader);
   if (judgement.verdict == LeaderVerdict::kChanged) {
     int interrupted = InterruptAttemptsLocked();
     LogLine(spdlog::level::info, "etcd has a new leader; re-sending the calls in flight",

@@ -26,28 +26,33 @@ constexpr milliseconds kNoLeaderMaxBackoff{50};
 
 template <class Response>
 void EtcdLog::Core::RetryingCall<Response>::Start(Core* core, std::string what, Deadline deadline,
-                                                  Issue issue, Classify classify, Done done) {
+                                                  Issue issue, Classify classify, Done done,
+                                                  EndpointChoice choice) {
   auto call = std::make_shared<RetryingCall>(core, std::move(what), deadline, std::move(issue),
-                                             classify, std::move(done));
+                                             classify, std::move(done), choice);
   core->OpStarted();
   call->Attempt(/*on_caller_thread=*/true);
 }
 
 template <class Response>
 EtcdLog::Core::RetryingCall<Response>::RetryingCall(Core* core, std::string what, Deadline deadline,
-                                                    Issue issue, Classify classify, Done done)
+                                                    Issue issue, Classify classify, Done done,
+                                                    EndpointChoice choice)
     : core_(core),
       what_(std::move(what)),
       deadline_(deadline),
       issue_(std::move(issue)),
       classify_(classify),
-      done_(std::move(done)) {}
+      done_(std::move(done)),
+      choice_(choice) {}
 
 template <class Response>
 void EtcdLog::Core::RetryingCall<Response>::Attempt(bool on_caller_thread) {
   auto now = Clock::now();
   if (now >= deadline_) return Finish(FinalError("deadline passed"), on_caller_thread);
-  endpoint_ = core_->PickEndpoint();
+  // Retries go the usual way: the leader may be what failed.
+  endpoint_ = choice_ == EndpointChoice::kLeaderFirst && attempts_ == 0 ? core_->LeaderFirst()
+                                                                        : core_->PickEndpoint();
   auto context = std::make_unique<grpc::ClientContext>();
   context->AddMetadata(kHasLeaderKey, kHasLeaderValue);
   context->set_deadline(
@@ -85,7 +90,8 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
   const bool interrupted = interrupted_attempt_.load() == attempt_id_;
   if (status.ok()) {
     core_->NoteTerm(response_.header().raft_term());
-    core_->EndpointWorked(endpoint_);
+    // A call sent to the leader says nothing about which member this process should prefer.
+    if (choice_ == EndpointChoice::kPreferred) core_->EndpointWorked(endpoint_);
     return Finish(Result<Response>(std::move(response_)), false);
   }
   RpcFailure failure = classify_(status.error_code(), status.error_message());
@@ -169,7 +175,7 @@ void EtcdLog::Core::RetryingCall<Response>::Finish(Result<Response> result, bool
 void EtcdLog::Core::RunRange(std::string what, etcdserverpb::RangeRequest request,
                              Deadline deadline,
                              std::function<void(Result<etcdserverpb::RangeResponse>)> done,
-                             Classify classify) {
+                             Classify classify, EndpointChoice choice) {
   RetryingCall<etcdserverpb::RangeResponse>::Start(
       this, std::move(what), deadline,
       [this, request = std::move(request)](size_t endpoint, grpc::ClientContext* context,
@@ -177,7 +183,7 @@ void EtcdLog::Core::RunRange(std::string what, etcdserverpb::RangeRequest reques
                                            std::function<void(grpc::Status)> callback) {
         kv_[endpoint]->async()->Range(context, &request, response, std::move(callback));
       },
-      classify, std::move(done));
+      classify, std::move(done), choice);
 }
 
 void EtcdLog::Core::RunTxn(std::string what, etcdserverpb::TxnRequest request, Deadline deadline,

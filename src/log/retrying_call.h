@@ -35,10 +35,10 @@ class EtcdLog::Core::RetryingCall final
 
   // `done` runs exactly once, never inside Start.
   static void Start(Core* core, std::string what, Deadline deadline, Issue issue, Classify classify,
-                    Done done);
+                    Done done, EndpointChoice choice = EndpointChoice::kPreferred);
 
   RetryingCall(Core* core, std::string what, Deadline deadline, Issue issue, Classify classify,
-               Done done);
+               Done done, EndpointChoice choice);
 
  private:
   void Attempt(bool on_caller_thread);
@@ -64,6 +64,7 @@ class EtcdLog::Core::RetryingCall final
   const Issue issue_;
   const Classify classify_;
   Done done_;
+  const EndpointChoice choice_;
 
   int attempts_ = 0;
   bool ambiguous_ = false;

@@ -95,6 +95,7 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
     s.lag_entries = self->queue_.size();
     const LogClientStats log_stats = self->log_.ClientStats();
     s.etcd_endpoint = log_stats.endpoint;
+    s.etcd_leader_endpoint = log_stats.leader_endpoint;
     s.etcd_failovers = log_stats.failovers;
     s.etcd_errors = log_stats.errors;
     s.etcd_alarms_known = log_stats.alarms_known;

@@ -132,6 +132,7 @@ struct ReplicaStatus {
   // The log client (etcd): the member in use, failovers, failed attempts by kind
   // (kLogErrorKinds), as Log::ClientStats reported them.
   std::string etcd_endpoint;
+  std::string etcd_leader_endpoint;  // where linearizable reads go first ("" unknown)
   uint64_t etcd_failovers = 0;
   std::array<uint64_t, 4> etcd_errors{};
   // etcd's alarms as last polled (LogClientStats); not exported until a poll was answered.

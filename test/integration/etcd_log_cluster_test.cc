@@ -1,6 +1,7 @@
 // EtcdLog against real etcd (Debian's /usr/bin/etcd) on loopback: three members: failover, and the
 // first endpoint the options name.
 #include "integration/etcd_log_fixture.h"
+#include "support/util.h"
 
 namespace k8shmir {
 namespace {
@@ -114,6 +115,64 @@ TEST(EtcdLogClusterTest, TheFirstEndpointIsTheOneTheOptionsName) {
   ASSERT_TRUE(c.WaitRecords(1));
   EXPECT_EQ(c.Records()[0].id, "via-1");
   EXPECT_EQ(c.Records()[0].index, r->first_index);
+}
+
+// Range calls member i has answered (its gRPC server metrics).
+double RangesServed(testing::EtcdCluster& etcd, int i) {
+  const testing::HttpResult metrics =
+      testing::Http(etcd.HealthPort(i), "GET", "/metrics", "", {}, 5s);
+  return testing::MetricSum(metrics.body, "grpc_server_handled_total", "grpc_method=\"Range\"");
+}
+
+// Read barriers go to etcd's leader (it serves a ReadIndex without a follower's forward), while
+// every other call keeps to the member this process prefers; when the leader dies, barriers
+// follow the new one.
+TEST(EtcdLogClusterTest, BarriersGoToTheLeaderAndFollowItWhenItChanges) {
+  testing::EtcdCluster etcd(3);
+  etcd.Start();
+  ASSERT_TRUE(WaitReady(EndpointList(etcd))) << "cluster did not start";
+  const int leader = etcd.LeaderIndex();
+  const int follower = (leader + 1) % 3;
+  // The follower first: the member this log prefers.
+  std::vector<std::string> endpoints = {etcd.Endpoint(follower), etcd.Endpoint((leader + 2) % 3),
+                                        etcd.Endpoint(leader)};
+  EtcdLog log(Options(endpoints, "g"));
+  auto appended = AppendSync(log, "a", Value("a"), 10s);
+  ASSERT_TRUE(appended.ok()) << appended.error().message;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return log.ClientStats().leader_endpoint == etcd.Endpoint(leader); }, 10s))
+      << "leader endpoint learnt: '" << log.ClientStats().leader_endpoint << "'";
+
+  const double leader_before = RangesServed(etcd, leader);
+  const double follower_before = RangesServed(etcd, follower);
+  ASSERT_GE(leader_before, 0) << "no grpc_server_handled_total for Range on the leader";
+  for (int i = 0; i < 20; ++i) {
+    auto index = CommittedIndexSync(log);
+    ASSERT_TRUE(index.ok()) << index.error().message;
+    EXPECT_EQ(*index, appended->first_index);
+  }
+  EXPECT_GE(RangesServed(etcd, leader) - leader_before, 20);
+  EXPECT_EQ(RangesServed(etcd, follower) - std::max(follower_before, 0.0), 0);
+  // The preference did not move to the leader: appends and reads of the log still go there.
+  EXPECT_EQ(log.ClientStats().endpoint, etcd.Endpoint(follower));
+
+  etcd.KillMember(leader);
+  int new_leader = -1;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        new_leader = etcd.LeaderIndex(1s);
+        return new_leader >= 0 && new_leader != leader &&
+               log.ClientStats().leader_endpoint == etcd.Endpoint(new_leader);
+      },
+      20s))
+      << "new leader " << new_leader << ", learnt '" << log.ClientStats().leader_endpoint << "'";
+  const double new_leader_before = RangesServed(etcd, new_leader);
+  for (int i = 0; i < 5; ++i) {
+    auto index = CommittedIndexSync(log, 5s);
+    ASSERT_TRUE(index.ok()) << index.error().message;
+    EXPECT_EQ(*index, appended->first_index);
+  }
+  EXPECT_GE(RangesServed(etcd, new_leader) - new_leader_before, 5);
 }
 
 }  // namespace
