@@ -94,19 +94,29 @@ class ReadsBench {
     cluster_->StartApp(-1);
     for (int i = 0; i < kReplicas; ++i) cluster_->StartApp(i);
     StartProxies();
-    // The raw barrier takes the proxies' path: member 0 (they list the members in order and
-    // start with the first), nothing to fail over to.
+    // The raw barrier, one client's linearizable Range of the committed head: on the leader,
+    // where the proxies send theirs (a follower forwards a ReadIndex to it), and on a follower,
+    // where a client that does not know the leader may send it. The target takes the leader's,
+    // the faster of the two. Each log knows one member only: nothing to fail over to.
+    const int leader = cluster_->Leader();
+    if (leader < 0) throw std::runtime_error("no etcd leader");
+    const auto endpoints = cluster_->EndpointList();
     EtcdLogOptions lo;
-    lo.endpoints = {cluster_->EndpointList().front()};
+    lo.endpoints = {endpoints[leader]};
     lo.prefix = std::string("/k8shmir/") + kGroup + "/log/";
     group_log_ = std::make_unique<EtcdLog>(lo);
+    lo.endpoints = {endpoints[(leader + 1) % endpoints.size()]};
+    follower_log_ = std::make_unique<EtcdLog>(lo);
+    out_["config"]["etcd"]["leader_member"] = leader;
 
     // Baselines.
     const Measured direct_int =
         Measure("direct GET /integer", Mode::kDirect, 1, ReadMix("/integer", 100));
     const Measured direct_digest =
         Measure("direct GET /journal/digest", Mode::kDirect, 1, ReadMix("/journal/digest", 100));
-    const Measured barrier = Measure("raw read barrier", Mode::kBarrier, 1, nullptr);
+    const Measured barrier = Measure("raw read barrier (leader)", Mode::kBarrier, 1, nullptr);
+    const Measured follower_barrier =
+        Measure("raw read barrier (follower)", Mode::kBarrier, 1, nullptr, follower_log_.get());
     const Measured lin_alone =
         Measure("linearizable reads only", Mode::kReplicated, 1, ReadMix("/integer", 100));
     // Reads on routes.
@@ -166,7 +176,9 @@ class ReadsBench {
     for (const auto* group : {&linearizable, &local, &logged}) {
       for (const auto& m : *group) Row(m);
     }
-    for (const auto* m : {&lin_alone, &direct_int, &direct_digest, &barrier}) Row(*m);
+    for (const auto* m : {&lin_alone, &direct_int, &direct_digest, &barrier, &follower_barrier}) {
+      Row(*m);
+    }
     std::printf(
         "\nCPU time per request at 64 clients (µs, all processes of a kind):\n\n"
         "| load | etcd | proxies | apps | bench |\n| --- | --- | --- | --- | --- |\n");
@@ -190,7 +202,7 @@ class ReadsBench {
     for (const auto* group : {&linearizable, &local, &logged}) {
       for (const auto& m : *group) points.push_back(Json(m));
     }
-    for (const auto* m : {&lin_alone, &direct_int, &direct_digest, &barrier}) {
+    for (const auto* m : {&lin_alone, &direct_int, &direct_digest, &barrier, &follower_barrier}) {
       points.push_back(Json(*m));
     }
     out_["points"] = points;
@@ -210,6 +222,7 @@ class ReadsBench {
     if (o_.plot) Plot(linearizable, local, logged);
 
     group_log_.reset();
+    follower_log_.reset();
     cluster_->StopAll();
     cluster_.reset();
     tmp_.reset();
@@ -227,14 +240,16 @@ class ReadsBench {
     }
   }
 
-  Measured Measure(const std::string& name, Mode mode, int clients, Mix mix) {
+  // `log`: the raw barrier's (kBarrier); the leader's when null.
+  Measured Measure(const std::string& name, Mode mode, int clients, Mix mix,
+                   EtcdLog* log = nullptr) {
     RunSpec spec;
     spec.mode = mode;
     spec.concurrency = clients;
     spec.warmup_s = o_.warmup_s;
     spec.measure_s = o_.measure_s;
     spec.mix = std::move(mix);
-    spec.log = group_log_.get();
+    spec.log = log != nullptr ? log : group_log_.get();
     std::vector<ReadMetrics> samples;
     if (mode == Mode::kReplicated) {
       spec.on_sample = [&] {
@@ -403,7 +418,8 @@ class ReadsBench {
   asio::io_context ioc_;
   std::unique_ptr<TempDir> tmp_;
   std::unique_ptr<Cluster> cluster_;
-  std::unique_ptr<EtcdLog> group_log_;
+  std::unique_ptr<EtcdLog> group_log_;     // on the leader alone
+  std::unique_ptr<EtcdLog> follower_log_;  // on a follower alone
   ojson out_;
 };
 
