@@ -52,6 +52,54 @@ count_is() { # text fixed-string n what
   if [[ "$n" == "$3" ]]; then ok; else fail "$4: '$2' $n times, expected $3"; fi
 }
 
+# The rendered documents as JSON, one per line, converted by Helm itself (fromYaml in a chart of
+# its own): no YAML library needed beside helm.
+to_json() { # rendered-file out-file
+  local chart="$OUT/to-json"
+  mkdir -p "$chart/templates"
+  printf 'apiVersion: v2\nname: to-json\nversion: 0.0.0\n' >"$chart/Chart.yaml"
+  cp "$1" "$chart/in.yaml"
+  # shellcheck disable=SC2016
+  echo '{{- range splitList "\n---\n" (.Files.Get "in.yaml") }}{{ $d := fromYaml . }}{{ if and $d (not (hasKey $d "Error")) }}{{ toJson $d }}
+{{ end }}{{ end }}' >"$chart/templates/docs.json"
+  "$HELM" template x "$chart" --show-only templates/docs.json | grep -v '^---\|^# Source' >"$2"
+}
+
+# Every pod the chart renders (Deployment, StatefulSet, CronJob, Pod) runs seccomp's RuntimeDefault
+# profile: in the pod's securityContext, or in every container's. Prints the pods without it.
+pods_without_seccomp() { # rendered-file
+  to_json "$1" "$OUT/docs.jsonl" || { echo "(conversion to JSON failed)"; return; }
+  python3 - "$OUT/docs.jsonl" <<'PY'
+import json, sys
+pods = 0
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    kind, spec = d.get("kind"), d.get("spec") or {}
+    if kind in ("Deployment", "StatefulSet"):
+        pod = spec["template"]["spec"]
+    elif kind == "CronJob":
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    elif kind == "Pod":
+        pod = spec
+    else:
+        continue
+    pods += 1
+    def runtime_default(context):
+        return ((context or {}).get("seccompProfile") or {}).get("type") == "RuntimeDefault"
+    containers = (pod.get("initContainers") or []) + (pod.get("containers") or [])
+    if not runtime_default(pod.get("securityContext")) and not all(
+            runtime_default(c.get("securityContext")) for c in containers):
+        print(f"{kind}/{d['metadata']['name']}", end=" ")
+if pods == 0:
+    print("(no pod at all)", end="")
+PY
+}
+check_seccomp() { # rendered-file
+  local missing
+  missing=$(pods_without_seccomp "$1")
+  if [[ -z "$missing" ]]; then ok; else fail "pods without seccomp RuntimeDefault: $missing"; fi
+}
+
 # Every object carries the recommended name and instance labels (in its own metadata: the first
 # labels block of the document).
 check_labels() { # rendered-file
@@ -332,6 +380,9 @@ for values in "$CHART"/ci/*-values.yaml; do
     continue
   fi
   ok
+  # ci/operations-values.yaml turns every optional pod on (the backup CronJob beside the app's,
+  # etcd's and the helm test's).
+  check_seccomp "$rendered"
   case "$CURRENT" in
     own-etcd-values.yaml)
       check_common "$rendered" Deployment false internal
@@ -472,8 +523,16 @@ if "$HELM" template "$RELEASE" "$CHART" >"$OUT/pod.txt" 2>&1; then
   pod=$(doc "$OUT/pod.txt" Deployment "$NAME" | nocomments)
   has "$pod" "$(printf -- '      securityContext:\n        fsGroup: 1000')" "the pod's fsGroup"
   has "$pod" "$(printf -- 'seccompProfile:\n          type: RuntimeDefault')" "seccomp RuntimeDefault"
+  check_seccomp "$OUT/pod.txt"
 else
   fail "helm template with default values"
+fi
+# The seccomp check itself sees a pod without the profile.
+if "$HELM" template "$RELEASE" "$CHART" --set app.podSecurityContext.seccompProfile=null >"$OUT/noseccomp.txt" 2>&1; then
+  missing=$(pods_without_seccomp "$OUT/noseccomp.txt")
+  if [[ "$missing" == "Deployment/$NAME " ]]; then ok; else fail "the seccomp check found '$missing', expected Deployment/$NAME"; fi
+else
+  fail "helm template without the app pod's seccomp profile: $(head -c 300 "$OUT/noseccomp.txt")"
 fi
 
 # Escape hatches: scrape annotations overridable, /tmp for read-only apps, priority class, the
