@@ -477,11 +477,14 @@ CURRENT=read-routes
 if "$HELM" template "$RELEASE" "$CHART" --set 'proxy.readRoutes={GET /items*,HEAD *}' \
   --set app.readinessProbe.httpGet.path=/healthz --set app.readinessProbe.httpGet.port=http \
   --set app.livenessProbe.httpGet.path=/live --set app.livenessProbe.httpGet.port=9000 \
+  --set app.startupProbe.httpGet.path=/started --set app.startupProbe.httpGet.port=3000 \
+  --set app.startupProbe.failureThreshold=60 \
   >"$OUT/routes.txt" 2>&1; then
   routes=$(container "$(nocomments <"$OUT/routes.txt")" k8shmir-proxy)
-  has "$routes" "$(printf -- '- name: K8SHMIR_READ_ROUTES\n              value: "GET /healthz local, GET /items*, HEAD *"')" \
-    "probe route first, then proxy.readRoutes"
+  has "$routes" "$(printf -- '- name: K8SHMIR_READ_ROUTES\n              value: "GET /started local, GET /healthz local, GET /items*, HEAD *"')" \
+    "probe routes first (startup, readiness), then proxy.readRoutes"
   has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /healthz" "the app's readinessProbe"
+  has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "$(printf 'startupProbe:\n            failureThreshold: 60\n            httpGet:\n              path: /started')" "the app's startupProbe"
   # The app's own livenessProbe replaces the /app-healthz one.
   has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /live" "the app's livenessProbe"
   hasnt "$(container "$(nocomments <"$OUT/routes.txt")" app)" "/app-healthz" "no /app-healthz beside the app's own probe"
@@ -491,6 +494,7 @@ else
 fi
 if "$HELM" template "$RELEASE" "$CHART" >"$OUT/routes.txt" 2>&1; then
   hasnt "$(cat "$OUT/routes.txt")" "K8SHMIR_READ_ROUTES" "no routes by default"
+  hasnt "$(container "$(nocomments <"$OUT/routes.txt")" app)" "startupProbe" "no app startupProbe by default"
 else
   fail "helm template with default values"
 fi

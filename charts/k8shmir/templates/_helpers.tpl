@@ -298,7 +298,7 @@ app.probesAsLocalReads), then proxy.readRoutes. The first matching route wins.
 {{- define "k8shmir.readRoutes" -}}
 {{- $routes := list -}}
 {{- if .Values.app.probesAsLocalReads -}}
-{{- range $probe := list .Values.app.readinessProbe .Values.app.livenessProbe -}}
+{{- range $probe := list .Values.app.startupProbe .Values.app.readinessProbe .Values.app.livenessProbe -}}
 {{- with $probe.httpGet -}}
 {{- $port := toString (default "http" .port) -}}
 {{- if or (eq $port "http") (eq $port (toString $.Values.app.port)) -}}
