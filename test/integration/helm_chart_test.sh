@@ -150,6 +150,8 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   has "$proxy" "$(printf 'livenessProbe:\n            httpGet:\n              path: /healthz')" \
     "proxy livenessProbe on /healthz"
   has "$proxy" '- name: K8SHMIR_ETCD_ENDPOINTS' "proxy etcd endpoints"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_LOG_FORMAT\n              value: "json"\n            - name: K8SHMIR_ACCESS_LOG\n              value: "false"')" \
+    "JSON logs, no access log by default"
   has "$proxy" "$(printf -- '- name: K8SHMIR_APP_PIPELINE_DEPTH\n              value: "16"')" \
     "proxy pipelines up to 16 entries to apps that declare it"
   has "$proxy" 'fieldPath: metadata.name' "proxy replica id from the pod name"
@@ -605,6 +607,18 @@ if "$HELM" template "$RELEASE" "$CHART" --set tests.enabled=false >"$OUT/notest.
 else
   fail "helm template with tests.enabled=false"
 fi
+
+# The proxy's log: proxy.accessLog and proxy.logFormat reach it; a non-boolean is refused.
+CURRENT=logs
+if "$HELM" template "$RELEASE" "$CHART" --set proxy.accessLog=true --set proxy.logFormat=text >"$OUT/logs.txt" 2>&1; then
+  proxy=$(container "$(nocomments <"$OUT/logs.txt")" k8shmir-proxy)
+  has "$proxy" "$(printf -- '- name: K8SHMIR_ACCESS_LOG\n              value: "true"')" "the access log on"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_LOG_FORMAT\n              value: "text"')" "the text log format"
+else
+  cat "$OUT/logs.txt" >&2
+  fail "helm template with proxy.accessLog"
+fi
+expect_rejected "an access log that is not a boolean" "proxy.accessLog" --set proxy.accessLog=yes
 
 # Rollouts: the drain delay and shutdown timeout reach the proxy, and a grace period shorter than
 # both together is refused.

@@ -173,6 +173,8 @@ app.kubernetes.io/component: etcd
       value: {{ .Values.proxy.logLevel | quote }}
     - name: K8SHMIR_LOG_FORMAT
       value: {{ .Values.proxy.logFormat | quote }}
+    - name: K8SHMIR_ACCESS_LOG
+      value: {{ toString .Values.proxy.accessLog | quote }}
     {{- if and (eq .Values.etcd.mode "external") .Values.etcd.external.tls.enabled }}
     # TLS to etcd (--etcd-ca-file and friends): ca.crt always; the key pair only with clientAuth,
     # as the proxy refuses a certificate without its key.
