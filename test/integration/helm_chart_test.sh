@@ -202,7 +202,7 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
 
 # The alerts (PrometheusRule), the dashboard (ConfigMap) and the etcd backup (CronJob + PVC) of
 # ci/operations-values.yaml.
-ALERTS=(K8shmirReplicaNotServing K8shmirLagEntriesHigh K8shmirLagAgeHigh K8shmirNeedsStateTransfer
+ALERTS=(K8shmirReplicaNotServing K8shmirLagGrowing K8shmirLagAgeHigh K8shmirNeedsStateTransfer
   K8shmirUnknownOutcomesHigh K8shmirNotCommittedHigh K8shmirLogFull K8shmirEtcdNoLeader
   K8shmirEtcdDatabaseNearQuota)
 SEL='namespace="default",group="r-k8shmir"'
@@ -223,21 +223,22 @@ check_operations() { # rendered
   count_is "$rule" '            severity: ' 9 "a severity label on every alert"
   count_is "$rule" '            summary: ' 9 "a summary on every alert"
   count_is "$rule" '            description: ' 9 "a description on every alert"
-  count_is "$rule" '{{ $labels.replica }} (pod {{ $labels.pod }}) of group {{ $labels.group }}' 7 "replica, pod and group in the proxies' alerts"
+  count_is "$rule" '{{ $labels.replica }} (pod {{ $labels.pod }}) of group {{ $labels.group }}' 6 "replica, pod and group in the proxies' per-replica alerts"
   count_is "$rule" '{{ $labels.pod }} of group r-k8shmir' 4 "pod and group in etcd's alerts"
   has "$rule" "expr: k8shmir_state{$SEL,state=\"serving\"} == 0" "not serving"
-  has "$rule" "expr: k8shmir_lag_entries{$SEL} > 10000" "lag entries"
+  has "$rule" "expr: k8shmir_lag_entries{$SEL} > 1000 and deriv(k8shmir_lag_entries{$SEL}[15m]) > 0" "lag growing"
   has "$rule" "expr: k8shmir_oldest_unapplied_age_seconds{$SEL} > 60" "lag age"
   has "$rule" "expr: k8shmir_state{$SEL,state=\"needs-state-transfer\"} == 1" "needs state transfer"
   has "$rule" "expr: (sum without (outcome) (rate(k8shmir_requests_total{$SEL,outcome=\"unknown\"}[5m])) / sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m]))) > 0.01 and sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m])) > 0.1" "unknown outcomes"
   has "$rule" "expr: (sum without (outcome) (rate(k8shmir_requests_total{$SEL,outcome=\"not-committed\"}[5m])) / sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m]))) > 0.05 and" "not-committed outcomes"
-  has "$rule" "expr: increase(k8shmir_log_full_refusals_total{$SEL}[5m]) > 0" "log full"
+  has "$rule" "expr: max by (namespace, group) (k8shmir_etcd_alarm{$SEL,alarm=\"NOSPACE\"}) > 0 or sum by (namespace, group) (increase(k8shmir_log_full_refusals_total{$SEL}[5m])) > 0" "log full: the alarm or refused appends"
   has "$rule" "expr: etcd_server_has_leader{$ESEL} == 0" "etcd without a leader"
   has "$rule" "expr: etcd_mvcc_db_total_size_in_bytes{$ESEL} / etcd_server_quota_backend_bytes{$ESEL} > 0.8" "etcd near its quota"
   # The etcd job in the expressions is the one its ServiceMonitor scrapes (the headless Service).
   has "$(doc "$file" ServiceMonitor "$NAME-etcd")" 'k8shmir.io/etcd-metrics: "true"' "etcd ServiceMonitor selects the headless Service"
   has "$(doc "$file" Service "$NAME-etcd-headless")" 'k8shmir.io/etcd-metrics: "true"' "the headless Service is the etcd job"
-  count_is "$rule" 'for: 10m' 5 "default for: durations"
+  count_is "$rule" 'for: 10m' 4 "default for: durations"
+  count_is "$rule" 'for: 5m' 2 "default for: durations"
   # scripts/install-deps.sh installs promtool (Debian's prometheus); without it the alerts' PromQL
   # would go unchecked, so its absence is a failure, not a skip.
   if command -v promtool >/dev/null; then
@@ -355,14 +356,39 @@ tests:
     alert_rule_test:
       - {eval_time: 15m, alertname: K8shmirReplicaNotServing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0, state: serving}}]}
       - {eval_time: 15m, alertname: K8shmirNeedsStateTransfer, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir, replica: p0, pod: p0, state: needs-state-transfer}}]}
-      - {eval_time: 15m, alertname: K8shmirLagEntriesHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
+      # A high lag that stays put is not growing (K8shmirLagAgeHigh's).
+      - {eval_time: 15m, alertname: K8shmirLagGrowing, exp_alerts: []}
       - {eval_time: 15m, alertname: K8shmirLagAgeHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
       - {eval_time: 15m, alertname: K8shmirUnknownOutcomesHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p1, pod: p1}}]}
       - {eval_time: 15m, alertname: K8shmirNotCommittedHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p2, pod: p2}}]}
       - {eval_time: 4m, alertname: K8shmirLogFull, exp_alerts: []}
-      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir, replica: p1, pod: p1}}]}
+      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir}}]}
       - {eval_time: 15m, alertname: K8shmirEtcdNoLeader, exp_alerts: [{exp_labels: {severity: critical, group: r-k8shmir, namespace: default, job: r-k8shmir-etcd-headless, pod: r-k8shmir-etcd-0}}]}
       - {eval_time: 15m, alertname: K8shmirEtcdDatabaseNearQuota, exp_alerts: [{exp_labels: {severity: warning, group: r-k8shmir, namespace: default, job: r-k8shmir-etcd-headless, pod: r-k8shmir-etcd-0}}]}
+  # The lag's trend; etcd's NOSPACE alarm as the proxies report it.
+  - interval: 1m
+    input_series:
+      - {series: 'k8shmir_lag_entries{$s,replica="p0",pod="p0"}', values: '2000+100x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p1",pod="p1"}', values: '0+1x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p2",pod="p2"}', values: '50000x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p3",pod="p3"}', values: '60000-1000x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p4",pod="p4"}', values: '2000+1000x10 12000x30'}
+      - {series: 'k8shmir_etcd_alarm{$s,replica="p0",pod="p0",alarm="NOSPACE"}', values: '0x10 1x30'}
+      - {series: 'k8shmir_etcd_alarm{$s,replica="p1",pod="p1",alarm="NOSPACE"}', values: '0x10 1x30'}
+      - {series: 'k8shmir_etcd_alarm{$s,replica="p0",pod="p0",alarm="CORRUPT"}', values: '1x40'}
+      - {series: 'k8shmir_etcd_alarm{namespace="other",group="r-k8shmir",replica="p9",pod="p9",alarm="NOSPACE"}', values: '1x40'}
+      - {series: 'k8shmir_log_full_refusals_total{$s,replica="p0",pod="p0"}', values: '0x40'}
+    alert_rule_test:
+      # Growing lags above the floor, once for: has passed: p0 (still growing) and p4 (grew until
+      # 10m); not p1 (growing but tiny), p2 (high and flat), p3 (shrinking: catching up).
+      - {eval_time: 3m, alertname: K8shmirLagGrowing, exp_alerts: []}
+      - {eval_time: 8m, alertname: K8shmirLagGrowing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}, {exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p4, pod: p4}}]}
+      # p4's lag has stayed put for the whole window: no longer growing.
+      - {eval_time: 30m, alertname: K8shmirLagGrowing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
+      # No NOSPACE in this namespace yet (another alarm, another namespace's, no refusal): quiet;
+      # once the proxies see it, one alert for the group, without a refused append.
+      - {eval_time: 9m, alertname: K8shmirLogFull, exp_alerts: []}
+      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir}}]}
 EOF
   if (cd "$OUT" && promtool test rules rules_test.yaml) >"$OUT/promtool.txt" 2>&1; then ok; else fail "promtool test rules: $(head -c 3000 "$OUT/promtool.txt")"; fi
 }
@@ -645,21 +671,22 @@ else
   fail "helm template with default values"
 fi
 if "$HELM" template "$RELEASE" "$CHART" --set metrics.prometheusRule.enabled=true \
-  --set metrics.prometheusRule.alerts.lagEntriesHigh.threshold=500 \
-  --set metrics.prometheusRule.alerts.lagEntriesHigh.for=3m \
+  --set metrics.prometheusRule.alerts.lagGrowing.minEntries=500 \
+  --set metrics.prometheusRule.alerts.lagGrowing.window=30m \
+  --set metrics.prometheusRule.alerts.lagGrowing.for=3m \
   --set metrics.prometheusRule.alerts.replicaNotServing.severity=page \
   --set-json metrics.prometheusRule.alerts.etcdDatabaseNearQuota.threshold=0.9 \
   --set metrics.prometheusRule.rateWindow=10m --set metrics.prometheusRule.minRequestRate=2 \
   --set metrics.prometheusRule.runbookBaseUrl=https://docs.example.com/kubernetes.md/ \
   --set proxy.group=orders >"$OUT/rule.txt" 2>&1; then
   rule=$(doc "$OUT/rule.txt" PrometheusRule "$NAME" | nocomments)
-  has "$rule" 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500' "a threshold and proxy.group"
-  has "$rule" "$(printf 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500\n          for: 3m')" "a for: duration"
+  has "$rule" 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500 and deriv(k8shmir_lag_entries{namespace="default",group="orders"}[30m]) > 0' "a floor, a window and proxy.group"
+  has "$rule" "$(printf '[30m]) > 0\n          for: 3m')" "a for: duration"
   has "$rule" "$(printf -- '- alert: K8shmirReplicaNotServing\n          expr: k8shmir_state{namespace="default",group="orders",state="serving"} == 0\n          for: 10m\n          labels:\n            severity: page')" "a severity"
   has "$rule" '/ etcd_server_quota_backend_bytes{namespace="default",job="r-k8shmir-etcd-headless"} > 0.9' "the etcd quota threshold"
   has "$rule" 'rate(k8shmir_requests_total{namespace="default",group="orders",outcome="unknown"}[10m])' "the rate window"
   has "$rule" '[10m])) > 2' "the minimum request rate"
-  has "$rule" 'expr: increase(k8shmir_log_full_refusals_total{namespace="default",group="orders"}[10m]) > 0' "the log-full window"
+  has "$rule" 'sum by (namespace, group) (increase(k8shmir_log_full_refusals_total{namespace="default",group="orders"}[10m])) > 0' "the log-full window"
   has "$rule" 'runbook_url: https://docs.example.com/kubernetes.md#k8shmirlogfull' "the runbook base URL"
   has "$rule" 'group: "orders"' "etcd alerts carry the group"
 else
@@ -719,10 +746,14 @@ expect_rejected "a backup volume too small for keep + 1 snapshots" "must hold et
   --set etcd.backup.enabled=true --set etcd.backup.persistence.size=10Gi
 expect_rejected "a backup volume size the chart cannot read" "etcd.backup.persistence.size" \
   --set etcd.backup.enabled=true --set etcd.backup.persistence.size=big
-expect_rejected "a threshold that is not a number" "metrics.prometheusRule.alerts.lagEntriesHigh.threshold" \
-  --set metrics.prometheusRule.alerts.lagEntriesHigh.threshold=lots
-expect_rejected "a fractional entry threshold" "metrics.prometheusRule.alerts.lagEntriesHigh.threshold" \
-  --set-json metrics.prometheusRule.alerts.lagEntriesHigh.threshold=1.5
+expect_rejected "a floor that is not a number" "metrics.prometheusRule.alerts.lagGrowing.minEntries" \
+  --set metrics.prometheusRule.alerts.lagGrowing.minEntries=lots
+expect_rejected "a fractional entry floor" "metrics.prometheusRule.alerts.lagGrowing.minEntries" \
+  --set-json metrics.prometheusRule.alerts.lagGrowing.minEntries=1.5
+expect_rejected "a lag window that is not a duration" "metrics.prometheusRule.alerts.lagGrowing.window" \
+  --set 'metrics.prometheusRule.alerts.lagGrowing.window=15 minutes'
+expect_rejected "a lag window of 0" "metrics.prometheusRule.alerts.lagGrowing.window" \
+  --set metrics.prometheusRule.alerts.lagGrowing.window=0
 expect_rejected "a ratio above 1" "metrics.prometheusRule.alerts.unknownOutcomesHigh.threshold" \
   --set metrics.prometheusRule.alerts.unknownOutcomesHigh.threshold=2
 expect_rejected "a negative age threshold" "metrics.prometheusRule.alerts.lagAgeHigh.threshold" \
