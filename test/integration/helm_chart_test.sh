@@ -548,8 +548,24 @@ if "$HELM" template "$RELEASE" "$CHART" --set proxy.nativeSidecar=true --kube-ve
   >"$OUT/native.txt" 2>&1; then ok; else fail "a native sidecar on Kubernetes 1.29: $(head -c 300 "$OUT/native.txt")"; fi
 expect_rejected "an etcd volume no larger than its quota" "must be larger than etcd.internal.quotaBackendBytes" \
   --set etcd.internal.persistence.size=2Gi
-expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size" \
+# The schema checks each format (JSON schema cannot compare two values: the template does).
+expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size: Does not match pattern" \
   --set etcd.internal.persistence.size=lots
+expect_rejected "an etcd volume size in a unit the chart does not read" "etcd.internal.persistence.size: Does not match pattern" \
+  --set etcd.internal.persistence.size=4GB
+expect_rejected "a fractional etcd volume size" "etcd.internal.persistence.size: Does not match pattern" \
+  --set etcd.internal.persistence.size=4.5Gi
+expect_rejected "an etcd quota as a quantity" "etcd.internal.quotaBackendBytes: Invalid type" \
+  --set etcd.internal.quotaBackendBytes=2Gi
+expect_rejected "an etcd quota of 0 (etcd's default, unknown to the checks)" "etcd.internal.quotaBackendBytes: Must be greater than or equal to 1" \
+  --set etcd.internal.quotaBackendBytes=0
+expect_rejected "a backup volume size in a unit the chart does not read" "etcd.backup.persistence.size: Does not match pattern" \
+  --set etcd.backup.enabled=true --set etcd.backup.persistence.size=20GB
+if "$HELM" template "$RELEASE" "$CHART" --set etcd.internal.persistence.size=5G >"$OUT/size.txt" 2>&1; then
+  has "$(doc "$OUT/size.txt" StatefulSet "$NAME-etcd")" 'storage: 5G' "a decimal-unit etcd volume"
+else
+  fail "helm template with a 5G etcd volume: $(head -c 300 "$OUT/size.txt")"
+fi
 if "$HELM" template "$RELEASE" "$CHART" >"$OUT/pod.txt" 2>&1; then
   check_labels "$OUT/pod.txt"
   pod=$(doc "$OUT/pod.txt" Deployment "$NAME" | nocomments)
