@@ -194,9 +194,12 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
     doc "$file" PodDisruptionBudget "$NAME-etcd" >/dev/null && ok || fail "no etcd PodDisruptionBudget"
     doc "$file" NetworkPolicy "$NAME-etcd" >/dev/null && ok || fail "no etcd NetworkPolicy"
     has "$proxy" "$NAME-etcd-0.$NAME-etcd-headless.default.svc.cluster.local:2379" "proxy endpoints"
+    has "$proxy" "$(printf -- '- name: K8SHMIR_QUOTA_BACKEND_BYTES\n              value: "2147483648"')" \
+      "k8shmirctl in the proxy container knows etcd's quota"
   else
     hasnt "$all" "$NAME-etcd" "external etcd: no etcd of the chart's own"
     hasnt "$all" 'kind: NetworkPolicy' "external etcd: no etcd NetworkPolicy"
+    hasnt "$proxy" 'K8SHMIR_QUOTA_BACKEND_BYTES' "external etcd: its quota is not the chart's to say"
   fi
 }
 
@@ -546,6 +549,15 @@ expect_rejected "a native sidecar on Kubernetes 1.28" "needs Kubernetes 1.29 or 
   --set proxy.nativeSidecar=true --kube-version 1.28.3
 if "$HELM" template "$RELEASE" "$CHART" --set proxy.nativeSidecar=true --kube-version 1.29.0 \
   >"$OUT/native.txt" 2>&1; then ok; else fail "a native sidecar on Kubernetes 1.29: $(head -c 300 "$OUT/native.txt")"; fi
+if "$HELM" template "$RELEASE" "$CHART" --set etcd.internal.quotaBackendBytes=4294967296 \
+  --set etcd.internal.persistence.size=8Gi >"$OUT/quota.txt" 2>&1; then
+  has "$(container "$(nocomments <"$OUT/quota.txt")" k8shmir-proxy)" "$(printf -- '- name: K8SHMIR_QUOTA_BACKEND_BYTES\n              value: "4294967296"')" \
+    "etcd.internal.quotaBackendBytes reaches k8shmirctl"
+  has "$(doc "$OUT/quota.txt" StatefulSet "$NAME-etcd")" '- --quota-backend-bytes=4294967296' "etcd's quota"
+else
+  cat "$OUT/quota.txt" >&2
+  fail "helm template with a 4 GiB etcd quota"
+fi
 expect_rejected "an etcd volume no larger than its quota" "must be larger than etcd.internal.quotaBackendBytes" \
   --set etcd.internal.persistence.size=2Gi
 # The schema checks each format (JSON schema cannot compare two values: the template does).

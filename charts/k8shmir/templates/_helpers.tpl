@@ -191,6 +191,12 @@ app.kubernetes.io/component: etcd
       value: {{ . | quote }}
     {{- end }}
     {{- end }}
+    {{- if eq .Values.etcd.mode "internal" }}
+    # Not the proxy's: k8shmirctl's (`kubectl exec ... -c k8shmir-proxy -- k8shmirctl status`
+    # compares the members' database with it).
+    - name: K8SHMIR_QUOTA_BACKEND_BYTES
+      value: {{ int64 .Values.etcd.internal.quotaBackendBytes | quote }}
+    {{- end }}
     {{- with .Values.proxy.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
