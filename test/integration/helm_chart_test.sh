@@ -59,9 +59,10 @@ to_json() { # rendered-file out-file
   mkdir -p "$chart/templates"
   printf 'apiVersion: v2\nname: to-json\nversion: 0.0.0\n' >"$chart/Chart.yaml"
   cp "$1" "$chart/in.yaml"
-  # shellcheck disable=SC2016
-  echo '{{- range splitList "\n---\n" (.Files.Get "in.yaml") }}{{ $d := fromYaml . }}{{ if and $d (not (hasKey $d "Error")) }}{{ toJson $d }}
-{{ end }}{{ end }}' >"$chart/templates/docs.json"
+  cat >"$chart/templates/docs.json" <<'TPL'
+{{- range splitList "\n---\n" (.Files.Get "in.yaml") }}{{ $d := fromYaml . }}{{ if and $d (not (hasKey $d "Error")) }}{{ toJson $d }}
+{{ end }}{{ end }}
+TPL
   "$HELM" template x "$chart" --show-only templates/docs.json | grep -v '^---\|^# Source' >"$2"
 }
 
