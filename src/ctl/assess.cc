@@ -14,9 +14,9 @@ std::string Hex(uint64_t id) {
   return buf;
 }
 
-// Degraded at 90%: etcd refuses every write (NOSPACE) at 100%, and compaction frees history only
-// after the fact.
-constexpr double kQuotaWarning = 0.9;
+// Degraded at 80%, where the chart's K8shmirEtcdDatabaseNearQuota alert fires: etcd refuses every
+// write (NOSPACE) at 100%, and compaction frees history only after the fact.
+constexpr double kQuotaWarning = 0.8;
 
 Verdict Unreachable(const EtcdHealth& etcd, const std::string& why) {
   Verdict v{kExitUnreachable, "unreachable", {}};

@@ -77,14 +77,16 @@ Result<CtlOptions> ParseCtlArgs(const std::vector<std::string>& args, const char
     auto eq = kv.find('=');
     if (eq != std::string::npos) environment[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  // The proxy's variables, read by its container's `kubectl exec` sessions too.
+  // The proxy's variables, read by its container's `kubectl exec` sessions too (the chart sets
+  // K8SHMIR_QUOTA_BACKEND_BYTES there from its etcd's quota; the proxy ignores it).
   std::map<std::string, std::string> flags;
   for (const auto& [flag, var] :
        std::map<std::string, std::string>{{"etcd-endpoints", "K8SHMIR_ETCD_ENDPOINTS"},
                                           {"etcd-ca-file", "K8SHMIR_ETCD_CA_FILE"},
                                           {"etcd-cert-file", "K8SHMIR_ETCD_CERT_FILE"},
                                           {"etcd-key-file", "K8SHMIR_ETCD_KEY_FILE"},
-                                          {"etcd-server-name", "K8SHMIR_ETCD_SERVER_NAME"}}) {
+                                          {"etcd-server-name", "K8SHMIR_ETCD_SERVER_NAME"},
+                                          {"quota-backend-bytes", "K8SHMIR_QUOTA_BACKEND_BYTES"}}) {
     if (auto it = environment.find(var); it != environment.end()) flags[flag] = it->second;
   }
 
@@ -226,7 +228,8 @@ K8SHMIR_ETCD_ENDPOINTS, K8SHMIR_ETCD_CA_FILE, ... and K8SHMIR_GROUP are used):
   --watch, -w                refresh until Ctrl-C (status only)
   --interval DURATION        between refreshes with --watch (default 2s)
   --quota-backend-bytes N    etcd's --quota-backend-bytes, which etcd 3.4 does not report
-                             (default 2147483648, etcd's default; 0: unknown)
+                             (default $K8SHMIR_QUOTA_BACKEND_BYTES, else 2147483648, etcd's
+                             default; 0: unknown)
   --max-lag-entries N        degraded when a replica has more unapplied entries (default 1000)
   --stale-after DURATION     degraded when a replica's record is older (default 6s)
   --log-bytes                also sum the log's bytes (reads every value of the log)

@@ -46,8 +46,9 @@ struct CtlOptions {
 };
 
 // argv without the program name; `env` as environ (K8SHMIR_ETCD_ENDPOINTS, K8SHMIR_ETCD_CA_FILE,
-// K8SHMIR_ETCD_CERT_FILE, K8SHMIR_ETCD_KEY_FILE, K8SHMIR_ETCD_SERVER_NAME and K8SHMIR_GROUP are
-// read when the flag is absent). kInvalid with a one-line reason on a usage error.
+// K8SHMIR_ETCD_CERT_FILE, K8SHMIR_ETCD_KEY_FILE, K8SHMIR_ETCD_SERVER_NAME,
+// K8SHMIR_QUOTA_BACKEND_BYTES and K8SHMIR_GROUP are read when the flag is absent). kInvalid with a
+// one-line reason on a usage error.
 Result<CtlOptions> ParseCtlArgs(const std::vector<std::string>& args, const char* const* env);
 
 std::string CtlUsage();

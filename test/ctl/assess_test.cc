@@ -134,14 +134,14 @@ TEST(Assess, MembersDisagreeingOnTheLeaderIsDegraded) {
 TEST(Assess, DatabaseNearItsQuotaIsDegraded) {
   GroupReport r = HealthyReport();
   r.etcd.quota_bytes = 100;
-  r.etcd.endpoints[0].db_size = 89;
-  r.etcd.endpoints[1].db_size = 89;
-  r.etcd.endpoints[2].db_size = 90;
+  r.etcd.endpoints[0].db_size = 79;
+  r.etcd.endpoints[1].db_size = 79;
+  r.etcd.endpoints[2].db_size = 80;
   Verdict v = Assess(r, kThresholds);
   EXPECT_EQ(v.exit_code, 1);
   ASSERT_EQ(v.problems.size(), 1u);
   EXPECT_EQ(v.problems[0],
-            "etcd member c3 database is 90 bytes, 90% of the quota (compact and defragment, or "
+            "etcd member c3 database is 80 bytes, 80% of the quota (compact and defragment, or "
             "raise --quota-backend-bytes)");
   r.etcd.quota_bytes = 0;  // unknown: nothing to compare with
   EXPECT_EQ(Assess(r, kThresholds).exit_code, 0);

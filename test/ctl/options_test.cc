@@ -95,6 +95,21 @@ TEST(CtlOptions, TheProxysEnvironmentFillsWhatFlagsLeaveOut) {
   EXPECT_EQ(flags->endpoints, (std::vector<std::string>{"x:1"}));
 }
 
+// The chart sets K8SHMIR_QUOTA_BACKEND_BYTES on the proxy container from its etcd's quota.
+TEST(CtlOptions, TheQuotaComesFromTheEnvironmentUnlessAFlagSaysIt) {
+  std::vector<const char*> env = {"K8SHMIR_ETCD_ENDPOINTS=e1:2379",
+                                  "K8SHMIR_QUOTA_BACKEND_BYTES=8589934592"};
+  auto o = Parse({"status", "g"}, env);
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->quota_backend_bytes, 8589934592);
+  auto flag = Parse({"status", "g", "--quota-backend-bytes=0"}, env);
+  ASSERT_TRUE(flag) << flag.error().message;
+  EXPECT_EQ(flag->quota_backend_bytes, 0);
+  EXPECT_EQ(ErrorOf({"status", "g"},
+                    {"K8SHMIR_ETCD_ENDPOINTS=e1:2379", "K8SHMIR_QUOTA_BACKEND_BYTES=4Gi"}),
+            "--quota-backend-bytes=4Gi: expected an integer >= 0");
+}
+
 TEST(CtlOptions, HelpAndVersionNeedNothingElse) {
   EXPECT_EQ(Parse({"--help"})->command, Command::kHelp);
   EXPECT_EQ(Parse({"status", "-h"})->command, Command::kHelp);

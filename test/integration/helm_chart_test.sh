@@ -52,6 +52,55 @@ count_is() { # text fixed-string n what
   if [[ "$n" == "$3" ]]; then ok; else fail "$4: '$2' $n times, expected $3"; fi
 }
 
+# The rendered documents as JSON, one per line, converted by Helm itself (fromYaml in a chart of
+# its own): no YAML library needed beside helm.
+to_json() { # rendered-file out-file
+  local chart="$OUT/to-json"
+  mkdir -p "$chart/templates"
+  printf 'apiVersion: v2\nname: to-json\nversion: 0.0.0\n' >"$chart/Chart.yaml"
+  cp "$1" "$chart/in.yaml"
+  cat >"$chart/templates/docs.json" <<'TPL'
+{{- range splitList "\n---\n" (.Files.Get "in.yaml") }}{{ $d := fromYaml . }}{{ if and $d (not (hasKey $d "Error")) }}{{ toJson $d }}
+{{ end }}{{ end }}
+TPL
+  "$HELM" template x "$chart" --show-only templates/docs.json | grep -v '^---\|^# Source' >"$2"
+}
+
+# Every pod the chart renders (Deployment, StatefulSet, CronJob, Pod) runs seccomp's RuntimeDefault
+# profile: in the pod's securityContext, or in every container's. Prints the pods without it.
+pods_without_seccomp() { # rendered-file
+  to_json "$1" "$OUT/docs.jsonl" || { echo "(conversion to JSON failed)"; return; }
+  python3 - "$OUT/docs.jsonl" <<'PY'
+import json, sys
+pods = 0
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    kind, spec = d.get("kind"), d.get("spec") or {}
+    if kind in ("Deployment", "StatefulSet"):
+        pod = spec["template"]["spec"]
+    elif kind == "CronJob":
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    elif kind == "Pod":
+        pod = spec
+    else:
+        continue
+    pods += 1
+    def runtime_default(context):
+        return ((context or {}).get("seccompProfile") or {}).get("type") == "RuntimeDefault"
+    containers = (pod.get("initContainers") or []) + (pod.get("containers") or [])
+    if not runtime_default(pod.get("securityContext")) and not all(
+            runtime_default(c.get("securityContext")) for c in containers):
+        print(f"{kind}/{d['metadata']['name']}", end=" ")
+if pods == 0:
+    print("(no pod at all)", end="")
+PY
+}
+check_seccomp() { # rendered-file
+  local missing
+  missing=$(pods_without_seccomp "$1")
+  if [[ -z "$missing" ]]; then ok; else fail "pods without seccomp RuntimeDefault: $missing"; fi
+}
+
 # Every object carries the recommended name and instance labels (in its own metadata: the first
 # labels block of the document).
 check_labels() { # rendered-file
@@ -102,6 +151,8 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
   has "$proxy" "$(printf 'livenessProbe:\n            httpGet:\n              path: /healthz')" \
     "proxy livenessProbe on /healthz"
   has "$proxy" '- name: K8SHMIR_ETCD_ENDPOINTS' "proxy etcd endpoints"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_LOG_FORMAT\n              value: "json"\n            - name: K8SHMIR_ACCESS_LOG\n              value: "false"')" \
+    "JSON logs, no access log by default"
   has "$proxy" "$(printf -- '- name: K8SHMIR_APP_PIPELINE_DEPTH\n              value: "16"')" \
     "proxy pipelines up to 16 entries to apps that declare it"
   has "$proxy" 'fieldPath: metadata.name' "proxy replica id from the pod name"
@@ -144,15 +195,18 @@ check_common() { # rendered workload-kind native(true|false) etcd-mode
     doc "$file" PodDisruptionBudget "$NAME-etcd" >/dev/null && ok || fail "no etcd PodDisruptionBudget"
     doc "$file" NetworkPolicy "$NAME-etcd" >/dev/null && ok || fail "no etcd NetworkPolicy"
     has "$proxy" "$NAME-etcd-0.$NAME-etcd-headless.default.svc.cluster.local:2379" "proxy endpoints"
+    has "$proxy" "$(printf -- '- name: K8SHMIR_QUOTA_BACKEND_BYTES\n              value: "2147483648"')" \
+      "k8shmirctl in the proxy container knows etcd's quota"
   else
     hasnt "$all" "$NAME-etcd" "external etcd: no etcd of the chart's own"
     hasnt "$all" 'kind: NetworkPolicy' "external etcd: no etcd NetworkPolicy"
+    hasnt "$proxy" 'K8SHMIR_QUOTA_BACKEND_BYTES' "external etcd: its quota is not the chart's to say"
   fi
 }
 
 # The alerts (PrometheusRule), the dashboard (ConfigMap) and the etcd backup (CronJob + PVC) of
 # ci/operations-values.yaml.
-ALERTS=(K8shmirReplicaNotServing K8shmirLagEntriesHigh K8shmirLagAgeHigh K8shmirNeedsStateTransfer
+ALERTS=(K8shmirReplicaNotServing K8shmirLagGrowing K8shmirLagAgeHigh K8shmirNeedsStateTransfer
   K8shmirUnknownOutcomesHigh K8shmirNotCommittedHigh K8shmirLogFull K8shmirEtcdNoLeader
   K8shmirEtcdDatabaseNearQuota)
 SEL='namespace="default",group="r-k8shmir"'
@@ -173,21 +227,22 @@ check_operations() { # rendered
   count_is "$rule" '            severity: ' 9 "a severity label on every alert"
   count_is "$rule" '            summary: ' 9 "a summary on every alert"
   count_is "$rule" '            description: ' 9 "a description on every alert"
-  count_is "$rule" '{{ $labels.replica }} (pod {{ $labels.pod }}) of group {{ $labels.group }}' 7 "replica, pod and group in the proxies' alerts"
+  count_is "$rule" '{{ $labels.replica }} (pod {{ $labels.pod }}) of group {{ $labels.group }}' 6 "replica, pod and group in the proxies' per-replica alerts"
   count_is "$rule" '{{ $labels.pod }} of group r-k8shmir' 4 "pod and group in etcd's alerts"
   has "$rule" "expr: k8shmir_state{$SEL,state=\"serving\"} == 0" "not serving"
-  has "$rule" "expr: k8shmir_lag_entries{$SEL} > 10000" "lag entries"
+  has "$rule" "expr: k8shmir_lag_entries{$SEL} > 1000 and deriv(k8shmir_lag_entries{$SEL}[15m]) > 0" "lag growing"
   has "$rule" "expr: k8shmir_oldest_unapplied_age_seconds{$SEL} > 60" "lag age"
   has "$rule" "expr: k8shmir_state{$SEL,state=\"needs-state-transfer\"} == 1" "needs state transfer"
   has "$rule" "expr: (sum without (outcome) (rate(k8shmir_requests_total{$SEL,outcome=\"unknown\"}[5m])) / sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m]))) > 0.01 and sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m])) > 0.1" "unknown outcomes"
   has "$rule" "expr: (sum without (outcome) (rate(k8shmir_requests_total{$SEL,outcome=\"not-committed\"}[5m])) / sum without (outcome) (rate(k8shmir_requests_total{$SEL}[5m]))) > 0.05 and" "not-committed outcomes"
-  has "$rule" "expr: increase(k8shmir_log_full_refusals_total{$SEL}[5m]) > 0" "log full"
+  has "$rule" "expr: max by (namespace, group) (k8shmir_etcd_alarm{$SEL,alarm=\"NOSPACE\"}) > 0 or sum by (namespace, group) (increase(k8shmir_log_full_refusals_total{$SEL}[5m])) > 0" "log full: the alarm or refused appends"
   has "$rule" "expr: etcd_server_has_leader{$ESEL} == 0" "etcd without a leader"
   has "$rule" "expr: etcd_mvcc_db_total_size_in_bytes{$ESEL} / etcd_server_quota_backend_bytes{$ESEL} > 0.8" "etcd near its quota"
   # The etcd job in the expressions is the one its ServiceMonitor scrapes (the headless Service).
   has "$(doc "$file" ServiceMonitor "$NAME-etcd")" 'k8shmir.io/etcd-metrics: "true"' "etcd ServiceMonitor selects the headless Service"
   has "$(doc "$file" Service "$NAME-etcd-headless")" 'k8shmir.io/etcd-metrics: "true"' "the headless Service is the etcd job"
-  count_is "$rule" 'for: 10m' 5 "default for: durations"
+  count_is "$rule" 'for: 10m' 4 "default for: durations"
+  count_is "$rule" 'for: 5m' 2 "default for: durations"
   # scripts/install-deps.sh installs promtool (Debian's prometheus); without it the alerts' PromQL
   # would go unchecked, so its absence is a failure, not a skip.
   if command -v promtool >/dev/null; then
@@ -305,14 +360,39 @@ tests:
     alert_rule_test:
       - {eval_time: 15m, alertname: K8shmirReplicaNotServing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0, state: serving}}]}
       - {eval_time: 15m, alertname: K8shmirNeedsStateTransfer, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir, replica: p0, pod: p0, state: needs-state-transfer}}]}
-      - {eval_time: 15m, alertname: K8shmirLagEntriesHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
+      # A high lag that stays put is not growing (K8shmirLagAgeHigh's).
+      - {eval_time: 15m, alertname: K8shmirLagGrowing, exp_alerts: []}
       - {eval_time: 15m, alertname: K8shmirLagAgeHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
       - {eval_time: 15m, alertname: K8shmirUnknownOutcomesHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p1, pod: p1}}]}
       - {eval_time: 15m, alertname: K8shmirNotCommittedHigh, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p2, pod: p2}}]}
       - {eval_time: 4m, alertname: K8shmirLogFull, exp_alerts: []}
-      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir, replica: p1, pod: p1}}]}
+      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir}}]}
       - {eval_time: 15m, alertname: K8shmirEtcdNoLeader, exp_alerts: [{exp_labels: {severity: critical, group: r-k8shmir, namespace: default, job: r-k8shmir-etcd-headless, pod: r-k8shmir-etcd-0}}]}
       - {eval_time: 15m, alertname: K8shmirEtcdDatabaseNearQuota, exp_alerts: [{exp_labels: {severity: warning, group: r-k8shmir, namespace: default, job: r-k8shmir-etcd-headless, pod: r-k8shmir-etcd-0}}]}
+  # The lag's trend; etcd's NOSPACE alarm as the proxies report it.
+  - interval: 1m
+    input_series:
+      - {series: 'k8shmir_lag_entries{$s,replica="p0",pod="p0"}', values: '2000+100x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p1",pod="p1"}', values: '0+1x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p2",pod="p2"}', values: '50000x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p3",pod="p3"}', values: '60000-1000x40'}
+      - {series: 'k8shmir_lag_entries{$s,replica="p4",pod="p4"}', values: '2000+1000x10 12000x30'}
+      - {series: 'k8shmir_etcd_alarm{$s,replica="p0",pod="p0",alarm="NOSPACE"}', values: '0x10 1x30'}
+      - {series: 'k8shmir_etcd_alarm{$s,replica="p1",pod="p1",alarm="NOSPACE"}', values: '0x10 1x30'}
+      - {series: 'k8shmir_etcd_alarm{$s,replica="p0",pod="p0",alarm="CORRUPT"}', values: '1x40'}
+      - {series: 'k8shmir_etcd_alarm{namespace="other",group="r-k8shmir",replica="p9",pod="p9",alarm="NOSPACE"}', values: '1x40'}
+      - {series: 'k8shmir_log_full_refusals_total{$s,replica="p0",pod="p0"}', values: '0x40'}
+    alert_rule_test:
+      # Growing lags above the floor, once for: has passed: p0 (still growing) and p4 (grew until
+      # 10m); not p1 (growing but tiny), p2 (high and flat), p3 (shrinking: catching up).
+      - {eval_time: 3m, alertname: K8shmirLagGrowing, exp_alerts: []}
+      - {eval_time: 8m, alertname: K8shmirLagGrowing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}, {exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p4, pod: p4}}]}
+      # p4's lag has stayed put for the whole window: no longer growing.
+      - {eval_time: 30m, alertname: K8shmirLagGrowing, exp_alerts: [{exp_labels: {severity: warning, namespace: default, group: r-k8shmir, replica: p0, pod: p0}}]}
+      # No NOSPACE in this namespace yet (another alarm, another namespace's, no refusal): quiet;
+      # once the proxies see it, one alert for the group, without a refused append.
+      - {eval_time: 9m, alertname: K8shmirLogFull, exp_alerts: []}
+      - {eval_time: 15m, alertname: K8shmirLogFull, exp_alerts: [{exp_labels: {severity: critical, namespace: default, group: r-k8shmir}}]}
 EOF
   if (cd "$OUT" && promtool test rules rules_test.yaml) >"$OUT/promtool.txt" 2>&1; then ok; else fail "promtool test rules: $(head -c 3000 "$OUT/promtool.txt")"; fi
 }
@@ -332,6 +412,9 @@ for values in "$CHART"/ci/*-values.yaml; do
     continue
   fi
   ok
+  # ci/operations-values.yaml turns every optional pod on (the backup CronJob beside the app's,
+  # etcd's and the helm test's).
+  check_seccomp "$rendered"
   case "$CURRENT" in
     own-etcd-values.yaml)
       check_common "$rendered" Deployment false internal
@@ -426,11 +509,14 @@ CURRENT=read-routes
 if "$HELM" template "$RELEASE" "$CHART" --set 'proxy.readRoutes={GET /items*,HEAD *}' \
   --set app.readinessProbe.httpGet.path=/healthz --set app.readinessProbe.httpGet.port=http \
   --set app.livenessProbe.httpGet.path=/live --set app.livenessProbe.httpGet.port=9000 \
+  --set app.startupProbe.httpGet.path=/started --set app.startupProbe.httpGet.port=3000 \
+  --set app.startupProbe.failureThreshold=60 \
   >"$OUT/routes.txt" 2>&1; then
   routes=$(container "$(nocomments <"$OUT/routes.txt")" k8shmir-proxy)
-  has "$routes" "$(printf -- '- name: K8SHMIR_READ_ROUTES\n              value: "GET /healthz local, GET /items*, HEAD *"')" \
-    "probe route first, then proxy.readRoutes"
+  has "$routes" "$(printf -- '- name: K8SHMIR_READ_ROUTES\n              value: "GET /started local, GET /healthz local, GET /items*, HEAD *"')" \
+    "probe routes first (startup, readiness), then proxy.readRoutes"
   has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /healthz" "the app's readinessProbe"
+  has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "$(printf 'startupProbe:\n            failureThreshold: 60\n            httpGet:\n              path: /started')" "the app's startupProbe"
   # The app's own livenessProbe replaces the /app-healthz one.
   has "$(container "$(nocomments <"$OUT/routes.txt")" app)" "path: /live" "the app's livenessProbe"
   hasnt "$(container "$(nocomments <"$OUT/routes.txt")" app)" "/app-healthz" "no /app-healthz beside the app's own probe"
@@ -440,6 +526,7 @@ else
 fi
 if "$HELM" template "$RELEASE" "$CHART" >"$OUT/routes.txt" 2>&1; then
   hasnt "$(cat "$OUT/routes.txt")" "K8SHMIR_READ_ROUTES" "no routes by default"
+  hasnt "$(container "$(nocomments <"$OUT/routes.txt")" app)" "startupProbe" "no app startupProbe by default"
 else
   fail "helm template with default values"
 fi
@@ -463,17 +550,50 @@ expect_rejected "a native sidecar on Kubernetes 1.28" "needs Kubernetes 1.29 or 
   --set proxy.nativeSidecar=true --kube-version 1.28.3
 if "$HELM" template "$RELEASE" "$CHART" --set proxy.nativeSidecar=true --kube-version 1.29.0 \
   >"$OUT/native.txt" 2>&1; then ok; else fail "a native sidecar on Kubernetes 1.29: $(head -c 300 "$OUT/native.txt")"; fi
+if "$HELM" template "$RELEASE" "$CHART" --set etcd.internal.quotaBackendBytes=4294967296 \
+  --set etcd.internal.persistence.size=8Gi >"$OUT/quota.txt" 2>&1; then
+  has "$(container "$(nocomments <"$OUT/quota.txt")" k8shmir-proxy)" "$(printf -- '- name: K8SHMIR_QUOTA_BACKEND_BYTES\n              value: "4294967296"')" \
+    "etcd.internal.quotaBackendBytes reaches k8shmirctl"
+  has "$(doc "$OUT/quota.txt" StatefulSet "$NAME-etcd")" '- --quota-backend-bytes=4294967296' "etcd's quota"
+else
+  cat "$OUT/quota.txt" >&2
+  fail "helm template with a 4 GiB etcd quota"
+fi
 expect_rejected "an etcd volume no larger than its quota" "must be larger than etcd.internal.quotaBackendBytes" \
   --set etcd.internal.persistence.size=2Gi
-expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size" \
+# The schema checks each format (JSON schema cannot compare two values: the template does).
+expect_rejected "an etcd volume size the chart cannot read" "etcd.internal.persistence.size: Does not match pattern" \
   --set etcd.internal.persistence.size=lots
+expect_rejected "an etcd volume size in a unit the chart does not read" "etcd.internal.persistence.size: Does not match pattern" \
+  --set etcd.internal.persistence.size=4GB
+expect_rejected "a fractional etcd volume size" "etcd.internal.persistence.size: Does not match pattern" \
+  --set etcd.internal.persistence.size=4.5Gi
+expect_rejected "an etcd quota as a quantity" "etcd.internal.quotaBackendBytes: Invalid type" \
+  --set etcd.internal.quotaBackendBytes=2Gi
+expect_rejected "an etcd quota of 0 (etcd's default, unknown to the checks)" "etcd.internal.quotaBackendBytes: Must be greater than or equal to 1" \
+  --set etcd.internal.quotaBackendBytes=0
+expect_rejected "a backup volume size in a unit the chart does not read" "etcd.backup.persistence.size: Does not match pattern" \
+  --set etcd.backup.enabled=true --set etcd.backup.persistence.size=20GB
+if "$HELM" template "$RELEASE" "$CHART" --set etcd.internal.persistence.size=5G >"$OUT/size.txt" 2>&1; then
+  has "$(doc "$OUT/size.txt" StatefulSet "$NAME-etcd")" 'storage: 5G' "a decimal-unit etcd volume"
+else
+  fail "helm template with a 5G etcd volume: $(head -c 300 "$OUT/size.txt")"
+fi
 if "$HELM" template "$RELEASE" "$CHART" >"$OUT/pod.txt" 2>&1; then
   check_labels "$OUT/pod.txt"
   pod=$(doc "$OUT/pod.txt" Deployment "$NAME" | nocomments)
   has "$pod" "$(printf -- '      securityContext:\n        fsGroup: 1000')" "the pod's fsGroup"
   has "$pod" "$(printf -- 'seccompProfile:\n          type: RuntimeDefault')" "seccomp RuntimeDefault"
+  check_seccomp "$OUT/pod.txt"
 else
   fail "helm template with default values"
+fi
+# The seccomp check itself sees a pod without the profile.
+if "$HELM" template "$RELEASE" "$CHART" --set app.podSecurityContext.seccompProfile=null >"$OUT/noseccomp.txt" 2>&1; then
+  missing=$(pods_without_seccomp "$OUT/noseccomp.txt")
+  if [[ "$missing" == "Deployment/$NAME " ]]; then ok; else fail "the seccomp check found '$missing', expected Deployment/$NAME"; fi
+else
+  fail "helm template without the app pod's seccomp profile: $(head -c 300 "$OUT/noseccomp.txt")"
 fi
 
 # Escape hatches: scrape annotations overridable, /tmp for read-only apps, priority class, the
@@ -543,6 +663,18 @@ else
   fail "helm template with tests.enabled=false"
 fi
 
+# The proxy's log: proxy.accessLog and proxy.logFormat reach it; a non-boolean is refused.
+CURRENT=logs
+if "$HELM" template "$RELEASE" "$CHART" --set proxy.accessLog=true --set proxy.logFormat=text >"$OUT/logs.txt" 2>&1; then
+  proxy=$(container "$(nocomments <"$OUT/logs.txt")" k8shmir-proxy)
+  has "$proxy" "$(printf -- '- name: K8SHMIR_ACCESS_LOG\n              value: "true"')" "the access log on"
+  has "$proxy" "$(printf -- '- name: K8SHMIR_LOG_FORMAT\n              value: "text"')" "the text log format"
+else
+  cat "$OUT/logs.txt" >&2
+  fail "helm template with proxy.accessLog"
+fi
+expect_rejected "an access log that is not a boolean" "proxy.accessLog" --set proxy.accessLog=yes
+
 # Rollouts: the drain delay and shutdown timeout reach the proxy, and a grace period shorter than
 # both together is refused.
 CURRENT=rollout
@@ -568,21 +700,22 @@ else
   fail "helm template with default values"
 fi
 if "$HELM" template "$RELEASE" "$CHART" --set metrics.prometheusRule.enabled=true \
-  --set metrics.prometheusRule.alerts.lagEntriesHigh.threshold=500 \
-  --set metrics.prometheusRule.alerts.lagEntriesHigh.for=3m \
+  --set metrics.prometheusRule.alerts.lagGrowing.minEntries=500 \
+  --set metrics.prometheusRule.alerts.lagGrowing.window=30m \
+  --set metrics.prometheusRule.alerts.lagGrowing.for=3m \
   --set metrics.prometheusRule.alerts.replicaNotServing.severity=page \
   --set-json metrics.prometheusRule.alerts.etcdDatabaseNearQuota.threshold=0.9 \
   --set metrics.prometheusRule.rateWindow=10m --set metrics.prometheusRule.minRequestRate=2 \
   --set metrics.prometheusRule.runbookBaseUrl=https://docs.example.com/kubernetes.md/ \
   --set proxy.group=orders >"$OUT/rule.txt" 2>&1; then
   rule=$(doc "$OUT/rule.txt" PrometheusRule "$NAME" | nocomments)
-  has "$rule" 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500' "a threshold and proxy.group"
-  has "$rule" "$(printf 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500\n          for: 3m')" "a for: duration"
+  has "$rule" 'expr: k8shmir_lag_entries{namespace="default",group="orders"} > 500 and deriv(k8shmir_lag_entries{namespace="default",group="orders"}[30m]) > 0' "a floor, a window and proxy.group"
+  has "$rule" "$(printf '[30m]) > 0\n          for: 3m')" "a for: duration"
   has "$rule" "$(printf -- '- alert: K8shmirReplicaNotServing\n          expr: k8shmir_state{namespace="default",group="orders",state="serving"} == 0\n          for: 10m\n          labels:\n            severity: page')" "a severity"
   has "$rule" '/ etcd_server_quota_backend_bytes{namespace="default",job="r-k8shmir-etcd-headless"} > 0.9' "the etcd quota threshold"
   has "$rule" 'rate(k8shmir_requests_total{namespace="default",group="orders",outcome="unknown"}[10m])' "the rate window"
   has "$rule" '[10m])) > 2' "the minimum request rate"
-  has "$rule" 'expr: increase(k8shmir_log_full_refusals_total{namespace="default",group="orders"}[10m]) > 0' "the log-full window"
+  has "$rule" 'sum by (namespace, group) (increase(k8shmir_log_full_refusals_total{namespace="default",group="orders"}[10m])) > 0' "the log-full window"
   has "$rule" 'runbook_url: https://docs.example.com/kubernetes.md#k8shmirlogfull' "the runbook base URL"
   has "$rule" 'group: "orders"' "etcd alerts carry the group"
 else
@@ -642,10 +775,14 @@ expect_rejected "a backup volume too small for keep + 1 snapshots" "must hold et
   --set etcd.backup.enabled=true --set etcd.backup.persistence.size=10Gi
 expect_rejected "a backup volume size the chart cannot read" "etcd.backup.persistence.size" \
   --set etcd.backup.enabled=true --set etcd.backup.persistence.size=big
-expect_rejected "a threshold that is not a number" "metrics.prometheusRule.alerts.lagEntriesHigh.threshold" \
-  --set metrics.prometheusRule.alerts.lagEntriesHigh.threshold=lots
-expect_rejected "a fractional entry threshold" "metrics.prometheusRule.alerts.lagEntriesHigh.threshold" \
-  --set-json metrics.prometheusRule.alerts.lagEntriesHigh.threshold=1.5
+expect_rejected "a floor that is not a number" "metrics.prometheusRule.alerts.lagGrowing.minEntries" \
+  --set metrics.prometheusRule.alerts.lagGrowing.minEntries=lots
+expect_rejected "a fractional entry floor" "metrics.prometheusRule.alerts.lagGrowing.minEntries" \
+  --set-json metrics.prometheusRule.alerts.lagGrowing.minEntries=1.5
+expect_rejected "a lag window that is not a duration" "metrics.prometheusRule.alerts.lagGrowing.window" \
+  --set 'metrics.prometheusRule.alerts.lagGrowing.window=15 minutes'
+expect_rejected "a lag window of 0" "metrics.prometheusRule.alerts.lagGrowing.window" \
+  --set metrics.prometheusRule.alerts.lagGrowing.window=0
 expect_rejected "a ratio above 1" "metrics.prometheusRule.alerts.unknownOutcomesHigh.threshold" \
   --set metrics.prometheusRule.alerts.unknownOutcomesHigh.threshold=2
 expect_rejected "a negative age threshold" "metrics.prometheusRule.alerts.lagAgeHigh.threshold" \

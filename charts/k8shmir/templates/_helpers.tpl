@@ -173,6 +173,8 @@ app.kubernetes.io/component: etcd
       value: {{ .Values.proxy.logLevel | quote }}
     - name: K8SHMIR_LOG_FORMAT
       value: {{ .Values.proxy.logFormat | quote }}
+    - name: K8SHMIR_ACCESS_LOG
+      value: {{ toString .Values.proxy.accessLog | quote }}
     {{- if and (eq .Values.etcd.mode "external") .Values.etcd.external.tls.enabled }}
     # TLS to etcd (--etcd-ca-file and friends): ca.crt always; the key pair only with clientAuth,
     # as the proxy refuses a certificate without its key.
@@ -188,6 +190,12 @@ app.kubernetes.io/component: etcd
     - name: K8SHMIR_ETCD_SERVER_NAME
       value: {{ . | quote }}
     {{- end }}
+    {{- end }}
+    {{- if eq .Values.etcd.mode "internal" }}
+    # Not the proxy's: k8shmirctl's (`kubectl exec ... -c k8shmir-proxy -- k8shmirctl status`
+    # compares the members' database with it).
+    - name: K8SHMIR_QUOTA_BACKEND_BYTES
+      value: {{ int64 .Values.etcd.internal.quotaBackendBytes | quote }}
     {{- end }}
     {{- with .Values.proxy.env }}
     {{- toYaml . | nindent 4 }}
@@ -298,7 +306,7 @@ app.probesAsLocalReads), then proxy.readRoutes. The first matching route wins.
 {{- define "k8shmir.readRoutes" -}}
 {{- $routes := list -}}
 {{- if .Values.app.probesAsLocalReads -}}
-{{- range $probe := list .Values.app.readinessProbe .Values.app.livenessProbe -}}
+{{- range $probe := list .Values.app.startupProbe .Values.app.readinessProbe .Values.app.livenessProbe -}}
 {{- with $probe.httpGet -}}
 {{- $port := toString (default "http" .port) -}}
 {{- if or (eq $port "http") (eq $port (toString $.Values.app.port)) -}}
