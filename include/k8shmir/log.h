@@ -29,6 +29,9 @@ struct LogClientStats {
   bool alarms_known = false;
   bool nospace_alarm = false;  // NOSPACE: etcd refuses every write until it is disarmed
   bool corrupt_alarm = false;  // CORRUPT: members disagree on their data
+  // The largest database a member reported in the last poll (bytes, etcd's dbSize, which its
+  // quota limits); -1 when no member answered.
+  int64_t db_size_bytes = -1;
 };
 
 struct LogRecord {

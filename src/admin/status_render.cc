@@ -108,6 +108,8 @@ std::string RenderStatusJson(const ReplicaStatus& s) {
     if (s.etcd_corrupt_alarm) alarms.push_back("CORRUPT");
   }
   j["etcd"]["alarms"] = std::move(alarms);
+  j["etcd"]["db_size_bytes"] =
+      s.etcd_db_size_bytes < 0 ? nlohmann::json(nullptr) : nlohmann::json(s.etcd_db_size_bytes);
   j["etcd"]["leader_endpoint"] = s.etcd_leader_endpoint.empty()
                                      ? nlohmann::json(nullptr)
                                      : nlohmann::json(s.etcd_leader_endpoint);
@@ -249,6 +251,12 @@ void WriteAnswers(std::ostringstream& out, const std::string& labels, const Repl
   for (std::size_t i = 0; i < s.etcd_errors.size(); ++i) {
     out << "k8shmir_etcd_errors_total{" << labels << ",kind=\"" << kLogErrorKinds[i] << "\"} "
         << s.etcd_errors[i] << "\n";
+  }
+  if (s.etcd_db_size_bytes >= 0) {
+    out << "# HELP k8shmir_etcd_db_size_bytes The largest etcd member database, as etcd reported "
+           "it last (its quota, --quota-backend-bytes, limits each member's).\n"
+        << "# TYPE k8shmir_etcd_db_size_bytes gauge\n"
+        << "k8shmir_etcd_db_size_bytes{" << labels << "} " << s.etcd_db_size_bytes << "\n";
   }
   // Absent until etcd answered a poll: 0 would claim to know there is no alarm.
   if (s.etcd_alarms_known) {

@@ -37,6 +37,7 @@ void EtcdLog::Core::PollCluster() {
   for (size_t i = 0; i < channels_.size(); ++i) {
     CallStatus(i, Clock::now() + kPollCallTimeout,
                [this, i](Result<etcdserverpb::StatusResponse> status) -> std::function<void()> {
+                 NoteDbSize(i, status ? status->dbsize() : -1);
                  if (status) NoteMemberStatus(i, status->header().member_id(), status->leader());
                  return {};
                });
@@ -78,6 +79,12 @@ void EtcdLog::Core::PollCluster() {
 void EtcdLog::Core::NoteMemberStatus(size_t endpoint, uint64_t member_id, uint64_t leader) {
   MutexLock lock(mu_);
   NoteMemberStatusLocked(endpoint, member_id, leader);
+}
+
+void EtcdLog::Core::NoteDbSize(size_t endpoint, int64_t bytes) {
+  MutexLock lock(mu_);
+  if (db_sizes_.size() != channels_.size()) db_sizes_.assign(channels_.size(), -1);
+  db_sizes_[endpoint] = bytes;
 }
 
 void EtcdLog::Core::NoteMemberStatusLocked(size_t endpoint, uint64_t member_id, uint64_t leader) {

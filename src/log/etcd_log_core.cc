@@ -388,6 +388,10 @@ LogClientStats EtcdLog::Core::ClientStats() const {
   if (leader >= 0 && static_cast<size_t>(leader) < endpoints_.size()) {
     stats.leader_endpoint = endpoints_[leader];
   }
+  {
+    MutexLock lock(mu_);
+    for (int64_t size : db_sizes_) stats.db_size_bytes = std::max(stats.db_size_bytes, size);
+  }
   const uint8_t alarms = alarms_.load(std::memory_order_relaxed);
   stats.alarms_known = (alarms & kAlarmsKnown) != 0;
   stats.nospace_alarm = (alarms & kNoSpaceAlarm) != 0;

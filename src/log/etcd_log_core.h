@@ -183,7 +183,7 @@ class EtcdLog::Core {
   void Compact(int64_t revision, Deadline deadline, std::function<void(Status)> done);
 
   // The member in use, failovers, failed attempts (EtcdLog::ClientStats). Any thread.
-  LogClientStats ClientStats() const;
+  LogClientStats ClientStats() const K8SHMIR_EXCLUDES(mu_);
 
   const EtcdLogOptions options;
   const std::string range_end;
@@ -268,7 +268,7 @@ class EtcdLog::Core {
 
   // Taken after a subscription's SubShared::mu when both are held (a watch session starts its
   // progress query with its mu held); never the other way round.
-  Mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable idle_cv_;          // ops_ == 0 && sessions_.empty(), notified under mu_
   int64_t ops_ K8SHMIR_GUARDED_BY(mu_) = 0;  // unary operations whose callback has not started yet
   uint64_t next_attempt_id_ K8SHMIR_GUARDED_BY(mu_) = 1;
@@ -290,6 +290,9 @@ class EtcdLog::Core {
   std::vector<std::optional<MemberStatus>> check_answers_ K8SHMIR_GUARDED_BY(mu_);
   // Each endpoint's member id as its Status answers said (0: not known yet).
   std::vector<uint64_t> member_ids_ K8SHMIR_GUARDED_BY(mu_);
+  // Each endpoint's database size (bytes) as its last Status answer said; -1: unknown or that
+  // poll failed. etcd's quota applies to each member's database: the largest crosses it first.
+  std::vector<int64_t> db_sizes_ K8SHMIR_GUARDED_BY(mu_);
   std::map<SubShared*, std::shared_ptr<SubShared>> sessions_ K8SHMIR_GUARDED_BY(mu_);
   std::minstd_rand rng_ K8SHMIR_GUARDED_BY(mu_);
 

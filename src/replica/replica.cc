@@ -101,6 +101,7 @@ void Replica::GetStatus(std::function<void(ReplicaStatus)> done) {
     s.etcd_alarms_known = log_stats.alarms_known;
     s.etcd_nospace_alarm = log_stats.nospace_alarm;
     s.etcd_corrupt_alarm = log_stats.corrupt_alarm;
+    s.etcd_db_size_bytes = log_stats.db_size_bytes;
     s.app_unanswered_seconds =
         self->app_unanswered_since_ ? SecondsSince(*self->app_unanswered_since_) : 0.0;
     s.app_hang_timeout_ms = self->options_.app_hang_timeout.count();

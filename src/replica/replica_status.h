@@ -139,6 +139,7 @@ struct ReplicaStatus {
   bool etcd_alarms_known = false;
   bool etcd_nospace_alarm = false;
   bool etcd_corrupt_alarm = false;
+  int64_t etcd_db_size_bytes = -1;  // LogClientStats::db_size_bytes; not exported while -1
   uint64_t entries_applied = 0;
   uint64_t entries_replayed = 0;  // applied while catching up or recovering
   uint64_t entries_dropped = 0;   // duplicates or out-of-order deliveries from the log

@@ -151,6 +151,10 @@ TEST(StatusRenderTest, EtcdAlarmsAreExportedOnceKnown) {
   EXPECT_TRUE(HasLine(text, "k8shmir_etcd_alarm{" + l + ",alarm=\"CORRUPT\"} 0"));
   EXPECT_EQ(nlohmann::json::parse(RenderStatusJson(s))["etcd"]["alarms"],
             nlohmann::json::array({"NOSPACE"}));
+  EXPECT_EQ(text.find("k8shmir_etcd_db_size_bytes"), std::string::npos);
+  s.etcd_db_size_bytes = 2147483648;
+  EXPECT_TRUE(HasLine(RenderPrometheus(s), "k8shmir_etcd_db_size_bytes{" + l + "} 2147483648"));
+  EXPECT_EQ(nlohmann::json::parse(RenderStatusJson(s))["etcd"]["db_size_bytes"], 2147483648);
 }
 
 TEST(StatusRenderTest, LabelValuesWithQuotesBackslashesAndNewlinesStayOneLabel) {
