@@ -206,6 +206,8 @@ class EtcdLog::Core {
   // A member's Status answer (member id, and the leader it knows, 0 if none) from `endpoint`:
   // the endpoint of the leader is learnt from these (leader_endpoint_).
   void NoteMemberStatus(size_t endpoint, uint64_t member_id, uint64_t leader) K8SHMIR_EXCLUDES(mu_);
+  // The cluster poll's answer from `endpoint`: its database size, -1 when the call failed.
+  void NoteDbSize(size_t endpoint, int64_t bytes) K8SHMIR_EXCLUDES(mu_);
   void NoteMemberStatusLocked(size_t endpoint, uint64_t member_id, uint64_t leader)
       K8SHMIR_REQUIRES(mu_);
   void EndpointFailed(size_t index, const std::string& why);
