@@ -17,6 +17,7 @@
 #include "common/accept_loop.h"
 #include "common/async_callback.h"
 #include "common/listen.h"
+#include "common/logging.h"
 #include "common/session_registry.h"
 
 namespace k8shmir {
@@ -73,7 +74,10 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
         res.body() = "the replica's loop has not run for " + std::to_string(since.count()) +
                      " ms (liveness timeout " + std::to_string(liveness_timeout.count()) +
                      " ms): the proxy is wedged\n";
-        spdlog::error("/healthz: {}", res.body());
+        LogLine(spdlog::level::err, "liveness check failed: the proxy is wedged",
+                {{"path", path},
+                 {"stalled_ms", since.count()},
+                 {"timeout_ms", liveness_timeout.count()}});
       } else {
         res.body() = "ok\n";
       }
@@ -104,7 +108,12 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
                      " ms (app hang timeout " + std::to_string(status.app_hang_timeout_ms) +
                      " ms); replica " + ReplicaStateName(status.state) + ": " +
                      status.state_reason + "\n";
-        spdlog::error("/app-healthz: {}", res.body());
+        LogLine(spdlog::level::err, "app liveness check failed: the app answers nothing",
+                {{"path", path},
+                 {"unanswered_ms", static_cast<int64_t>(status.app_unanswered_seconds * 1000)},
+                 {"timeout_ms", status.app_hang_timeout_ms},
+                 {"state", ReplicaStateName(status.state)},
+                 {"reason", status.state_reason}});
       } else {
         res.body() = "ok\n";
       }

@@ -19,6 +19,7 @@
 #include "app/app_exchange.h"
 #include "app/app_reader.h"
 #include "app/app_snapshot.h"
+#include "common/logging.h"
 
 namespace k8shmir {
 
@@ -177,15 +178,14 @@ struct HttpApp::Impl : std::enable_shared_from_this<HttpApp::Impl> {
     if (announced_pipelining != answer->pipelining) {
       announced_pipelining = answer->pipelining;
       if (answer->pipelining) {
-        spdlog::info(
-            "the app declares \"pipelining\": true in {}: entries are written without "
-            "waiting for the previous answer (up to the pipeline depth)",
-            options.last_index_path);
+        LogLine(spdlog::level::info,
+                "the app declares \"pipelining\": true: entries are written without waiting for "
+                "the previous answer (up to the pipeline depth)",
+                {{"path", options.last_index_path}});
       } else {
-        spdlog::info(
-            "the app does not declare \"pipelining\": true in {}: one entry in "
-            "flight at a time",
-            options.last_index_path);
+        LogLine(spdlog::level::info,
+                "the app does not declare \"pipelining\": true: one entry in flight at a time",
+                {{"path", options.last_index_path}});
       }
     }
     conn = fresh;

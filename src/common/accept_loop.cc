@@ -1,5 +1,7 @@
 #include "common/accept_loop.h"
 
+#include "common/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -29,7 +31,8 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, asio::io_context& ioc,
     if (stopping() || !acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
     if (!ec) {
       if (failures > 0) {
-        spdlog::info("{} accept works again after {} failures", what, failures);
+        LogLine(spdlog::level::info, "accept works again",
+                {{"listener", what}, {"failures", failures}});
         failures = 0;
       }
       pause = std::chrono::milliseconds(0);
@@ -39,8 +42,11 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, asio::io_context& ioc,
     pause = pause.count() == 0 ? kFirstPause : std::min(pause * 2, kMaxPause);
     // Logged on the first failure and then once a second at most (the pause is capped at 1 s).
     if (failures++ == 0 || pause == kMaxPause) {
-      spdlog::warn("{} accept failed ({} in a row): {}; next attempt in {} ms", what, failures,
-                   ec.message(), pause.count());
+      LogLine(spdlog::level::warn, "accept failed; trying again after a pause",
+              {{"listener", what},
+               {"failures", failures},
+               {"error", ec.message()},
+               {"retry_ms", pause.count()}});
     }
     asio::steady_timer timer(acceptor.get_executor(), pause);
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -1,5 +1,7 @@
 #include "common/listen.h"
 
+#include "common/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/v6_only.hpp>
@@ -42,8 +44,8 @@ Status ListenOn(boost::asio::ip::tcp::acceptor& acceptor, const std::string& add
   if ((ec == asio::error::address_family_not_supported ||
        ec == boost::system::errc::address_not_available) &&
       ip.is_v6() && ip.is_unspecified()) {
-    spdlog::warn("cannot listen on {} [::]:{} ({}): no IPv6 here, listening on 0.0.0.0:{} instead",
-                 what, port, ec.message(), port);
+    LogLine(spdlog::level::warn, "no IPv6 here: listening on 0.0.0.0 instead of [::]",
+            {{"listener", what}, {"port", port}, {"error", ec.message()}});
     bound = "0.0.0.0";
     ec = TryListen(acceptor, asio::ip::tcp::endpoint(asio::ip::address_v4::any(), port));
   }

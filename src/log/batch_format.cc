@@ -5,6 +5,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "common/logging.h"
 #include "k8shmir/batch.pb.h"
 
 namespace k8shmir {
@@ -61,10 +62,9 @@ void DecodeBatch(int64_t revision, std::string_view suffix, const std::string& v
   }
   if (problem != nullptr) {
     int64_t index = IndexOf(revision, static_cast<int64_t>(count) - 1);
-    spdlog::error(
-        "log key {} at revision {} is not a batch of k8shmir entries ({}); index {} "
-        "will be skipped",
-        suffix, revision, problem, index);
+    LogLine(spdlog::level::err,
+            "a log key is not a batch of k8shmir entries; its last index will be skipped",
+            {{"batch", suffix}, {"revision", revision}, {"reason", problem}, {"index", index}});
     out.push_back(LogRecord{index, std::string(suffix), std::string(), true});
     return;
   }

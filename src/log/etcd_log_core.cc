@@ -55,8 +55,8 @@ Result<AppendResult> AppendOutcome(const std::string& batch_id,
     return Error{ErrorCode::kProtocol, "etcd did not tell the revision of batch " + batch_id};
   }
   if (revision >= kMaxBatchRevision) {
-    spdlog::critical("etcd revision {} is past the last one k8shmir can index ({})", revision,
-                     kMaxBatchRevision - 1);
+    LogLine(spdlog::level::critical, "etcd revision past the last one k8shmir can index",
+            {{"revision", revision}, {"max_revision", kMaxBatchRevision - 1}});
     return Error{ErrorCode::kProtocol, "etcd revision " + std::to_string(revision) +
                                            " gives log indices of 2^53 and more"};
   }
@@ -138,8 +138,8 @@ EtcdLog::Core::~Core() {
     // is one cancelled above: the wait ends.
     while (ops_ != 0 || !sessions_.empty()) {
       if (!mu_.WaitFor(idle_cv_, std::chrono::seconds(5)) && (ops_ != 0 || !sessions_.empty())) {
-        spdlog::warn("etcd log shutdown: waiting for {} operation(s) and {} watch(es)", ops_,
-                     sessions_.size());
+        LogLine(spdlog::level::warn, "etcd log shutdown: still waiting for operations and watches",
+                {{"operations", ops_}, {"watches", sessions_.size()}});
       }
     }
   }
@@ -211,7 +211,9 @@ void EtcdLog::Core::ResolveRefusedAppend(const std::string& batch_id, const std:
                                    result.error().message};
              } else if (result->kvs_size() == 1 && result->kvs(0).create_revision() > 0) {
                // The put that crossed the quota: applied, and its entries are in the log.
-               spdlog::warn("etcd {}: refused for lack of space, but it committed", batch_id);
+               LogLine(spdlog::level::warn,
+                       "etcd append refused for lack of space, but it committed",
+                       {{"batch", batch_id}});
                outcome = AppendResult{IndexOf(result->kvs(0).create_revision(), 0), true};
              }
              // Otherwise absent after the answer: refused, before or at its apply, and for good (no

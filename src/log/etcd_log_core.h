@@ -230,8 +230,10 @@ class EtcdLog::Core {
   void NoteTerm(uint64_t term);
   // Something suggests that a member died (a broken connection, a failed call): find out whether
   // the leader changed, and if so re-send the calls in flight (see log/leader_change.h). No-op
-  // while a check is running.
-  void SuspectLeaderLoss(const std::string& why) K8SHMIR_EXCLUDES(mu_);
+  // while a check is running. `endpoint`: the member whose failure raised the doubt; `error`, if
+  // any, what it answered (both for the log line only).
+  void SuspectLeaderLoss(std::string_view reason, size_t endpoint, std::string_view error = {})
+      K8SHMIR_EXCLUDES(mu_);
   void StartLeaderCheckRound() K8SHMIR_EXCLUDES(mu_);
   void OnLeaderStatus(uint64_t round, size_t index, std::optional<MemberStatus> answer)
       K8SHMIR_EXCLUDES(mu_);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/logging.h"
 #include "log/etcd_log_core.h"
 #include "log/group_format.h"
 
@@ -146,7 +147,8 @@ struct EtcdLog::Core::RegistryRefresh
     for (const auto& kv : r.responses(2).response_range().kvs()) {
       Result<ReplicaRecord> record = ParseReplicaRecord(kv.value());
       if (!record) {
-        spdlog::warn("registry key {}: {}", kv.key(), record.error().message);
+        LogLine(spdlog::level::warn, "unreadable registry record skipped",
+                {{"key", kv.key()}, {"error", record.error().message}});
         continue;
       }
       view.replicas.push_back(std::move(*record));
@@ -161,7 +163,10 @@ struct EtcdLog::Core::RegistryRefresh
     core->RunLeaseRevoke(id, deadline,
                          [self = shared_from_this(), id, then = std::move(then)](
                              Result<etcdserverpb::LeaseRevokeResponse> r) mutable {
-                           if (!r) spdlog::debug("revoking lease {}: {}", id, r.error().message);
+                           if (!r) {
+                             LogLine(spdlog::level::debug, "lease revoke failed",
+                                     {{"lease", id}, {"error", r.error().message}});
+                           }
                            self->Finish(std::move(then));
                          });
   }

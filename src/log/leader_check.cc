@@ -57,14 +57,15 @@ void EtcdLog::Core::PollChannels() {
     // be one that no call of this process goes to, yet every write is forwarded to it.
     auto state = channels_[i]->GetState(/*try_to_connect=*/true);
     if (channel_states_[i] == GRPC_CHANNEL_READY && state != GRPC_CHANNEL_READY) {
-      SuspectLeaderLoss("the connection to etcd member " + endpoints_[i] + " was lost");
+      SuspectLeaderLoss("connection to the etcd member lost", i);
     }
     channel_states_[i] = state;
   }
   timer_.Schedule(Clock::now() + kChannelPollInterval, [this] { PollChannels(); });
 }
 
-void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
+void EtcdLog::Core::SuspectLeaderLoss(std::string_view reason, size_t endpoint,
+                                      std::string_view error) {
   {
     MutexLock lock(mu_);
     if (check_running_ || shutting_down_) return;
@@ -73,7 +74,13 @@ void EtcdLog::Core::SuspectLeaderLoss(const std::string& why) {
     check_baseline_ = LeaderBaseline{known_leader_, term_seen_.load()};
     check_until_ = Clock::now() + options.rpc_timeout;
   }
-  spdlog::debug("{}; asking every etcd member who leads", why);
+  if (error.empty()) {
+    LogLine(spdlog::level::debug, "etcd leader in doubt; asking every member who leads",
+            {{"reason", reason}, {"endpoint", endpoints_[endpoint]}});
+  } else {
+    LogLine(spdlog::level::debug, "etcd leader in doubt; asking every member who leads",
+            {{"reason", reason}, {"endpoint", endpoints_[endpoint]}, {"error", error}});
+  }
   timer_.Post([this] { StartLeaderCheckRound(); });
 }
 
@@ -149,7 +156,7 @@ void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
     auto now = Clock::now();
     if (shutting_down_ || now >= check_until_) {
       check_running_ = false;
-      spdlog::debug("etcd leader check: no leader known after {} round(s)", round);
+      LogLine(spdlog::level::debug, "etcd leader check: no leader known", {{"round", round}});
       return;
     }
     timer_.Schedule(std::max(now, check_round_started_ + kLeaderPollInterval),
@@ -168,7 +175,8 @@ void EtcdLog::Core::OnLeaderStatus(uint64_t round, size_t index,
              {"previous_leader", fmt::format("{:x}", check_baseline_.leader)},
              {"calls", interrupted}});
   } else {
-    spdlog::debug("etcd leader check: the leader {:x} is alive", judgement.leader);
+    LogLine(spdlog::level::debug, "etcd leader check: the leader is alive",
+            {{"leader", fmt::format("{:x}", judgement.leader)}});
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/logging.h"
 #include "common/tsan_annotations.h"
 
 #include <algorithm>
@@ -102,13 +103,18 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
     // same batch id, as for any ambiguous attempt).
     last_error_ = core_->endpoints_[endpoint_] + ": cancelled: etcd's leader changed";
     if (failure.kind == FailureKind::kAmbiguous) NoteAmbiguous();
-    spdlog::debug("etcd {} attempt {} re-sent: {}", what_, attempts_, last_error_);
+    LogLine(spdlog::level::debug, "etcd call attempt cancelled by a leader change; re-sent",
+            {{"call", what_}, {"attempt", attempts_}, {"endpoint", core_->endpoints_[endpoint_]}});
     if (now + kMinAttemptTime >= deadline_) return Finish(FinalError("deadline reached"), false);
     core_->timer_.Post([self = this->shared_from_this()] { self->Attempt(false); });
     return;
   }
   last_error_ = core_->endpoints_[endpoint_] + ": " + failure.message;
-  spdlog::debug("etcd {} attempt {} failed: {}", what_, attempts_, last_error_);
+  LogLine(spdlog::level::debug, "etcd call attempt failed",
+          {{"call", what_},
+           {"attempt", attempts_},
+           {"endpoint", core_->endpoints_[endpoint_]},
+           {"error", failure.message}});
   core_->EndpointFailed(endpoint_, failure.message);
   const bool no_leader = NoLeader(status.error_code(), status.error_message());
   core_->CountError(no_leader                                 ? 3
@@ -117,7 +123,7 @@ void EtcdLog::Core::RetryingCall<Response>::OnAttemptDone(grpc::Status status) {
                                                               : 0);
   // etcd saying "no leader" tells what is going on; anything else may be a dead member.
   if (failure.kind != FailureKind::kRejected && !no_leader) {
-    core_->SuspectLeaderLoss("etcd " + what_ + " failed on " + last_error_);
+    core_->SuspectLeaderLoss("etcd call failed", endpoint_, failure.message);
   }
   if (failure.kind == FailureKind::kAmbiguous) NoteAmbiguous();
   if (failure.kind == FailureKind::kRejected) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/logging.h"
 #include "log/etcd_log_core.h"
 #include "log/snapshot_format.h"
 
@@ -103,8 +104,8 @@ struct EtcdLog::Core::SnapshotSave : SnapshotOperation<EtcdLog::Core, SnapshotMa
         "snapshot list for clean-up", request, deadline,
         [self = shared_from_this(), stored](Result<etcdserverpb::RangeResponse> r) mutable {
           if (!r) {
-            spdlog::warn("snapshot at index {} stored; clean-up skipped: {}", stored.index,
-                         r.error().message);
+            LogLine(spdlog::level::warn, "snapshot stored; its clean-up skipped",
+                    {{"index", stored.index}, {"error", r.error().message}});
             return self->Finish(stored);
           }
           std::vector<int64_t> with_manifest;
@@ -141,8 +142,8 @@ struct EtcdLog::Core::SnapshotSave : SnapshotOperation<EtcdLog::Core, SnapshotMa
                  [self = shared_from_this(), doomed = std::move(doomed), next,
                   stored](Result<etcdserverpb::TxnResponse> r) mutable {
                    if (!r) {
-                     spdlog::warn("snapshot clean-up of index {} failed: {}", doomed[next],
-                                  r.error().message);
+                     LogLine(spdlog::level::warn, "snapshot clean-up failed",
+                             {{"index", doomed[next]}, {"error", r.error().message}});
                      return self->Finish(stored);
                    }
                    self->Delete(std::move(doomed), next + 1, stored);
@@ -205,7 +206,8 @@ struct EtcdLog::Core::SnapshotList
                          out.push_back(std::move(*manifest));
                        } else {
                          // Listed, so a reader can say why it skips it; never restored.
-                         spdlog::warn("{}", manifest.error().message);
+                         LogLine(spdlog::level::warn, "unreadable snapshot manifest skipped",
+                                 {{"index", indices[next]}, {"error", manifest.error().message}});
                        }
                      }
                      self->Read(std::move(indices), next + 1, std::move(out));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/logging.h"
 #include "log/etcd_log_core.h"
 
 namespace k8shmir {
@@ -112,8 +113,11 @@ struct EtcdLog::Core::Trimmer : ChainedOperation<EtcdLog::Core, TrimResult>,
   void DeleteSome() {
     if (deleted_in_page == doomed.size()) {
       if (more) return ListKeys();
-      spdlog::info("log {}: trimmed through index {} ({} batches, {} entries deleted)",
-                   core->options.prefix, through, result.keys_deleted, result.entries_deleted);
+      LogLine(spdlog::level::info, "log trimmed",
+              {{"prefix", core->options.prefix},
+               {"index", through},
+               {"batches", result.keys_deleted},
+               {"entries", result.entries_deleted}});
       return Finish(result);
     }
     const std::size_t end = std::min(doomed.size(), deleted_in_page + kTrimDeletesPerTxn);

@@ -1,6 +1,7 @@
 #include "log/watch_decoder.h"
 
 #include <spdlog/spdlog.h>
+#include "common/logging.h"
 
 #include <algorithm>
 #include <utility>
@@ -38,8 +39,8 @@ std::vector<LogEvent> WatchDecoder::Feed(const etcdserverpb::WatchResponse& resp
     created_ = true;
     watch_id_ = resp.watch_id();
   } else if (resp.watch_id() != watch_id_) {
-    spdlog::warn("etcd watch on {}: ignoring a response for watch id {} (ours is {})", prefix_,
-                 resp.watch_id(), watch_id_);
+    LogLine(spdlog::level::warn, "etcd watch: a response for another watch ignored",
+            {{"prefix", prefix_}, {"watch_id", resp.watch_id()}, {"expected_watch_id", watch_id_}});
     return {};
   }
 
@@ -91,33 +92,39 @@ void WatchDecoder::AppendRecords(const google::protobuf::RepeatedPtrField<mvccpb
     const auto& kv = event.kv();
     if (event.type() != mvccpb::Event::PUT) {
       // The watch asks etcd to filter deletions out.
-      spdlog::warn("etcd watch on {}: ignoring deletion of {} at revision {}", prefix_, kv.key(),
-                   kv.mod_revision());
+      LogLine(spdlog::level::warn, "etcd watch: a deletion ignored",
+              {{"prefix", prefix_}, {"key", kv.key()}, {"revision", kv.mod_revision()}});
       continue;
     }
     if (kv.key().compare(0, prefix_.size(), prefix_) != 0) {
-      spdlog::error("etcd watch on {}: ignoring key {} outside the prefix", prefix_, kv.key());
+      LogLine(spdlog::level::err, "etcd watch: a key outside the prefix ignored",
+              {{"prefix", prefix_}, {"key", kv.key()}});
       continue;
     }
     std::string_view suffix = std::string_view(kv.key()).substr(prefix_.size());
     int64_t revision = kv.create_revision();
     if (revision != kv.mod_revision()) {
       // Batches are created once and never modified by k8shmir: something else wrote this key.
-      spdlog::error(
-          "etcd watch on {}: batch {} (revision {}) was overwritten at revision {}; ignoring the "
-          "overwrite",
-          prefix_, suffix, revision, kv.mod_revision());
+      LogLine(spdlog::level::err,
+              "etcd watch: an overwritten batch ignored (batches are written once)",
+              {{"prefix", prefix_},
+               {"batch", suffix},
+               {"revision", revision},
+               {"mod_revision", kv.mod_revision()}});
       continue;
     }
     if (revision < RevisionOfIndex(from_index_)) {
-      spdlog::warn("etcd watch on {}: ignoring batch {} at revision {} before the start index {}",
-                   prefix_, suffix, revision, from_index_);
+      LogLine(spdlog::level::warn, "etcd watch: a batch before the start index ignored",
+              {{"prefix", prefix_},
+               {"batch", suffix},
+               {"revision", revision},
+               {"start_index", from_index_}});
       continue;
     }
     if (revision == accepted_revision_ && suffix == accepted_key_) {
       // Some etcd 3.4 releases may send an event twice (known watch bugs).
-      spdlog::warn("etcd watch on {}: ignoring repeated batch {} at revision {}", prefix_, suffix,
-                   revision);
+      LogLine(spdlog::level::warn, "etcd watch: a repeated batch ignored",
+              {{"prefix", prefix_}, {"batch", suffix}, {"revision", revision}});
       continue;
     }
     if (revision == accepted_revision_) {
@@ -126,21 +133,27 @@ void WatchDecoder::AppendRecords(const google::protobuf::RepeatedPtrField<mvccpb
       // reachable, unless an earlier key of the revision already covered it.
       int64_t index = LastIndexOfBatch(revision, suffix);
       int64_t last = out.empty() ? delivered_index_ : out.back().index;
-      spdlog::error(
-          "etcd watch on {}: batch {} shares revision {} with {}: a foreign multi-key "
-          "transaction; index {} will be skipped",
-          prefix_, suffix, revision, accepted_key_, index);
+      LogLine(spdlog::level::err,
+              "etcd watch: two batches share a revision (a foreign multi-key transaction); the "
+              "second one's index will be skipped",
+              {{"prefix", prefix_},
+               {"batch", suffix},
+               {"revision", revision},
+               {"other_batch", accepted_key_},
+               {"index", index}});
       if (index > last && index >= from_index_) {
         out.push_back(LogRecord{index, std::string(suffix), std::string(), true});
       }
       continue;
     }
     if (revision < accepted_revision_) {
-      spdlog::error(
-          "etcd watch on {}: ignoring batch {} at revision {}, not after the last delivered "
-          "revision {} (etcd went back in time, or a foreign transaction wrote several keys at "
-          "once)",
-          prefix_, suffix, revision, accepted_revision_);
+      LogLine(spdlog::level::err,
+              "etcd watch: a batch not after the last delivered revision ignored (etcd went back "
+              "in time, or a foreign transaction wrote several keys at once)",
+              {{"prefix", prefix_},
+               {"batch", suffix},
+               {"revision", revision},
+               {"last_revision", accepted_revision_}});
       continue;
     }
     accepted_revision_ = revision;

@@ -152,7 +152,7 @@ void EtcdLog::Core::WatchSession::OnDone(const grpc::Status& status) {
   SubShared* key = shared_.get();
   if (endpoint_failed) {
     core->EndpointFailed(endpoint_, "watch stream failed");
-    core->SuspectLeaderLoss("the etcd watch via " + core->endpoints_[endpoint_] + " failed");
+    core->SuspectLeaderLoss("etcd watch failed", endpoint_);
   }
   delete this;
   core->SessionFinished(key);  // last: the log may be destroyed as soon as it returns
@@ -240,8 +240,8 @@ void EtcdLog::Core::WatchSession::OnQueryDone(const std::shared_ptr<SubShared>& 
     session->query_in_flight_ = false;
     if (shared->cancelled || session->closed_ || session->read_done_) return;
     if (!result.ok()) {
-      spdlog::warn("etcd watch on {}: progress query failed, retrying: {}",
-                   session->core_->options.prefix, result.error().message);
+      LogLine(spdlog::level::warn, "etcd watch progress query failed; retrying",
+              {{"prefix", session->core_->options.prefix}, {"error", result.error().message}});
       session->ScheduleQueryRetryLocked();
       return;
     }

@@ -126,10 +126,11 @@ int main(int argc, char** argv) {
   replica_options.read_routes = ReadRoutes::Parse(config.read_routes).value();
   replica_options.max_pending_reads = config.max_pending_reads;
   if (!replica_options.read_routes.empty()) {
-    spdlog::info(
-        "read routes (served without a log entry; the app must leave its state and last index "
-        "alone for requests without {}): {}",
-        config.index_header, replica_options.read_routes.ToString());
+    LogLine(spdlog::level::info,
+            "read routes are served without a log entry (the app must leave its state and last "
+            "index alone for requests without the index header)",
+            {{"routes", replica_options.read_routes.ToString()},
+             {"index_header", config.index_header}});
   }
   // The etcd log is also the group's snapshot store and registry.
   auto replica = std::make_shared<Replica>(ioc.get_executor(), *log, *app, replica_options,
@@ -151,17 +152,22 @@ int main(int argc, char** argv) {
 
   for (Status s : {front->Listen(), admin->Listen()}) {
     if (!s) {
-      spdlog::critical("{}", s.error().message);
+      LogLine(spdlog::level::critical, "cannot start", {{"error", s.error().message}});
       return 1;
     }
   }
-  spdlog::info(
-      "k8shmir-proxy {} group {}: clients on {}:{}, app at {}:{}, admin on {}:{}, etcd {} ({}, "
-      "{} first)",
-      config.replica_id, config.group, config.listen_address, config.listen_port, config.app_host,
-      config.app_port, config.admin_address, config.admin_port,
-      fmt::join(config.etcd_endpoints, ","), EtcdTlsEnabled(log_options.tls) ? "TLS" : "plaintext",
-      config.etcd_endpoints[log_options.first_endpoint % config.etcd_endpoints.size()]);
+  LogLine(spdlog::level::info, "k8shmir-proxy started",
+          {{"version", kVersion},
+           {"listen_address", config.listen_address},
+           {"listen_port", config.listen_port},
+           {"app_host", config.app_host},
+           {"app_port", config.app_port},
+           {"admin_address", config.admin_address},
+           {"admin_port", config.admin_port},
+           {"etcd_endpoints", fmt::format("{}", fmt::join(config.etcd_endpoints, ","))},
+           {"etcd_transport", EtcdTlsEnabled(log_options.tls) ? "tls" : "plaintext"},
+           {"endpoint",
+            config.etcd_endpoints[log_options.first_endpoint % config.etcd_endpoints.size()]}});
 
   replica->Start();
   front->Start();
@@ -187,7 +193,10 @@ int main(int argc, char** argv) {
           drain.async_wait([&](auto) { poll_drain(); });
           return;
         }
-        if (pending > 0) spdlog::warn("shutdown: {} requests still pending; stopping", pending);
+        if (pending > 0) {
+          LogLine(spdlog::level::warn, "shutdown: requests still pending at the deadline; stopping",
+                  {{"pending_requests", pending}});
+        }
         replica->Stop();
         admin->Stop();
         // Let the replies of a stopping replica reach their connections.
@@ -200,8 +209,8 @@ int main(int argc, char** argv) {
     if (stopping) return;
     stopping = true;
     delay.cancel();
-    spdlog::info("shutdown: no more connections accepted; draining (at most {} ms)",
-                 drain_deadline_after.count());
+    LogLine(spdlog::level::info, "shutdown: no more connections accepted; draining",
+            {{"timeout_ms", drain_deadline_after.count()}});
     drain_deadline = std::chrono::steady_clock::now() + drain_deadline_after;
     front->Stop();
     poll_drain();
@@ -213,14 +222,14 @@ int main(int argc, char** argv) {
         admin_draining = true;
         admin->SetDraining();
         if (sig == SIGTERM && !draining_already && config.drain_delay.count() > 0) {
-          spdlog::info("signal {}: not ready; still serving for {} ms before draining", sig,
-                       config.drain_delay.count());
+          LogLine(spdlog::level::info, "signal: not ready; still serving before draining",
+                  {{"signal", sig}, {"delay_ms", config.drain_delay.count()}});
           delay.expires_after(config.drain_delay);
           delay.async_wait([&](const boost::system::error_code& wait_ec) {
             if (!wait_ec) stop_accepting();
           });
         } else {
-          spdlog::info("signal {}: draining now", sig);
+          LogLine(spdlog::level::info, "signal: draining now", {{"signal", sig}});
           stop_accepting();
         }
         signals.async_wait(on_signal);  // a second signal cuts the delay short

@@ -127,10 +127,10 @@ std::chrono::steady_clock::duration Replica::SinceLastTick() const {
 
 void Replica::SetState(ReplicaState state, const std::string& why) {
   if (status_.state != state) {
-    LogLine(spdlog::level::info, "replica state changed: " + why,
-            {{"replica", options_.replica_id},
-             {"from", ReplicaStateName(status_.state)},
-             {"state", ReplicaStateName(state)},
+    LogLine(spdlog::level::info, "replica state changed",
+            {{"state", ReplicaStateName(state)},
+             {"previous_state", ReplicaStateName(status_.state)},
+             {"reason", why},
              {"index", status_.applied_index}});
   }
   const bool was_serving = status_.state == ReplicaState::kServing;
@@ -153,8 +153,7 @@ void Replica::NoteAppDeclares(const AppIndex& app) {
 void Replica::RecordError(const std::string& message, spdlog::level::level_enum level) {
   if (message != status_.last_error) {
     LogLine(level, "replica error",
-            {{"replica", options_.replica_id},
-             {"state", ReplicaStateName(status_.state)},
+            {{"state", ReplicaStateName(status_.state)},
              {"index", status_.applied_index},
              {"error", message}});
   }
@@ -277,7 +276,7 @@ void Replica::ValidateApp(uint64_t gen) {
       self->SetState(ReplicaState::kRecovering,
                      "the app reports a number again: index " + std::to_string(app_index));
     }
-    spdlog::info("replica {}: app reports last index {}", self->options_.replica_id, app_index);
+    LogLine(spdlog::level::info, "app reports its last index", {{"index", app_index}});
     self->status_.applied_index = app_index;
     self->processed_ = app_index;
     self->position_ = app_index;

@@ -36,10 +36,7 @@ void Replica::TryForward() {
       if (sent > 0) break;
       // Every replica decodes the same bytes, so every replica skips this entry alike.
       LogLine(spdlog::level::err, "undecodable entry skipped (alike on every replica)",
-              {{"replica", options_.replica_id},
-               {"index", record.index},
-               {"entry", record.id},
-               {"error", entry.error().message}});
+              {{"index", record.index}, {"entry", record.id}, {"error", entry.error().message}});
       processed_ = record.index;
       ++status_.entries_dropped;
       std::string id = record.id;
@@ -152,11 +149,10 @@ void Replica::OnAppAhead(int64_t app_index) {
   while (applied < queue_.size() && queue_[applied].index < app_index) ++applied;
   if (app_index > status_.applied_index && app_index <= highest_forwarded_ &&
       applied < queue_.size() && queue_[applied].index == app_index) {
-    spdlog::warn(
-        "replica {}: the app applied up to index {} although the proxy had not read the "
-        "answers from index {} on (the connection broke under them); {} entries count as "
-        "applied, their clients learn they committed",
-        options_.replica_id, app_index, queue_.front().index, applied + 1);
+    LogLine(spdlog::level::warn,
+            "the app applied entries whose answers the proxy never read (the connection broke "
+            "under them); they count as applied, their clients learn they committed",
+            {{"index", app_index}, {"first_index", queue_.front().index}, {"count", applied + 1}});
     forward_failures_ = 0;
     for (std::size_t i = 0; i <= applied; ++i) MarkApplied(queue_.front(), nullptr);
     TryForward();

@@ -40,12 +40,10 @@ void Replica::OnBatch(LogBatch& batch) {
       ++status_.entries_dropped;
       if (record.index == position_) {
         LogLine(spdlog::level::warn, "log delivered an entry twice; dropped",
-                {{"replica", options_.replica_id}, {"index", record.index}});
+                {{"index", record.index}});
       } else {
         LogLine(spdlog::level::err, "log went back in time; entry dropped",
-                {{"replica", options_.replica_id},
-                 {"index", record.index},
-                 {"after_index", position_}});
+                {{"index", record.index}, {"after_index", position_}});
       }
       continue;
     }
@@ -122,11 +120,14 @@ void Replica::StartRangeCatchUp(int64_t compact_revision) {
   // etcd compaction drops old versions of keys; log keys are written once, so every entry not
   // deleted by retention is still a live key.
   ++status_.range_catch_ups;
-  const std::string why = "the log's history before revision " + std::to_string(compact_revision) +
-                          " was compacted: reading the live entries from index " +
-                          std::to_string(position_ + 1);
-  spdlog::info("replica {}: {}", options_.replica_id, why);
-  if (status_.state == ReplicaState::kServing) SetState(ReplicaState::kCatchingUp, why);
+  LogLine(spdlog::level::info, "the log's history was compacted; reading its live entries",
+          {{"revision", compact_revision}, {"index", position_ + 1}});
+  if (status_.state == ReplicaState::kServing) {
+    SetState(ReplicaState::kCatchingUp, "the log's history before revision " +
+                                            std::to_string(compact_revision) +
+                                            " was compacted: reading the live entries from index " +
+                                            std::to_string(position_ + 1));
+  }
   range_ = RangeRead{true, false, position_ + 1, 0};
   ReadRangePage();
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 
+#include "common/logging.h"
 #include "replica/replica.h"
 #include "replica/replica_util.h"
 
@@ -60,7 +61,7 @@ void Replica::NoteRetention(bool app_answered) {
     // Warned once the app has answered (before, it has declared nothing yet), once.
     if (app_answered && !warned_no_snapshots_) {
       warned_no_snapshots_ = true;
-      spdlog::warn("replica {}: retention off: {}", options_.replica_id, off);
+      LogLine(spdlog::level::warn, "retention off", {{"reason", off}});
     }
   } else if (!snapshot_too_large_.empty()) {
     off = snapshot_too_large_;  // until a snapshot fits again
@@ -103,8 +104,8 @@ void Replica::MaybeRefreshRegistry() {
                          if (!view) {
                            // Only snapshots wait for it; a taker whose record lapsed meanwhile
                            // takes at most one snapshot too many, which is harmless.
-                           spdlog::debug("replica {}: registry refresh: {}",
-                                         self->options_.replica_id, view.error().message);
+                           LogLine(spdlog::level::debug, "registry refresh failed",
+                                   {{"error", view.error().message}});
                            return;
                          }
                          self->group_ = std::move(*view);
@@ -130,8 +131,12 @@ void Replica::NoteUnrestorableReplicas() {
   if (peer == unrestorable_peer_) return;
   unrestorable_peer_ = peer;
   NoteRetention(/*app_answered=*/true);
-  if (!peer.empty())
-    spdlog::warn("replica {}: retention {}", options_.replica_id, status_.retention);
+  if (!peer.empty()) {
+    LogLine(spdlog::level::warn,
+            "retention off: a live replica's app does not declare snapshots, so it could not be "
+            "restored after a trim",
+            {{"peer", peer}});
+  }
 }
 
 // ---- Taking snapshots --------------------------------------------------------------------------
@@ -242,11 +247,11 @@ void Replica::SaveAppSnapshot(std::shared_ptr<AppSnapshot> snapshot) {
                      s.snapshot_error.clear();
                      self->snapshot_too_large_.clear();
                      self->NoteRetention(/*app_answered=*/true);
-                     spdlog::info(
-                         "replica {}: snapshot at index {} stored ({} bytes in {} chunks, read in "
-                         "{} ms)",
-                         self->options_.replica_id, manifest->index, manifest->size,
-                         manifest->chunks, s.last_snapshot_ms);
+                     LogLine(spdlog::level::info, "snapshot stored",
+                             {{"index", manifest->index},
+                              {"bytes", manifest->size},
+                              {"chunks", manifest->chunks},
+                              {"read_ms", s.last_snapshot_ms}});
                      self->MaybeTrim(manifest->index);
                    });
       });
@@ -414,10 +419,11 @@ void Replica::TryRestore(uint64_t gen, std::size_t candidate) {
                 self->status_.snapshot_error.clear();
                 self->transfer_ = Transfer{};
                 self->backoff_ = std::chrono::milliseconds(0);
-                const std::string why = "restored the snapshot at index " + std::to_string(index) +
-                                        "; replaying the log from there";
-                spdlog::info("replica {}: {}", self->options_.replica_id, why);
-                self->Recover(ReplicaState::kCatchingUp, why);
+                LogLine(spdlog::level::info, "snapshot restored; replaying the log from there",
+                        {{"index", index}});
+                self->Recover(ReplicaState::kCatchingUp, "restored the snapshot at index " +
+                                                             std::to_string(index) +
+                                                             "; replaying the log from there");
               });
             });
           });

@@ -3,11 +3,18 @@
 #include "replica/replica.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <boost/asio/io_context.hpp>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/logging.h"
 
 #include "replica/replica_fixture.h"
 
@@ -215,6 +222,78 @@ TEST_F(ReplicaTest, WatchLossMakesItNotReadyThenResumesWithoutDuplicates) {
   EXPECT_EQ(Bodies(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(log_.last_subscribe_from(), 2);
   EXPECT_EQ(Status().watch_restarts, 1u);
+}
+
+// A log pipeline selects on fields, so a state change's message is fixed and its states and
+// reason are fields; the replica and group come once, from the process's base fields.
+TEST_F(ReplicaTest, StateChangesAreLoggedWithTheStatesAndTheReasonAsFields) {
+  std::stringstream out;
+  SetUpLogging("info", "json", {{"replica", "r1"}, {"group", "g1"}},
+               std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  struct RestoreLogging {
+    ~RestoreLogging() { SetUpLogging("info", "text"); }
+  } restore;
+  const int64_t index = log_.AddEntry("e1", EncodedBody("one", "e1"));
+  Make();
+  replica_->Start();
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  app_.Restart();  // the heartbeat finds the app at index 0: a recovery
+  ASSERT_TRUE(RunUntil([&] { return Status().recoveries == 1; }));
+  ASSERT_TRUE(WaitState(ReplicaState::kServing));
+  spdlog::default_logger()->flush();
+
+  std::vector<nlohmann::json> changes;
+  std::vector<nlohmann::json> errors;
+  std::string line;
+  while (std::getline(out, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(j.is_object()) << line;
+    // Once: a duplicate key would be a second "replica" the parser silently drops.
+    std::size_t replica_keys = 0;
+    for (auto at = line.find("\"replica\":"); at != std::string::npos;
+         at = line.find("\"replica\":", at + 1)) {
+      ++replica_keys;
+    }
+    EXPECT_EQ(replica_keys, 1u) << line;
+    if (j["msg"] == "replica state changed") changes.push_back(j);
+    if (j["msg"] == "replica error") errors.push_back(j);
+  }
+
+  const std::string n = std::to_string(index);
+  struct Change {
+    const char* state;
+    const char* previous_state;
+    std::string reason;
+    int64_t index;
+  };
+  const std::vector<Change> expected = {
+      {"catching-up", "starting", "replaying the log from index 1 up to " + n, 0},
+      {"serving", "catching-up", "caught up with the log at index " + n, index},
+      {"recovering", "serving",
+       "heartbeat: app reports index 0 but " + n + " was applied: the app restarted", index},
+      {"catching-up", "recovering", "replaying the log from index 1 up to " + n, 0},
+      {"serving", "catching-up", "caught up with the log at index " + n, index},
+  };
+  ASSERT_EQ(changes.size(), expected.size()) << nlohmann::json(changes).dump(1);
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const auto& j = changes[i];
+    EXPECT_EQ(j["level"], "info") << j;
+    EXPECT_EQ(j["state"], expected[i].state) << j;
+    EXPECT_EQ(j["previous_state"], expected[i].previous_state) << j;
+    EXPECT_EQ(j["reason"], expected[i].reason) << j;
+    EXPECT_EQ(j["index"], expected[i].index) << j;
+    EXPECT_EQ(j["replica"], "r1") << j;
+    EXPECT_EQ(j["group"], "g1") << j;
+    // time, level, msg, replica, group and the four fields: nothing else.
+    EXPECT_EQ(j.size(), 9u) << j;
+  }
+  // The recovery's cause is also logged as an error, in the state it was found in.
+  ASSERT_EQ(errors.size(), 1u) << nlohmann::json(errors).dump(1);
+  EXPECT_EQ(errors[0]["level"], "warning");
+  EXPECT_EQ(errors[0]["state"], "serving");
+  EXPECT_EQ(errors[0]["index"], index);
+  EXPECT_EQ(errors[0]["error"],
+            "heartbeat: app reports index 0 but " + n + " was applied: the app restarted");
 }
 
 class RangeCatchUpTest : public ReplicaTest {
