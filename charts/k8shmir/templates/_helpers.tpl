@@ -191,11 +191,17 @@ app.kubernetes.io/component: etcd
       value: {{ . | quote }}
     {{- end }}
     {{- end }}
-    {{- if eq .Values.etcd.mode "internal" }}
+    {{- $ownQuota := false }}
+    {{- range .Values.proxy.env }}
+    {{- if eq (toString .name) "K8SHMIR_QUOTA_BACKEND_BYTES" }}{{ $ownQuota = true }}{{ end }}
+    {{- end }}
+    {{- if not $ownQuota }}
     # Not the proxy's: k8shmirctl's (`kubectl exec ... -c k8shmir-proxy -- k8shmirctl status`
-    # compares the members' database with it).
+    # compares the members' database with it). The chart's etcd runs with this quota; an external
+    # etcd's is what etcd.external.quotaBackendBytes says. One given in proxy.env replaces it (no
+    # variable twice).
     - name: K8SHMIR_QUOTA_BACKEND_BYTES
-      value: {{ int64 .Values.etcd.internal.quotaBackendBytes | quote }}
+      value: {{ include "k8shmir.etcdQuotaBytes" . | quote }}
     {{- end }}
     {{- with .Values.proxy.env }}
     {{- toYaml . | nindent 4 }}
@@ -330,6 +336,15 @@ ServiceMonitor's scrape) and the replication group (the proxy's own label).
 {{/* The same for the chart's etcd members: their job is the headless Service's name. */}}
 {{- define "k8shmir.etcdPromSelector" -}}
 {{- printf "namespace=%q,job=%q" .Release.Namespace (include "k8shmir.etcdHeadless" .) -}}
+{{- end -}}
+
+{{/* etcd's --quota-backend-bytes in bytes: the chart's etcd's, or what the values say of an external one's. */}}
+{{- define "k8shmir.etcdQuotaBytes" -}}
+{{- if eq .Values.etcd.mode "internal" -}}
+{{- int64 .Values.etcd.internal.quotaBackendBytes -}}
+{{- else -}}
+{{- int64 .Values.etcd.external.quotaBackendBytes -}}
+{{- end -}}
 {{- end -}}
 
 {{/* (list CONTEXT ALERTNAME): the alert's runbook, an anchor of docs/kubernetes.md. */}}
