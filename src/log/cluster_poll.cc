@@ -1,4 +1,5 @@
-// EtcdLog::Core's poll of the etcd cluster: its alarms, and who leads.
+// EtcdLog::Core's poll of the etcd cluster: every member's Status, which names its alarms, its
+// database size, and who leads.
 //
 // An alarm is raised cluster-wide and outlives its cause: NOSPACE stays until an operator
 // compacts, defragments and disarms it, and while it stands etcd refuses every write. etcd 3.4
@@ -10,7 +11,6 @@
 // (a transfer, a partition the client does not see), within one interval.
 #include <chrono>
 
-#include "common/tsan_annotations.h"
 #include "log/etcd_log_core.h"
 
 namespace k8shmir {
@@ -24,67 +24,33 @@ constexpr std::chrono::seconds kPollCallTimeout{2};
 
 }  // namespace
 
-// One Alarm(GET) call in flight.
-struct EtcdLog::Core::AlarmCall {
-  grpc::ClientContext context;
-  etcdserverpb::AlarmRequest request;
-  etcdserverpb::AlarmResponse response;
-  uint64_t attempt_id = 0;
-};
-
 void EtcdLog::Core::PollCluster() {
   if (shutting_down_) return;
   for (size_t i = 0; i < channels_.size(); ++i) {
     CallStatus(i, Clock::now() + kPollCallTimeout,
                [this, i](Result<etcdserverpb::StatusResponse> status) -> std::function<void()> {
-                 NoteDbSize(i, status ? status->dbsize() : -1);
-                 if (status) NoteMemberStatus(i, status->header().member_id(), status->leader());
+                 NotePolledStatus(i, status ? &*status : nullptr);
                  return {};
                });
   }
-  // The member in use: alarms live in the replicated store, so any member answers for all.
-  const size_t endpoint = preferred_.load() % channels_.size();
-  auto* call = new AlarmCall;
-  call->request.set_action(etcdserverpb::AlarmRequest::GET);
-  call->context.set_deadline(ToSystemClock(Clock::now() + kPollCallTimeout));
-  OpStarted();
-  if (!RegisterAttempt(&call->context, &call->attempt_id)) {
-    delete call;
-    OpFinished();
-    return;
-  }
-  K8SHMIR_HAPPENS_BEFORE(call);
-  maintenance_[endpoint]->async()->Alarm(
-      &call->context, &call->request, &call->response, [this, call](grpc::Status status) {
-        K8SHMIR_HAPPENS_AFTER(call);
-        UnregisterAttempt(call->attempt_id);
-        if (status.ok()) {
-          uint8_t raised = 0;
-          for (const auto& alarm : call->response.alarms()) {
-            if (alarm.alarm() == etcdserverpb::NOSPACE) raised |= kNoSpaceAlarm;
-            if (alarm.alarm() == etcdserverpb::CORRUPT) raised |= kCorruptAlarm;
-          }
-          alarms_.store(raised | kAlarmsKnown, std::memory_order_relaxed);
-        }
-        // A failed poll keeps the last answer: the member may be down while the alarm stands.
-        // Before the operation ends: the context holds the channel (see RetryingCall::Finish).
-        delete call;
-        if (!shutting_down_) {
-          timer_.Schedule(Clock::now() + kClusterPollInterval, [this] { PollCluster(); });
-        }
-        OpFinished();
-      });
+  // The calls' timeout is shorter than the interval: polls never overlap.
+  timer_.Schedule(Clock::now() + kClusterPollInterval, [this] { PollCluster(); });
 }
 
-void EtcdLog::Core::NoteMemberStatus(size_t endpoint, uint64_t member_id, uint64_t leader) {
-  MutexLock lock(mu_);
-  NoteMemberStatusLocked(endpoint, member_id, leader);
-}
-
-void EtcdLog::Core::NoteDbSize(size_t endpoint, int64_t bytes) {
+void EtcdLog::Core::NotePolledStatus(size_t endpoint, const etcdserverpb::StatusResponse* status) {
   MutexLock lock(mu_);
   if (db_sizes_.size() != channels_.size()) db_sizes_.assign(channels_.size(), -1);
-  db_sizes_[endpoint] = bytes;
+  db_sizes_[endpoint] = status != nullptr ? status->dbsize() : -1;
+  // A failed call keeps the last alarms known: the member may be down while an alarm stands.
+  if (status == nullptr) return;
+  // Alarms are cluster-wide: every member lists them all, as "memberID:<id> alarm:NOSPACE".
+  uint8_t raised = kAlarmsKnown;
+  for (const auto& error : status->errors()) {
+    if (error.find("alarm:NOSPACE") != std::string::npos) raised |= kNoSpaceAlarm;
+    if (error.find("alarm:CORRUPT") != std::string::npos) raised |= kCorruptAlarm;
+  }
+  alarms_.store(raised, std::memory_order_relaxed);
+  NoteMemberStatusLocked(endpoint, status->header().member_id(), status->leader());
 }
 
 void EtcdLog::Core::NoteMemberStatusLocked(size_t endpoint, uint64_t member_id, uint64_t leader) {

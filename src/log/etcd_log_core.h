@@ -94,7 +94,6 @@ class EtcdLog::Core {
   struct SubShared;
   class WatchSession;
   struct StatusCall;
-  struct AlarmCall;
   // A KV call whose attempt in flight may be cancelled because etcd's leader changed under it.
   class Interruptible {
    public:
@@ -203,11 +202,12 @@ class EtcdLog::Core {
   size_t PickEndpoint();
   // The leader's endpoint when known and its channel is not failing, else PickEndpoint().
   size_t LeaderFirst();
+  // The cluster poll's answer from `endpoint` (null: the call failed): its database size, the
+  // alarms, and the member id and leader it names.
+  void NotePolledStatus(size_t endpoint, const etcdserverpb::StatusResponse* status)
+      K8SHMIR_EXCLUDES(mu_);
   // A member's Status answer (member id, and the leader it knows, 0 if none) from `endpoint`:
   // the endpoint of the leader is learnt from these (leader_endpoint_).
-  void NoteMemberStatus(size_t endpoint, uint64_t member_id, uint64_t leader) K8SHMIR_EXCLUDES(mu_);
-  // The cluster poll's answer from `endpoint`: its database size, -1 when the call failed.
-  void NoteDbSize(size_t endpoint, int64_t bytes) K8SHMIR_EXCLUDES(mu_);
   void NoteMemberStatusLocked(size_t endpoint, uint64_t member_id, uint64_t leader)
       K8SHMIR_REQUIRES(mu_);
   void EndpointFailed(size_t index, const std::string& why);
@@ -243,8 +243,8 @@ class EtcdLog::Core {
   void PollChannels();
   // Some endpoint other than `index` has a channel that is not in TRANSIENT_FAILURE.
   bool AnotherEndpointUsable(size_t index);
-  // Asks the member in use for etcd's alarms, and every member for its status (who leads),
-  // then again every kClusterPollInterval (cluster_poll.cc).
+  // Asks every member for its Status (alarms, database size, who leads), then again every
+  // kClusterPollInterval (cluster_poll.cc).
   void PollCluster();
 
   std::vector<std::string> endpoints_;
