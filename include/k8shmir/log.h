@@ -57,6 +57,11 @@ struct AppendResult {
   int64_t first_index = 0;
   // False when the batch already existed (a retried append); first_index is still the original.
   bool created = true;
+  // When created: the index of the group's newest entry committed before this batch (0: none),
+  // read in the transaction that created it. Every append acknowledged before AppendBatch was
+  // called is at or below it, so it serves as a read barrier for reads that arrived before the
+  // call (docs/design.md, "Reads that skip the log"). -1 when not known.
+  int64_t committed_before = -1;
 };
 
 struct LogHead {

@@ -16,6 +16,8 @@ nlohmann::json ReadsJson(const ReplicaStatus& s) {
   nlohmann::json j = {{"pending", s.pending_reads},
                       {"barriers", s.read_barriers},
                       {"barrier_reads", s.read_barrier_reads},
+                      {"appends", s.read_appends},
+                      {"append_reads", s.read_append_reads},
                       {"barrier_failures", s.read_barrier_failures}};
   for (auto c : {ReadConsistency::kLinearizable, ReadConsistency::kLocal}) {
     nlohmann::json by_outcome = nlohmann::json::object();
@@ -196,6 +198,14 @@ void WriteReads(std::ostringstream& out, const std::string& labels, const Replic
          "(divided by k8shmir_read_barriers_total: reads coalesced per etcd round trip).\n"
       << "# TYPE k8shmir_read_barrier_reads_total counter\n"
       << "k8shmir_read_barrier_reads_total{" << labels << "} " << s.read_barrier_reads << "\n"
+      << "# HELP k8shmir_read_appends_total Appends whose transaction's committed head served "
+         "as linearizable reads' barrier instead of an etcd read.\n"
+      << "# TYPE k8shmir_read_appends_total counter\n"
+      << "k8shmir_read_appends_total{" << labels << "} " << s.read_appends << "\n"
+      << "# HELP k8shmir_read_append_reads_total Linearizable reads that rode those appends "
+         "(reads per etcd round trip: (barrier reads + these) / (barriers + appends)).\n"
+      << "# TYPE k8shmir_read_append_reads_total counter\n"
+      << "k8shmir_read_append_reads_total{" << labels << "} " << s.read_append_reads << "\n"
       << "# HELP k8shmir_read_barrier_failures_total Barriers the log could not confirm.\n"
       << "# TYPE k8shmir_read_barrier_failures_total counter\n"
       << "k8shmir_read_barrier_failures_total{" << labels << "} " << s.read_barrier_failures << "\n"

@@ -35,6 +35,42 @@ constexpr milliseconds kMaxBackoff{1000};
 constexpr std::chrono::seconds kEndpointWarningInterval{5};
 
 // The outcome of an append's transaction (Txn{ if absent then Put else Range } on its key).
+// Txn{ if create_revision(key) == 0 then Range(head), Put(key, batch), Put(head) else Range(key) }.
+// The committed head moves with every batch created, in the same transaction (read barriers);
+// read before it moves, it names the newest batch before this one (AppendResult::
+// committed_before). A retry after an ambiguous attempt takes the failure branch and reads the
+// batch's key (only its create revision, not its possibly large value).
+etcdserverpb::TxnRequest AppendTxn(const std::string& prefix, const std::string& key,
+                                   std::string batch, std::size_t count) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_key(key);
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_create_revision(0);
+  request.add_success()->mutable_request_range()->set_key(CommittedHeadKey(prefix));
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(std::move(batch));
+  auto* head = request.add_success()->mutable_request_put();
+  head->set_key(CommittedHeadKey(prefix));
+  head->set_value(EncodeCommittedHead(count));
+  auto* existing = request.add_failure()->mutable_request_range();
+  existing->set_key(key);
+  existing->set_keys_only(true);
+  return request;
+}
+
+// The committed head as the append's transaction read it before moving it; -1 when the answer
+// does not carry it (the batch's own append is still fine: only read barriers need it).
+int64_t CommittedBefore(const etcdserverpb::TxnResponse& response) {
+  if (response.responses_size() < 1 || !response.responses(0).has_response_range()) return -1;
+  const auto& kvs = response.responses(0).response_range().kvs();
+  if (kvs.empty()) return 0;  // the group's first batch
+  Result<int64_t> head = ParseCommittedHead(kvs[0].mod_revision(), kvs[0].value());
+  return head ? *head : -1;
+}
+
 Result<AppendResult> AppendOutcome(const std::string& batch_id,
                                    const Result<etcdserverpb::TxnResponse>& result) {
   if (!result) return result.error();
@@ -60,7 +96,7 @@ Result<AppendResult> AppendOutcome(const std::string& batch_id,
     return Error{ErrorCode::kProtocol, "etcd revision " + std::to_string(revision) +
                                            " gives log indices of 2^53 and more"};
   }
-  return AppendResult{IndexOf(revision, 0), created};
+  return AppendResult{IndexOf(revision, 0), created, created ? CommittedBefore(response) : -1};
 }
 
 }  // namespace
@@ -173,12 +209,7 @@ void EtcdLog::Core::AppendBatch(const std::string& batch_id, std::vector<LogEntr
     return;
   }
   std::string key = options.prefix + BatchKeySuffix(batch_id, count);
-  // Only the existing batch's create_revision is needed, not its (possibly large) value.
-  etcdserverpb::TxnRequest request = CreateOnceTxn(key, std::move(*value), /*keys_only=*/true);
-  // The committed head moves with every batch created, in the same transaction (read barriers).
-  auto* head = request.add_success()->mutable_request_put();
-  head->set_key(CommittedHeadKey(options.prefix));
-  head->set_value(EncodeCommittedHead(count));
+  etcdserverpb::TxnRequest request = AppendTxn(options.prefix, key, std::move(*value), count);
 
   // Retrying is safe whatever happened to an earlier attempt: if it committed, the retry takes
   // the failure branch and returns the same index with created=false. The operation is counted

@@ -98,6 +98,11 @@ struct ReplicaOptions {
   // Reads waiting (for a barrier, for this replica to apply it, or for the app) at most; their
   // bytes count against max_pending_bytes apart from the logged requests'.
   std::size_t max_pending_reads = 4096;
+  // Linearizable reads wait for the next append (whose transaction reads the committed head)
+  // instead of sending a barrier only while the append ahead of it has been in flight for less
+  // than this: an append answers in a few milliseconds; one that takes longer is stuck behind an
+  // etcd fault, which a barrier may get past. 0: reads never wait for an append.
+  std::chrono::milliseconds read_ride_append_window{10};
 };
 
 class Replica : public ReplicaService, public std::enable_shared_from_this<Replica> {
@@ -179,7 +184,9 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
 
   // Sends batches from outbox_ while fewer than max_appends_in_flight appends are in flight.
   void FlushAppends();
-  void OnAppended(const std::vector<std::string>& ids, Result<AppendResult> result);
+  // `riders`: the linearizable reads whose barrier the append's committed head is.
+  void OnAppended(const std::vector<std::string>& ids, const std::vector<uint64_t>& riders,
+                  Result<AppendResult> result);
   void OnEntryAppended(const std::string& id, const Result<int64_t>& index);
   // One timer for every pending request: armed for the earliest deadline.
   void ArmDeadlineTimer();
@@ -264,9 +271,16 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
     std::size_t early_bytes = 0;  // its body, counted in read_bytes_
   };
   void StartRead(HttpRequest request, ReadConsistency consistency, ReplyCallback done);
-  // One linearizable read of the committed index for every read in barrier_riders_.
+  // Sends a barrier for read_waiters_, unless one is in flight or an append is about to carry
+  // them: one waits in outbox_ behind a young append in flight (ride_timer_ bounds the wait,
+  // options_.read_ride_append_window).
+  void MaybeSendBarrier();
+  // One linearizable read of the committed index for every read in read_waiters_.
   void SendBarrier();
   void OnBarrier(Clock::time_point started, const Result<int64_t>& committed);
+  // A round trip that started after `riders` arrived ended: with the group's committed index
+  // then, or with why it could not tell (the reads fail: 503).
+  void OnRoundTrip(const std::vector<uint64_t>& riders, const Result<int64_t>& committed);
   // Sends the reads whose barrier this replica has now applied (processed_ advanced).
   void ReleaseReads();
   void SendRead(uint64_t id);
@@ -352,6 +366,7 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   // meanwhile (deadline) are dropped when the batch is cut.
   std::deque<LogEntry> outbox_;
   std::size_t appends_in_flight_ = 0;
+  Clock::time_point last_append_sent_{};
 
   PendingRequests<ReplyCallback> pending_;
   std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
@@ -400,11 +415,16 @@ class Replica : public ReplicaService, public std::enable_shared_from_this<Repli
   std::map<uint64_t, PendingRead> reads_;
   uint64_t last_read_id_ = 0;
   std::size_t read_bytes_ = 0;
-  // The barrier in flight answers barrier_riders_; reads that arrived after it was sent wait in
-  // barrier_next_ for the next one.
+  // Linearizable reads waiting for a round trip to etcd that starts after they arrived: the next
+  // append (FlushAppends takes them; its transaction reads the committed head) or the next
+  // barrier, whichever goes first. The barrier in flight answers barrier_riders_.
+  std::vector<uint64_t> read_waiters_;
   bool barrier_in_flight_ = false;
   std::vector<uint64_t> barrier_riders_;
-  std::vector<uint64_t> barrier_next_;
+  // Armed while read_waiters_ wait for an append: sends their barrier if the append in flight
+  // takes longer than options_.read_ride_append_window.
+  std::unique_ptr<boost::asio::steady_timer> ride_timer_;
+  bool ride_timer_armed_ = false;
   // Reads whose barrier is known, by that index, until processed_ reaches it.
   std::multimap<int64_t, uint64_t> reads_awaiting_apply_;
   std::unique_ptr<boost::asio::steady_timer> read_deadline_timer_;

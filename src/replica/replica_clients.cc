@@ -116,8 +116,12 @@ void Replica::FlushAppends() {
       batch.push_back(std::move(next));
       outbox_.pop_front();
     }
-    if (batch.empty()) return;
+    if (batch.empty()) break;
     ++appends_in_flight_;
+    last_append_sent_ = Clock::now();
+    // The reads waiting for a round trip ride this one: it started after they arrived.
+    std::vector<uint64_t> riders = std::move(read_waiters_);
+    read_waiters_.clear();
     ++status_.log_appends;
     status_.log_appended_entries += batch.size();
     // Leave a quarter of the budget (at most 1 s) to apply the entries once they are committed.
@@ -126,16 +130,30 @@ void Replica::FlushAppends() {
     // The first entry's id names the batch: unique, and the same on every retry of the append.
     std::string batch_id = ids.front();
     log_.AppendBatch(batch_id, std::move(batch), deadline - margin,
-                     [self = shared_from_this(), ids = std::move(ids)](Result<AppendResult> r) {
-                       asio::post(self->strand_, [self, ids, r = std::move(r)]() mutable {
-                         self->OnAppended(ids, std::move(r));
+                     [self = shared_from_this(), ids = std::move(ids),
+                      riders = std::move(riders)](Result<AppendResult> r) {
+                       asio::post(self->strand_, [self, ids, riders, r = std::move(r)]() mutable {
+                         self->OnAppended(ids, riders, std::move(r));
                        });
                      });
   }
+  MaybeSendBarrier();
 }
 
-void Replica::OnAppended(const std::vector<std::string>& ids, Result<AppendResult> result) {
+void Replica::OnAppended(const std::vector<std::string>& ids, const std::vector<uint64_t>& riders,
+                         Result<AppendResult> result) {
   --appends_in_flight_;
+  if (!riders.empty()) {
+    if (result && result->created && result->committed_before >= 0) {
+      ++status_.read_appends;
+      status_.read_append_reads += riders.size();
+      OnRoundTrip(riders, result->committed_before);
+    } else {
+      // It cannot tell what was committed before it (it failed, or an earlier attempt created
+      // the batch): they wait for the next round trip, which also starts after they arrived.
+      read_waiters_.insert(read_waiters_.begin(), riders.begin(), riders.end());
+    }
+  }
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (result) {
       OnEntryAppended(ids[i], result->first_index + static_cast<int64_t>(i));

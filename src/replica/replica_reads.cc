@@ -1,9 +1,12 @@
 // Replica, reads that skip the log (replica.h; docs/design.md, "Reads that skip the log").
 //
-// A linearizable read waits for a read barrier: one linearizable etcd read of the group's
-// committed index B (Log::ReadCommittedIndex), shared by every read that arrived before it was
-// sent; a read arriving while one is in flight waits for the next, because the one in flight may
-// have been answered by etcd before the read arrived. Once this replica has applied B, the read
+// A linearizable read waits for a read barrier: the group's committed index B as of a round trip
+// to etcd that started after the read arrived, shared by every read waiting when it started. The
+// round trip is the next append, whose transaction reads the committed head before moving it
+// (AppendResult::committed_before), when one is about to leave; else a linearizable etcd read of
+// the committed index (Log::ReadCommittedIndex), at most one in flight. A read arriving while a
+// round trip is in flight waits for the next, because etcd may have answered the one in flight
+// before the read arrived. Once this replica has applied B, the read
 // goes to the app on a read connection (App::Read), whose app was validated to hold at least B.
 // Every write acknowledged before the read arrived was committed before the barrier was sent, so
 // it is at or below B, and the app's answer reflects it.
@@ -109,17 +112,38 @@ void Replica::StartRead(HttpRequest request, ReadConsistency consistency, ReplyC
   }
   read.stage = PendingRead::Stage::kBarrier;
   SendRead(id);  // optimistic: its answer stands if it reflects the barrier
-  if (barrier_in_flight_) {
-    // The round trip in flight may have been answered before this read arrived.
-    barrier_next_.push_back(id);
-  } else {
-    barrier_riders_.push_back(id);
-    SendBarrier();
+  // A round trip in flight may have been answered before this read arrived: it waits for the
+  // next one.
+  read_waiters_.push_back(id);
+  MaybeSendBarrier();
+}
+
+void Replica::MaybeSendBarrier() {
+  if (read_waiters_.empty() || barrier_in_flight_ || stopped_) return;
+  const auto now = Clock::now();
+  const auto ride_until = last_append_sent_ + options_.read_ride_append_window;
+  if (!outbox_.empty() && appends_in_flight_ > 0 && now < ride_until) {
+    // The next append leaves when the one in flight returns, and carries them at no cost to
+    // etcd; unless it takes longer than a barrier would.
+    if (ride_timer_armed_) return;
+    if (!ride_timer_) ride_timer_ = std::make_unique<asio::steady_timer>(strand_);
+    ride_timer_armed_ = true;
+    ride_timer_->expires_at(ride_until);
+    ride_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      self->ride_timer_armed_ = false;
+      if (ec || self->stopped_) return;
+      if (!self->read_waiters_.empty() && !self->barrier_in_flight_) self->SendBarrier();
+    });
+    return;
   }
+  SendBarrier();
 }
 
 void Replica::SendBarrier() {
+  if (ride_timer_armed_) ride_timer_->cancel();  // its handler sees operation_aborted
   barrier_in_flight_ = true;
+  barrier_riders_ = std::move(read_waiters_);
+  read_waiters_.clear();
   ++status_.read_barriers;
   status_.read_barrier_reads += barrier_riders_.size();
   // Half the request timeout: the reads waiting for the next barrier still have time for it.
@@ -135,15 +159,19 @@ void Replica::SendBarrier() {
 void Replica::OnBarrier(Clock::time_point started, const Result<int64_t>& committed) {
   barrier_in_flight_ = false;
   std::vector<uint64_t> riders = std::move(barrier_riders_);
-  barrier_riders_ = std::move(barrier_next_);
-  barrier_next_.clear();
+  barrier_riders_.clear();
   if (committed) {
     status_.read_barrier_latency.Observe(SecondsSince(started));
-    status_.log_last_index = std::max(status_.log_last_index, *committed);
   } else {
     ++status_.read_barrier_failures;
     RecordError("read barrier: " + committed.error().message);
   }
+  OnRoundTrip(riders, committed);
+  MaybeSendBarrier();
+}
+
+void Replica::OnRoundTrip(const std::vector<uint64_t>& riders, const Result<int64_t>& committed) {
+  if (committed) status_.log_last_index = std::max(status_.log_last_index, *committed);
   for (uint64_t id : riders) {
     auto it = reads_.find(id);
     if (it == reads_.end()) continue;  // answered at its deadline
@@ -171,7 +199,6 @@ void Replica::OnBarrier(Clock::time_point started, const Result<int64_t>& commit
     it->second.barrier = *committed;
     OnReadBarrierKnown(it);
   }
-  if (!barrier_riders_.empty() && !stopped_) SendBarrier();
 }
 
 void Replica::OnReadBarrierKnown(std::map<uint64_t, PendingRead>::iterator it) {
@@ -348,6 +375,7 @@ void Replica::OnReadDeadlines() {
 
 void Replica::StopReads() {
   if (read_deadline_timer_) read_deadline_timer_->cancel();
+  if (ride_timer_) ride_timer_->cancel();
   for (auto it = reads_.begin(); it != reads_.end();) {
     auto next = std::next(it);
     AnswerRead(it, ErrorReply(503, Outcome::kNotCommitted, 0, "the proxy is shutting down", 1),

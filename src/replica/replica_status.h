@@ -208,6 +208,8 @@ struct ReplicaStatus {
   std::array<ReadCounters, 2> reads;
   uint64_t read_barriers = 0;          // linearizable etcd reads of the committed index
   uint64_t read_barrier_reads = 0;     // reads those answered (coalesced: many per barrier)
+  uint64_t read_appends = 0;           // appends whose committed head was reads' barrier
+  uint64_t read_append_reads = 0;      // reads those answered, instead of a barrier
   uint64_t read_barrier_failures = 0;  // barriers the log could not confirm
   Histogram read_barrier_latency;
   uint64_t pending_reads = 0;

@@ -212,6 +212,7 @@ class FakeLog : public Log {
       Post([done, i = it->second] { done(AppendResult{i, false}); });
       return;
     }
+    const int64_t committed_before = std::max(LastIndex(), trimmed_index);
     std::vector<LogRecord> added;
     for (auto& e : entries) {
       added.push_back(LogRecord{++revision_, std::move(e.id), std::move(e.value)});
@@ -224,7 +225,7 @@ class FakeLog : public Log {
       Post([done] { done(Error{ErrorCode::kUnknown, "fake: deadline exceeded"}); });
       return;
     }
-    Post([done, first] { done(AppendResult{first, true}); });
+    Post([done, first, committed_before] { done(AppendResult{first, true, committed_before}); });
   }
 
   struct Sub {

@@ -1,6 +1,7 @@
 // The read barrier against real etcd (Log::ReadCommittedIndex): the committed head moves with
 // every batch created, in the batch's own transaction, and only then; other groups and other
-// keys do not move it; a head that is not ours is an error, not an index.
+// keys do not move it; a head that is not ours is an error, not an index. An append's
+// transaction reads the head before moving it (AppendResult::committed_before).
 #include "integration/etcd_log_fixture.h"
 
 namespace k8shmir {
@@ -41,6 +42,42 @@ TEST_F(EtcdLogTest, TheCommittedIndexIsTheLastEntryOfTheNewestBatch) {
   EXPECT_EQ(head->last_index, five->first_index + 4);
   auto raw = RawKeys(etcd_->Endpoint(0), Prefix("g"));
   EXPECT_EQ(raw.keys.size(), 2u);
+}
+
+TEST_F(EtcdLogTest, AnAppendTellsTheCommittedIndexBeforeIt) {
+  auto log = MakeLog();
+  auto other = MakeLog("other");
+  auto first = AppendSync(*log, "a", Value("a"));
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->committed_before, 0);  // the group's first batch
+
+  std::vector<LogEntry> batch;
+  for (int i = 0; i < 3; ++i) batch.push_back({"b" + std::to_string(i), Value("b")});
+  auto three = AppendBatchSync(*log, "b0", batch);
+  ASSERT_TRUE(three.ok()) << three.error().message;
+  EXPECT_EQ(three->committed_before, first->first_index);
+
+  // Other groups and other keys move etcd's revision, not this group's head.
+  ASSERT_TRUE(AppendSync(*other, "x", Value("x")).ok());
+  RawPut(etcd_->Endpoint(0), "/unrelated", "v");
+  auto next = AppendSync(*log, "c", Value("c"));
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->committed_before, three->first_index + 2);
+  EXPECT_EQ(*CommittedIndexSync(*log), next->first_index);
+
+  // A retry finds its batch: it cannot tell what was committed before it.
+  auto retried = AppendBatchSync(*log, "b0", batch);
+  ASSERT_TRUE(retried.ok());
+  EXPECT_FALSE(retried->created);
+  EXPECT_EQ(retried->first_index, three->first_index);
+  EXPECT_EQ(retried->committed_before, -1);
+
+  // A head that is not ours: the append stands, the barrier it would give is unknown.
+  RawPut(etcd_->Endpoint(0), CommittedHeadKey(Prefix("g")), "garbage");
+  auto after_garbage = AppendSync(*log, "d", Value("d"));
+  ASSERT_TRUE(after_garbage.ok()) << after_garbage.error().message;
+  EXPECT_TRUE(after_garbage->created);
+  EXPECT_EQ(after_garbage->committed_before, -1);
 }
 
 TEST_F(EtcdLogTest, ACommittedHeadThatIsNotACountIsAnError) {

@@ -41,6 +41,27 @@ class ReadsTest : public ReplicaTest {
 
   bool Answered(const std::string& key) const { return replies_.count(key) == 1; }
 
+  // Submits a logged POST without waiting; its reply lands in replies_[body].
+  void WriteAsync(const std::string& body) {
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/journal";
+    req.body = body;
+    replica_->Submit(req, [this, body](ClientReply r) { replies_[body] = std::move(r); });
+  }
+
+  // A serving replica whose log holds appends: "w1" is the append in flight, "w2" waits in the
+  // outbox behind it for the next one.
+  void ServeWithAnAppendInFlightAndOneWaiting() {
+    Serve();
+    log_.hold_appends = true;
+    WriteAsync("w1");
+    ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+    WriteAsync("w2");
+    ioc_.run_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(log_.held_appends(), 1u);
+  }
+
   std::map<std::string, ClientReply> replies_;
 };
 
@@ -106,6 +127,96 @@ TEST_F(ReadsTest, ReadsArrivingWhileABarrierIsInFlightShareTheNextOne) {
   EXPECT_EQ(s.read_barriers, 2u);
   EXPECT_EQ(s.read_barrier_reads, 3u);
   EXPECT_EQ(s.reads[0].Of(ReadOutcome::kServed), 3u);
+}
+
+TEST_F(ReadsTest, AReadBehindAnAppendInFlightRidesTheNextAppendInsteadOfABarrier) {
+  options_.read_ride_append_window = std::chrono::hours(1);
+  app_.hang_forwards = true;  // nothing is applied until the end
+  ServeWithAnAppendInFlightAndOneWaiting();
+  // Committed before the read arrived: the read must reflect it.
+  const int64_t remote = log_.AddEntry("remote", EncodedBody("b", "remote"));
+  ReadAsync("r", "/journal");
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(log_.committed_reads, 0) << "a barrier, though an append was about to leave";
+  // w1 commits; w2 leaves in the next append, and the read rides it.
+  log_.ReleaseAppends();
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  EXPECT_FALSE(Answered("r"));
+  log_.hold_appends = false;
+  log_.ReleaseAppends();
+  // w2's transaction read the committed head before it moved: w1, above `remote`. The replica
+  // has applied nothing yet, so the read waits for it.
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(Answered("r")) << "answered before the committed head was applied";
+  app_.ReleaseHungForwards();
+  ASSERT_TRUE(RunUntil([&] { return Answered("r") && Answered("w1") && Answered("w2"); }));
+  const int64_t w1 = replies_.at("w1").index;
+  EXPECT_EQ(w1, remote + 1);
+  const ClientReply& reply = replies_.at("r");
+  EXPECT_EQ(reply.response.status, 200u);
+  EXPECT_GE(reply.index, w1);
+  EXPECT_EQ(log_.committed_reads, 0);
+  EXPECT_EQ(Bodies(), (std::vector<std::string>{"b", "w1", "w2"}));
+  auto s = Status();
+  EXPECT_EQ(s.read_barriers, 0u);
+  EXPECT_EQ(s.read_appends, 1u);
+  EXPECT_EQ(s.read_append_reads, 1u);
+  EXPECT_EQ(s.reads[0].Of(ReadOutcome::kServed), 1u);
+}
+
+TEST_F(ReadsTest, AReadWhoseAppendFailedWaitsForTheNextRoundTrip) {
+  options_.read_ride_append_window = std::chrono::hours(1);
+  ServeWithAnAppendInFlightAndOneWaiting();
+  ReadAsync("r", "/journal");
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(log_.committed_reads, 0);
+  log_.append_error = Error{ErrorCode::kUnavailable, "fake: no leader"};
+  log_.ReleaseAppends();  // w1 fails; w2's append, with the read on it, is held
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  log_.hold_appends = false;
+  log_.ReleaseAppends();  // w2 fails: the read needs a barrier now
+  ASSERT_TRUE(RunUntil([&] { return Answered("r") && Answered("w1") && Answered("w2"); }));
+  EXPECT_EQ(replies_.at("w1").response.status, 503u);
+  EXPECT_EQ(replies_.at("w2").response.status, 503u);
+  EXPECT_EQ(replies_.at("r").response.status, 200u);
+  EXPECT_EQ(log_.committed_reads, 1);
+  auto s = Status();
+  EXPECT_EQ(s.read_barriers, 1u);
+  EXPECT_EQ(s.read_barrier_reads, 1u);
+  EXPECT_EQ(s.read_appends, 0u);
+}
+
+TEST_F(ReadsTest, AReadWaitsForAnAppendNoLongerThanTheWindow) {
+  options_.read_ride_append_window = std::chrono::milliseconds(300);
+  ServeWithAnAppendInFlightAndOneWaiting();
+  ReadAsync("r", "/journal");
+  ioc_.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(log_.committed_reads, 0);
+  // The append in flight does not come back: the read's barrier goes once the window is over.
+  ASSERT_TRUE(RunUntil([&] { return Answered("r"); }));
+  EXPECT_EQ(replies_.at("r").response.status, 200u);
+  EXPECT_EQ(log_.committed_reads, 1);
+  EXPECT_EQ(log_.held_appends(), 1u);
+  log_.hold_appends = false;
+  log_.ReleaseAppends();
+  ASSERT_TRUE(RunUntil([&] { return Answered("w1") && Answered("w2"); }));
+  EXPECT_EQ(Status().read_appends, 0u);
+}
+
+TEST_F(ReadsTest, AReadBehindAnAppendWithNothingAfterItSendsABarrier) {
+  options_.read_ride_append_window = std::chrono::hours(1);
+  Serve();
+  log_.hold_appends = true;
+  WriteAsync("w1");
+  ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
+  // No append will follow the one in flight: waiting for one could wait for ever.
+  ReadAsync("r", "/journal");
+  ASSERT_TRUE(RunUntil([&] { return Answered("r"); }));
+  EXPECT_EQ(replies_.at("r").response.status, 200u);
+  EXPECT_EQ(log_.committed_reads, 1);
+  log_.hold_appends = false;
+  log_.ReleaseAppends();
+  ASSERT_TRUE(RunUntil([&] { return Answered("w1"); }));
 }
 
 TEST_F(ReadsTest, AnUpToDateReplicaAsksTheAppOnceAlongsideTheBarrier) {
