@@ -42,22 +42,13 @@ constexpr std::chrono::seconds kEndpointWarningInterval{5};
 // batch's key (only its create revision, not its possibly large value).
 etcdserverpb::TxnRequest AppendTxn(const std::string& prefix, const std::string& key,
                                    std::string batch, std::size_t count) {
-  etcdserverpb::TxnRequest request;
-  auto* compare = request.add_compare();
-  compare->set_key(key);
-  compare->set_target(etcdserverpb::Compare::CREATE);
-  compare->set_result(etcdserverpb::Compare::EQUAL);
-  compare->set_create_revision(0);
+  etcdserverpb::TxnRequest request = CreateOnceTxn(key, std::move(batch), /*keys_only=*/true);
+  // The head's range goes first, before the puts: etcd's later operations see earlier writes.
   request.add_success()->mutable_request_range()->set_key(CommittedHeadKey(prefix));
-  auto* put = request.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(std::move(batch));
+  request.mutable_success()->SwapElements(0, 1);
   auto* head = request.add_success()->mutable_request_put();
   head->set_key(CommittedHeadKey(prefix));
   head->set_value(EncodeCommittedHead(count));
-  auto* existing = request.add_failure()->mutable_request_range();
-  existing->set_key(key);
-  existing->set_keys_only(true);
   return request;
 }
 

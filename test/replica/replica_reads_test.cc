@@ -8,7 +8,8 @@
 namespace k8shmir {
 namespace {
 
-class ReadsTest : public ReplicaTest {
+// GroupCommitTest: SendAsync, and replies_ by key for writes and reads alike.
+class ReadsTest : public GroupCommitTest {
  protected:
   void Routes(const std::string& spec) {
     auto routes = ReadRoutes::Parse(spec);
@@ -41,28 +42,17 @@ class ReadsTest : public ReplicaTest {
 
   bool Answered(const std::string& key) const { return replies_.count(key) == 1; }
 
-  // Submits a logged POST without waiting; its reply lands in replies_[body].
-  void WriteAsync(const std::string& body) {
-    HttpRequest req;
-    req.method = "POST";
-    req.target = "/journal";
-    req.body = body;
-    replica_->Submit(req, [this, body](ClientReply r) { replies_[body] = std::move(r); });
-  }
-
   // A serving replica whose log holds appends: "w1" is the append in flight, "w2" waits in the
   // outbox behind it for the next one.
   void ServeWithAnAppendInFlightAndOneWaiting() {
     Serve();
     log_.hold_appends = true;
-    WriteAsync("w1");
+    SendAsync("w1");
     ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
-    WriteAsync("w2");
+    SendAsync("w2");
     ioc_.run_for(std::chrono::milliseconds(5));
     ASSERT_EQ(log_.held_appends(), 1u);
   }
-
-  std::map<std::string, ClientReply> replies_;
 };
 
 TEST_F(ReadsTest, LinearizableReadWaitsUntilTheCommittedIndexIsApplied) {
@@ -207,7 +197,7 @@ TEST_F(ReadsTest, AReadBehindAnAppendWithNothingAfterItSendsABarrier) {
   options_.read_ride_append_window = std::chrono::hours(1);
   Serve();
   log_.hold_appends = true;
-  WriteAsync("w1");
+  SendAsync("w1");
   ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
   // No append will follow the one in flight: waiting for one could wait for ever.
   ReadAsync("r", "/journal");
