@@ -34,7 +34,6 @@ constexpr milliseconds kFirstBackoff{25};
 constexpr milliseconds kMaxBackoff{1000};
 constexpr std::chrono::seconds kEndpointWarningInterval{5};
 
-// The outcome of an append's transaction (Txn{ if absent then Put else Range } on its key).
 // Txn{ if create_revision(key) == 0 then Range(head), Put(key, batch), Put(head) else Range(key) }.
 // The committed head moves with every batch created, in the same transaction (read barriers);
 // read before it moves, it names the newest batch before this one (AppendResult::
@@ -62,6 +61,7 @@ int64_t CommittedBefore(const etcdserverpb::TxnResponse& response) {
   return head ? *head : -1;
 }
 
+// The outcome of an append's transaction (AppendTxn).
 Result<AppendResult> AppendOutcome(const std::string& batch_id,
                                    const Result<etcdserverpb::TxnResponse>& result) {
   if (!result) return result.error();

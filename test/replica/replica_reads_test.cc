@@ -53,6 +53,15 @@ class ReadsTest : public GroupCommitTest {
     ioc_.run_for(std::chrono::milliseconds(5));
     ASSERT_EQ(log_.held_appends(), 1u);
   }
+
+  // ... and a linearizable read "r" arrives behind them: it waits for w2's append, no barrier.
+  void ReadBehindAnAppendInFlightAndOneWaiting(std::chrono::milliseconds ride_window) {
+    options_.read_ride_append_window = ride_window;
+    ServeWithAnAppendInFlightAndOneWaiting();
+    ReadAsync("r", "/journal");
+    ioc_.run_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(log_.committed_reads, 0);
+  }
 };
 
 TEST_F(ReadsTest, LinearizableReadWaitsUntilTheCommittedIndexIsApplied) {
@@ -155,11 +164,7 @@ TEST_F(ReadsTest, AReadBehindAnAppendInFlightRidesTheNextAppendInsteadOfABarrier
 }
 
 TEST_F(ReadsTest, AReadWhoseAppendFailedWaitsForTheNextRoundTrip) {
-  options_.read_ride_append_window = std::chrono::hours(1);
-  ServeWithAnAppendInFlightAndOneWaiting();
-  ReadAsync("r", "/journal");
-  ioc_.run_for(std::chrono::milliseconds(20));
-  EXPECT_EQ(log_.committed_reads, 0);
+  ReadBehindAnAppendInFlightAndOneWaiting(std::chrono::hours(1));
   log_.append_error = Error{ErrorCode::kUnavailable, "fake: no leader"};
   log_.ReleaseAppends();  // w1 fails; w2's append, with the read on it, is held
   ASSERT_TRUE(RunUntil([&] { return log_.held_appends() == 1; }));
@@ -177,11 +182,7 @@ TEST_F(ReadsTest, AReadWhoseAppendFailedWaitsForTheNextRoundTrip) {
 }
 
 TEST_F(ReadsTest, AReadWaitsForAnAppendNoLongerThanTheWindow) {
-  options_.read_ride_append_window = std::chrono::milliseconds(300);
-  ServeWithAnAppendInFlightAndOneWaiting();
-  ReadAsync("r", "/journal");
-  ioc_.run_for(std::chrono::milliseconds(20));
-  EXPECT_EQ(log_.committed_reads, 0);
+  ReadBehindAnAppendInFlightAndOneWaiting(std::chrono::milliseconds(300));
   // The append in flight does not come back: the read's barrier goes once the window is over.
   ASSERT_TRUE(RunUntil([&] { return Answered("r"); }));
   EXPECT_EQ(replies_.at("r").response.status, 200u);
