@@ -228,6 +228,11 @@ const std::vector<Option>& Options() {
     o.push_back(SizeOption("max-read-connections",
                            "connections to the app for reads on read routes at once (more wait)",
                            &Config::max_read_connections, d.max_read_connections, 1, 4096));
+    o.push_back(MillisOption("read-ride-append-ms",
+                             "a linearizable read behind an append in flight younger than this "
+                             "rides the next append instead of a read barrier (0: a barrier "
+                             "at once)",
+                             &Config::read_ride_append, d.read_ride_append, /*allow_zero=*/true));
     o.push_back(StringOption("replica-id", "this replica's name (default: hostname)",
                              &Config::replica_id, ""));
     o.push_back(MillisOption("request-timeout-ms", "deadline of a client request, append to answer",

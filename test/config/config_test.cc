@@ -94,6 +94,16 @@ TEST(ConfigTest, DrainDelayDefaultsToFiveSecondsAndMayBeZero) {
   EXPECT_FALSE(Parse({"--request-timeout-ms", "0"}));  // other durations stay at least 1 ms
 }
 
+TEST(ConfigTest, ReadRideAppendDefaultsToTenMillisecondsAndMayBeZero) {
+  auto d = Parse({});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->config.read_ride_append, std::chrono::milliseconds(10));
+  auto zero = Parse({"--read-ride-append-ms", "0"});
+  ASSERT_TRUE(zero) << zero.error().message;
+  EXPECT_EQ(zero->config.read_ride_append, std::chrono::milliseconds(0));
+  EXPECT_FALSE(Parse({"--read-ride-append-ms", "ten"}));
+}
+
 TEST(ConfigTest, BodyLimitMustFitInOneEtcdRequest) {
   EXPECT_FALSE(Parse({"--body-limit", std::to_string(2 * 1024 * 1024).c_str()}));
   auto r = Parse({"--body-limit", "1400000", "--header-limit", "200000"});
