@@ -42,7 +42,7 @@ struct Config {
   std::size_t max_read_connections = 32;
   // A linearizable read behind a younger append in flight waits for the next append to carry
   // it, rather than a barrier of its own (ReplicaOptions::read_ride_append_window); 0: barriers.
-  std::chrono::milliseconds read_ride_append{10};
+  std::chrono::milliseconds read_ride_append_window{10};
   std::string replica_id;  // default: hostname
   std::chrono::milliseconds request_timeout{10000};
   std::chrono::milliseconds app_timeout{5000};

@@ -232,7 +232,8 @@ const std::vector<Option>& Options() {
                              "a linearizable read behind an append in flight younger than this "
                              "rides the next append instead of a read barrier (0: a barrier "
                              "at once)",
-                             &Config::read_ride_append, d.read_ride_append, /*allow_zero=*/true));
+                             &Config::read_ride_append_window, d.read_ride_append_window,
+                             /*allow_zero=*/true));
     o.push_back(StringOption("replica-id", "this replica's name (default: hostname)",
                              &Config::replica_id, ""));
     o.push_back(MillisOption("request-timeout-ms", "deadline of a client request, append to answer",

@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
   // Validated by ParseConfig.
   replica_options.read_routes = ReadRoutes::Parse(config.read_routes).value();
   replica_options.max_pending_reads = config.max_pending_reads;
-  replica_options.read_ride_append_window = config.read_ride_append;
+  replica_options.read_ride_append_window = config.read_ride_append_window;
   if (!replica_options.read_routes.empty()) {
     LogLine(spdlog::level::info,
             "read routes are served without a log entry (the app must leave its state and last "

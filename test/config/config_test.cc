@@ -97,10 +97,10 @@ TEST(ConfigTest, DrainDelayDefaultsToFiveSecondsAndMayBeZero) {
 TEST(ConfigTest, ReadRideAppendDefaultsToTenMillisecondsAndMayBeZero) {
   auto d = Parse({});
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->config.read_ride_append, std::chrono::milliseconds(10));
+  EXPECT_EQ(d->config.read_ride_append_window, std::chrono::milliseconds(10));
   auto zero = Parse({"--read-ride-append-ms", "0"});
   ASSERT_TRUE(zero) << zero.error().message;
-  EXPECT_EQ(zero->config.read_ride_append, std::chrono::milliseconds(0));
+  EXPECT_EQ(zero->config.read_ride_append_window, std::chrono::milliseconds(0));
   EXPECT_FALSE(Parse({"--read-ride-append-ms", "ten"}));
 }
 
